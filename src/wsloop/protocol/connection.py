@@ -1,0 +1,730 @@
+"""The WebSocket connection state machine, for either role.
+
+Theory of operation
+-------------------
+A :class:`Connection` is a pure function of the bytes it is given and the
+calls made on it: it owns no socket, no clock and no thread. The I/O layer
+
+1. feeds whatever arrived with :meth:`receive_data` (or :meth:`receive_eof`),
+2. drains :meth:`next_event` until it returns None, acting on each event,
+3. writes :meth:`data_to_send` to the peer, and
+4. closes the transport once :attr:`close_transport` is True.
+
+Parsing is lazy (as in h11): ``receive_data`` only buffers, and every call to
+``next_event`` parses just far enough to produce one event. That ordering is
+observable: when a valid message is followed by a bad frame, the application
+sees (and can answer) the message before the connection fails.
+
+Data frames are consumed as their payload arrives rather than once complete:
+each chunk is unmasked, inflated and UTF-8 checked immediately, so an invalid
+byte fails the connection the moment it arrives (RFC 6455 8.1 "fail fast"),
+and a large message is not held twice in memory.
+
+States: CONNECTING (opening handshake) -> OPEN -> CLOSING (this end sent a
+close frame) -> CLOSED. A :class:`~.events.Closed` event is produced exactly
+once and nothing follows it. Timers (open, close, keepalive timeouts) belong
+to the I/O layer, which calls :meth:`fail` or closes the transport.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from enum import Enum
+
+from .deflate import Deflate, DeflateOptions
+from .errors import HandshakeError, InvalidStateError, ProtocolError
+from .events import (
+    Closed,
+    Event,
+    HandshakeFailed,
+    Message,
+    Opened,
+    Ping,
+    Pong,
+    RequestReceived,
+)
+from .frames import (
+    CONTROL_OPCODES,
+    KNOWN_OPCODES,
+    apply_mask,
+    encode_close_payload,
+    encode_frame,
+    is_valid_close_code,
+)
+from .handshake import (
+    MAX_HEAD,
+    HeadParser,
+    Headers,
+    Request,
+    Response,
+    WebSocketURL,
+    accept_key,
+    error_response,
+    parse_extensions,
+    parse_request_line,
+    parse_status_line,
+    parse_url,
+    token_list,
+    validate_request,
+)
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ClientConnection", "Connection", "ServerConnection", "State"]
+
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+_TEXT, _BINARY, _CLOSE, _PING, _PONG = 1, 2, 8, 9, 10
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class State(Enum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+def _check_max_size(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_message_size must be an int or None, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"max_message_size must be positive or None for no limit, not {value}")
+    return value
+
+
+class Connection:
+    """State shared by both roles; use :class:`ClientConnection` or
+    :class:`ServerConnection`."""
+
+    is_client: bool = False
+
+    def __init__(
+        self,
+        *,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        deflate: DeflateOptions | None = None,
+    ) -> None:
+        if deflate is not None and not isinstance(deflate, DeflateOptions):
+            raise TypeError("deflate must be a DeflateOptions or None")
+        self.max_message_size = _check_max_size(max_message_size)
+        self.deflate_options = deflate
+        self.state = State.CONNECTING
+        #: True once this end should close the TCP connection.
+        self.close_transport = False
+        #: The negotiated subprotocol and extensions, once open.
+        self.subprotocol: str | None = None
+        self.extensions: list[str] = []
+        #: The Closed event, once there is one.
+        self.closed: Closed | None = None
+        self._codec: Deflate | None = None
+        self._events: deque[Event] = deque()
+        self._out: list[bytes] = []
+        self._in = bytearray()
+        self._pos = 0
+        self._eof = False
+        self._close_sent = False
+        self._frames = False  # whether frames are being parsed
+        self._mask_pool = b""
+        self._mask_i = 0
+        # The frame being read: remaining payload bytes, or -1 between frames.
+        self._f_left = -1
+        self._f_fin = False
+        self._f_mask: bytes | None = None
+        self._f_off = 0
+        # The message being read: opcode, or 0 when none is in progress.
+        self._m_op = 0
+        self._m_deflated = False
+        self._m_size = 0
+        self._m_parts: list[bytes] | list[str] = []
+        self._m_decoder: codecs.IncrementalDecoder | None = None
+
+    # -- input ------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the peer; call :meth:`next_event` next."""
+        if self._eof:
+            raise InvalidStateError("receive_data() after receive_eof()")
+        if self.closed is not None or not data:
+            return
+        if self.state is State.CONNECTING and not self._frames:
+            self._receive_handshake(data)
+        else:
+            self._in += data
+
+    def receive_eof(self) -> None:
+        """The peer closed its end of the TCP connection."""
+        self._eof = True
+        self.close_transport = True
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when more input is needed."""
+        if self._events:
+            return self._events.popleft()
+        if self.closed is not None:
+            return None
+        if self._frames:
+            event = self._parse()
+            if event is not None:
+                return event
+        if self._eof:
+            return self._on_eof()
+        return None
+
+    def events(self) -> Iterator[Event]:
+        """Iterate :meth:`next_event` until it returns None."""
+        while (event := self.next_event()) is not None:
+            yield event
+
+    # -- output -----------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Take the bytes queued for the peer."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    def send_text(self, data: str, *, compress: bool = True) -> None:
+        """Queue a text message."""
+        if not isinstance(data, str):
+            raise TypeError(f"send_text() takes a str, not {type(data).__name__}; use send_binary() for bytes")
+        self._send(_TEXT, data.encode("utf-8"), compress)
+
+    def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> None:
+        """Queue a binary message."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"send_binary() takes bytes-like data, not {type(data).__name__}")
+        self._send(_BINARY, bytes(data), compress)
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Queue a ping; its payload is at most 125 bytes."""
+        self._send_control(_PING, data)
+
+    def send_pong(self, data: bytes = b"") -> None:
+        """Queue an unsolicited pong (pings are answered automatically)."""
+        self._send_control(_PONG, data)
+
+    def close(self, code: int | None = 1000, reason: str = "") -> None:
+        """Start the closing handshake; harmless if already closing or closed."""
+        if code is not None and (not isinstance(code, int) or not is_valid_close_code(code)):
+            raise ValueError(
+                f"close code {code!r} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
+            )
+        payload = encode_close_payload(code, reason)
+        if self.state is State.OPEN:
+            self._out += encode_frame(_CLOSE, payload, mask_key=self._mask_key())
+            self._close_sent = True
+            self.state = State.CLOSING
+        elif self.state is State.CONNECTING and self.closed is None:
+            self._finish(Closed(1006, "closed before the handshake completed", False))
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): send a close frame with
+        ``code`` if none was sent yet, then ask for the transport to close.
+        Used by the I/O layer, e.g. for a keepalive timeout (1011)."""
+        if self.closed is None:
+            self._events.append(self._fail(code, reason))
+
+    # -- internals --------------------------------------------------------
+
+    def _send(self, opcode: int, data: bytes, compress: bool) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
+        rsv1 = False
+        codec = self._codec
+        if codec is not None and compress and codec.can_compress and len(data) >= codec.options.min_size:
+            data = codec.compress(data)
+            rsv1 = True
+        self._out += encode_frame(opcode, data, rsv1=rsv1, mask_key=self._mask_key())
+
+    def _send_control(self, opcode: int, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"ping/pong payload must be bytes or str, not {type(data).__name__}")
+        if len(data) > 125:
+            raise ValueError(f"ping/pong payload is {len(data)} bytes; at most 125 are allowed")
+        if self.state is not State.OPEN:
+            raise InvalidStateError(f"cannot send a ping/pong: the connection is {self.state.value}")
+        self._out += encode_frame(opcode, bytes(data), mask_key=self._mask_key())
+
+    def _mask_key(self) -> bytes | None:
+        if not self.is_client:
+            return None
+        i = self._mask_i
+        if i >= len(self._mask_pool):
+            self._mask_pool = os.urandom(256)
+            i = 0
+        self._mask_i = i + 4
+        return self._mask_pool[i : i + 4]
+
+    def _receive_handshake(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _start_frames(self, rest: bytes) -> None:
+        self._frames = True
+        self._in += rest
+
+    def _finish(self, event: Closed) -> Closed:
+        self.state = State.CLOSED
+        self.closed = event
+        self._in = bytearray()
+        self._pos = 0
+        self._m_parts = []
+        self._m_decoder = None
+        self._frames = False
+        return event
+
+    def _fail(self, code: int, reason: str) -> Closed:
+        if self.state in (State.OPEN, State.CLOSING) and not self._close_sent:
+            data = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+            self._out += encode_frame(_CLOSE, encode_close_payload(code, data), mask_key=self._mask_key())
+            self._close_sent = True
+        self.close_transport = True
+        return self._finish(Closed(code, reason, False, ProtocolError(code, reason)))
+
+    def _on_eof(self) -> Event | None:
+        if self.state is State.CONNECTING:
+            return self._handshake_eof()
+        self.close_transport = True
+        return self._finish(Closed(1006, "connection closed without a close frame", False))
+
+    def _handshake_eof(self) -> Event | None:
+        self._finish(Closed(1006, "connection closed during the opening handshake", False))
+        return HandshakeFailed(HandshakeError(0, "connection closed during the opening handshake"))
+
+    def _parse(self) -> Event | None:
+        """Parse input until one event is ready or more bytes are needed."""
+        buf = self._in
+        while True:
+            pos = self._pos
+            avail = len(buf) - pos
+            if self._f_left < 0:
+                if avail < 2:
+                    break
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                opcode = b0 & 0x0F
+                masked = b1 & 0x80
+                length = b1 & 0x7F
+                if opcode not in KNOWN_OPCODES:
+                    return self._fail(1002, f"unknown opcode {opcode:#x}")
+                if b0 & 0x30:
+                    return self._fail(1002, "RSV2/RSV3 set without a negotiated extension")
+                rsv1 = bool(b0 & 0x40)
+                fin = bool(b0 & 0x80)
+                if bool(masked) == self.is_client:
+                    which = "masked" if masked else "unmasked"
+                    return self._fail(1002, f"{which} frame from the {'server' if masked else 'client'}")
+                if opcode in CONTROL_OPCODES:
+                    if not fin:
+                        return self._fail(1002, "fragmented control frame")
+                    if length > 125:
+                        return self._fail(1002, "control frame payload over 125 bytes")
+                    if rsv1:
+                        return self._fail(1002, "RSV1 set on a control frame")
+                elif rsv1 and (self._codec is None or opcode == 0):
+                    return self._fail(1002, "RSV1 set without permessage-deflate on a first frame")
+                head = 2
+                if length == 126:
+                    if avail < 4:
+                        break
+                    length = (buf[pos + 2] << 8) | buf[pos + 3]
+                    head = 4
+                    if length < 126:
+                        return self._fail(1002, "frame length not minimally encoded")
+                elif length == 127:
+                    if avail < 10:
+                        break
+                    length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                    head = 10
+                    if length < 65536 or length >> 63:
+                        return self._fail(1002, "frame length not minimally encoded")
+                if masked:
+                    head += 4
+                if avail < head:
+                    break
+                key = bytes(buf[pos + head - 4 : pos + head]) if masked else None
+                if opcode >= 8:
+                    if avail < head + length:
+                        break
+                    payload = bytes(buf[pos + head : pos + head + length])
+                    self._consume(head + length)
+                    if key is not None:
+                        payload = apply_mask(payload, key)
+                    return self._control(opcode, payload)
+                if opcode == 0:
+                    if not self._m_op:
+                        return self._fail(1002, "continuation frame without a message to continue")
+                else:
+                    if self._m_op:
+                        return self._fail(1002, "new message started before the last one finished")
+                    self._m_op = opcode
+                    self._m_deflated = rsv1
+                    self._m_size = 0
+                    self._m_parts = []
+                    self._m_decoder = None
+                limit = self.max_message_size
+                if not self._m_deflated and limit is not None and self._m_size + length > limit:
+                    return self._fail(1009, f"message over the {limit}-byte limit")
+                self._consume(head)
+                self._f_left = length
+                self._f_fin = fin
+                self._f_mask = key
+                self._f_off = 0
+                pos += head
+                avail -= head
+                if length == 0:
+                    event = self._payload(b"")
+                    if event is not None:
+                        return event
+                    continue
+            # Payload of the current data frame, as much as has arrived.
+            take = min(self._f_left, avail)
+            if take == 0:
+                break
+            chunk = bytes(buf[pos : pos + take])
+            self._consume(take)
+            event = self._payload(chunk)
+            if event is not None:
+                return event
+        return None
+
+    def _consume(self, n: int) -> None:
+        pos = self._pos + n
+        if pos >= len(self._in):
+            self._in.clear()
+            pos = 0
+        elif pos > 65536 and pos * 2 > len(self._in):
+            del self._in[:pos]
+            pos = 0
+        self._pos = pos
+
+    def _payload(self, chunk: bytes) -> Event | None:
+        """Take a piece of the current data frame; an event when it ends a
+        message or breaks the protocol."""
+        key = self._f_mask
+        if key is not None and chunk:
+            chunk = apply_mask(chunk, key, self._f_off)
+            self._f_off += len(chunk)
+        self._f_left -= len(chunk)
+        done = self._f_left == 0 and self._f_fin
+        if self._f_left == 0:
+            self._f_left = -1
+        limit = self.max_message_size
+        if self._m_deflated:
+            codec = self._codec
+            assert codec is not None
+            budget = None if limit is None else limit - self._m_size
+            try:
+                data = codec.decompress(chunk, budget) if chunk else b""
+                if done and (budget is None or len(data) <= budget):
+                    data += codec.end_message(None if budget is None else budget - len(data))
+            except ProtocolError as exc:
+                return self._fail(exc.code, exc.reason)
+            self._m_size += len(data)
+            if limit is not None and self._m_size > limit:
+                return self._fail(1009, f"message over the {limit}-byte limit after decompression")
+        else:
+            data = chunk
+            self._m_size += len(data)
+        parts: list[bytes] | list[str] = self._m_parts
+        if self._m_op == _TEXT:
+            decoder = self._m_decoder
+            if done and decoder is None and not parts:
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    return self._fail(1007, "invalid UTF-8 in a text message")
+                self._m_op = 0
+                return Message(text)
+            if decoder is None:
+                decoder = self._m_decoder = _utf8_decoder()
+            try:
+                piece = decoder.decode(data, done)
+            except UnicodeDecodeError:
+                return self._fail(1007, "invalid UTF-8 in a text message")
+            if piece:
+                parts.append(piece)  # type: ignore[arg-type]
+            if done:
+                self._m_op = 0
+                self._m_decoder = None
+                self._m_parts = []
+                return Message("".join(parts))  # type: ignore[arg-type]
+            return None
+        if done and not parts:
+            self._m_op = 0
+            return Message(data)
+        if data:
+            parts.append(data)  # type: ignore[arg-type]
+        if done:
+            self._m_op = 0
+            self._m_parts = []
+            return Message(b"".join(parts))  # type: ignore[arg-type]
+        return None
+
+    def _control(self, opcode: int, payload: bytes) -> Event:
+        if opcode == _PING:
+            if self.state is State.OPEN:
+                self._out += encode_frame(_PONG, payload, mask_key=self._mask_key())
+            return Ping(payload)
+        if opcode == _PONG:
+            return Pong(payload)
+        # Close frame (RFC 6455 5.5.1, 7.1.5).
+        if len(payload) == 1:
+            return self._fail(1002, "close frame with a 1-byte payload")
+        code = 1005
+        reason = ""
+        if payload:
+            code = int.from_bytes(payload[:2], "big")
+            if not is_valid_close_code(code):
+                return self._fail(1002, f"invalid close code {code}")
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                return self._fail(1007, "invalid UTF-8 in the close reason")
+        if not self._close_sent:
+            echo = payload[:2] if payload else b""
+            self._out += encode_frame(_CLOSE, echo, mask_key=self._mask_key())
+            self._close_sent = True
+        if not self.is_client:
+            # The server closes the TCP connection first (RFC 6455 7.1.1).
+            self.close_transport = True
+        return self._finish(Closed(code, reason, True))
+
+    def _open(self, subprotocol: str | None, codec: Deflate | None, ext: list[str],
+              request: Request | None, response: Response | None) -> None:
+        self.state = State.OPEN
+        self.subprotocol = subprotocol
+        self._codec = codec
+        self.extensions = ext
+        self._events.append(Opened(subprotocol, ext, request, response))
+
+
+class ClientConnection(Connection):
+    """The client side: queues its opening handshake on creation."""
+
+    is_client = True
+
+    def __init__(
+        self,
+        url: str | WebSocketURL,
+        *,
+        origin: str | None = None,
+        subprotocols: Sequence[str] = (),
+        extra_headers: Iterable[tuple[str, str]] | Headers = (),
+        deflate: DeflateOptions | None = DeflateOptions(),  # noqa: B008 - frozen
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(max_message_size=max_message_size, deflate=deflate)
+        self.url = parse_url(url) if isinstance(url, str) else url
+        if isinstance(subprotocols, str):
+            raise TypeError("subprotocols must be a list of str, not one str")
+        self.offered_subprotocols = list(subprotocols)
+        self.key = key or base64.b64encode(os.urandom(16)).decode("ascii")
+        headers = Headers()
+        headers.add("Host", self.url.host_header)
+        headers.add("Upgrade", "websocket")
+        headers.add("Connection", "Upgrade")
+        headers.add("Sec-WebSocket-Key", self.key)
+        headers.add("Sec-WebSocket-Version", "13")
+        if origin is not None:
+            headers.add("Origin", origin)
+        if self.offered_subprotocols:
+            headers.add("Sec-WebSocket-Protocol", ", ".join(self.offered_subprotocols))
+        if deflate is not None:
+            headers.add("Sec-WebSocket-Extensions", deflate.client_offer())
+        if self.url.user_info is not None:
+            cred = ":".join(self.url.user_info).encode("utf-8")
+            headers.add("Authorization", "Basic " + base64.b64encode(cred).decode("ascii"))
+        for name, value in extra_headers:
+            headers.add(name, value)
+        self.request = Request("GET", self.url.resource, "HTTP/1.1", headers)
+        self.response: Response | None = None
+        self._head = HeadParser()
+        self._pending: tuple[int, str, Headers, int] | None = None  # a refusal awaiting its body
+        self._body = bytearray()
+        self._out.append(self.request.serialize())
+
+    def _receive_handshake(self, data: bytes) -> None:
+        if self._pending is not None:
+            self._body += data
+            self._maybe_refused()
+            return
+        try:
+            head = self._head.feed(data)
+            if head is None:
+                return
+            line, headers, rest = head
+            status, reason = parse_status_line(line)
+        except HandshakeError as exc:
+            self._handshake_failed(HandshakeError(0, f"invalid HTTP response: {exc.reason}"))
+            return
+        if status != 101:
+            length = headers.get("Content-Length", "0") or "0"
+            want = min(int(length), MAX_HEAD) if length.isdigit() else 0
+            self._pending = (status, reason, headers, want)
+            self._body += rest
+            self._maybe_refused()
+            return
+        response = Response(status, reason, headers)
+        self.response = response
+        try:
+            subprotocol, codec, ext = self._check_response(headers)
+        except HandshakeError as exc:
+            self._handshake_failed(HandshakeError(101, exc.reason, response=response))
+            return
+        self._open(subprotocol, codec, ext, self.request, response)
+        self._start_frames(rest)
+
+    def _maybe_refused(self, eof: bool = False) -> None:
+        assert self._pending is not None
+        status, reason, headers, want = self._pending
+        if len(self._body) < want and not eof:
+            return
+        response = Response(status, reason, headers, bytes(self._body[:want]))
+        self.response = response
+        text = response.body.decode("utf-8", "replace").strip()
+        message = f"server refused the WebSocket handshake with {status} {reason}"
+        if text:
+            message += f": {text[:200]}"
+        self._handshake_failed(HandshakeError(status, message, response=response))
+
+    def _handshake_failed(self, error: HandshakeError) -> None:
+        self.close_transport = True
+        self._finish(Closed(1006, error.reason, False))
+        self._events.append(HandshakeFailed(error))
+
+    def _handshake_eof(self) -> Event | None:
+        if self._pending is not None:
+            self._maybe_refused(eof=True)
+            return self._events.popleft() if self._events else None
+        return super()._handshake_eof()
+
+    def _check_response(self, headers: Headers) -> tuple[str | None, Deflate | None, list[str]]:
+        if "websocket" not in token_list(headers.get_all("Upgrade")):
+            raise HandshakeError(101, "response lacks Upgrade: websocket")
+        if "upgrade" not in token_list(headers.get_all("Connection")):
+            raise HandshakeError(101, "response lacks Connection: Upgrade")
+        if headers.get_all("Sec-WebSocket-Accept") != [accept_key(self.key)]:
+            raise HandshakeError(101, "wrong Sec-WebSocket-Accept")
+        codec: Deflate | None = None
+        ext: list[str] = []
+        values = headers.get_all("Sec-WebSocket-Extensions")
+        if values:
+            try:
+                answers = parse_extensions(values)
+            except HandshakeError:
+                raise HandshakeError(101, "malformed Sec-WebSocket-Extensions") from None
+            for name, params in answers:
+                if name != "permessage-deflate" or self.deflate_options is None or codec is not None:
+                    raise HandshakeError(101, f"server accepted an extension not offered: {name}")
+                codec = self.deflate_options.client_accept(params)
+            ext = [v.strip() for v in values]
+        protocols = headers.get_all("Sec-WebSocket-Protocol")
+        subprotocol = None
+        if protocols:
+            if len(protocols) != 1 or protocols[0].strip() not in self.offered_subprotocols:
+                raise HandshakeError(101, f"server chose a subprotocol not offered: {protocols!r}")
+            subprotocol = protocols[0].strip()
+        return subprotocol, codec, ext
+
+
+class ServerConnection(Connection):
+    """The server side: parses the client's request, then is accepted or
+    rejected by the application."""
+
+    def __init__(
+        self,
+        *,
+        deflate: DeflateOptions | None = DeflateOptions(),  # noqa: B008 - frozen
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        super().__init__(max_message_size=max_message_size, deflate=deflate)
+        self.request: Request | None = None
+        self._head: HeadParser | None = HeadParser()
+        self._key = ""
+
+    def _receive_handshake(self, data: bytes) -> None:
+        if self._head is None:  # request received, answer pending
+            self._in += data
+            return
+        try:
+            head = self._head.feed(data)
+            if head is None:
+                return
+            self._head = None
+            line, headers, rest = head
+            method, target, version = parse_request_line(line)
+            request = Request(method, target, version, headers)
+            self._key = validate_request(request)
+            parse_extensions(headers.get_all("Sec-WebSocket-Extensions"))
+        except HandshakeError as exc:
+            self._head = None
+            self._refuse(exc)
+            return
+        self.request = request
+        self._in += rest
+        self._events.append(RequestReceived(request, token_list(headers.get_all("Sec-WebSocket-Protocol"))))
+
+    def accept(
+        self,
+        subprotocol: str | None = None,
+        extra_headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Complete the handshake, optionally choosing one of the client's
+        subprotocols."""
+        request = self.request
+        if request is None or self.state is not State.CONNECTING:
+            raise InvalidStateError("accept() needs a received request that was not answered yet")
+        offered = token_list(request.headers.get_all("Sec-WebSocket-Protocol"))
+        if subprotocol is not None and subprotocol.lower() not in offered:
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client ({offered})")
+        headers = Headers()
+        headers.add("Upgrade", "websocket")
+        headers.add("Connection", "Upgrade")
+        headers.add("Sec-WebSocket-Accept", accept_key(self._key))
+        codec = None
+        ext: list[str] = []
+        if self.deflate_options is not None:
+            offers = parse_extensions(request.headers.get_all("Sec-WebSocket-Extensions"))
+            negotiated = self.deflate_options.server_negotiate(offers)
+            if negotiated is not None:
+                value, codec = negotiated
+                headers.add("Sec-WebSocket-Extensions", value)
+                ext = [value]
+        if subprotocol is not None:
+            headers.add("Sec-WebSocket-Protocol", subprotocol)
+        for name, value in extra_headers:
+            headers.add(name, value)
+        response = Response(101, "Switching Protocols", headers)
+        self._out.append(response.serialize())
+        self._open(subprotocol, codec, ext, request, response)
+        self._start_frames(b"")
+
+    def reject(
+        self,
+        status: int = 403,
+        body: str = "",
+        extra_headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Refuse the handshake with an HTTP error response."""
+        if self.state is not State.CONNECTING or self.closed is not None:
+            raise InvalidStateError("reject() is only possible before the handshake completes")
+        if not isinstance(status, int) or not 300 <= status <= 599:
+            raise ValueError(f"reject() takes an HTTP status from 300 to 599, not {status!r}")
+        self._refuse(HandshakeError(status, body or "rejected", headers=Headers(extra_headers)))
+
+    def _refuse(self, error: HandshakeError) -> None:
+        response = error_response(error.status, error.reason, error.headers or ())
+        self._out.append(response.serialize())
+        self.close_transport = True
+        self._finish(Closed(1006, error.reason, False))
+        self._events.append(HandshakeFailed(error))

@@ -1,0 +1,356 @@
+"""The HTTP/1.1 opening handshake of RFC 6455 section 4.
+
+Parsing is bounded: a header line may hold at most ``MAX_LINE`` bytes, a head
+at most ``MAX_HEADERS`` header lines and ``MAX_HEAD`` bytes in all. Past those
+limits the head is refused (431 on a server) before any more memory is spent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+from .errors import HandshakeError
+
+__all__ = [
+    "MAX_HEAD",
+    "MAX_HEADERS",
+    "MAX_LINE",
+    "Headers",
+    "Request",
+    "Response",
+    "WebSocketURL",
+    "accept_key",
+    "parse_url",
+]
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_LINE = 8192
+MAX_HEADERS = 128
+MAX_HEAD = 65536
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_REASONS = {
+    101: "Switching Protocols",
+    200: "OK",
+    301: "Moved Permanently",
+    302: "Found",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    426: "Upgrade Required",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+
+def accept_key(key: str) -> str:
+    """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (RFC 6455 4.2.2)."""
+    digest = hashlib.sha1((key + GUID).encode("ascii")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+class Headers:
+    """HTTP header fields in arrival order, looked up case-insensitively."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = []
+        for name, value in items:
+            self.add(name, value)
+
+    def add(self, name: str, value: str) -> None:
+        if not _TOKEN.match(name.encode("latin-1", "replace")):
+            raise ValueError(f"invalid header name {name!r}")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header {name!r} has a line break in its value")
+        self._items.append((name, value))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        name = name.lower()
+        for k, v in self._items:
+            if k.lower() == name:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [v for k, v in self._items if k.lower() == name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def serialize(self) -> bytes:
+        return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self._items)
+
+
+def token_list(values: Iterable[str]) -> list[str]:
+    """Comma-separated tokens of one or more header values, lower-cased."""
+    return [t.strip().lower() for v in values for t in v.split(",") if t.strip()]
+
+
+@dataclass(frozen=True)
+class Request:
+    """A parsed HTTP request head."""
+
+    method: str
+    target: str
+    version: str
+    headers: Headers
+
+    @property
+    def path(self) -> str:
+        return self.target
+
+    def serialize(self) -> bytes:
+        line = f"{self.method} {self.target} {self.version}\r\n".encode("latin-1")
+        return line + self.headers.serialize() + b"\r\n"
+
+
+@dataclass(frozen=True)
+class Response:
+    """A parsed (client side) or composed (server side) HTTP response."""
+
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+
+    def serialize(self) -> bytes:
+        line = f"HTTP/1.1 {self.status} {self.reason}\r\n".encode("latin-1")
+        return line + self.headers.serialize() + b"\r\n" + self.body
+
+
+def error_response(status: int, message: str, extra: Iterable[tuple[str, str]] = ()) -> Response:
+    """A short plain-text response that says why the handshake was refused."""
+    body = (message + "\n").encode("utf-8")
+    headers = Headers(extra)
+    headers.add("Content-Type", "text/plain; charset=utf-8")
+    headers.add("Content-Length", str(len(body)))
+    headers.add("Connection", "close")
+    return Response(status, _REASONS.get(status, "Error"), headers, body)
+
+
+class HeadParser:
+    """Accumulates bytes until a complete HTTP head, enforcing the limits.
+
+    ``feed`` returns None while the head is incomplete, else ``(start_line,
+    headers, rest)`` where ``rest`` is the bytes that followed the head.
+    Limits violated raise :class:`HandshakeError` with status 431 or 400.
+    """
+
+    __slots__ = ("_buf", "_scanned")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._scanned = 0
+
+    def feed(self, data: bytes) -> tuple[str, Headers, bytes] | None:
+        self._buf += data
+        end = self._buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        if end < 0:
+            self._scanned = len(self._buf)
+            self._check_partial()
+            return None
+        if end + 4 > MAX_HEAD:
+            raise HandshakeError(431, f"HTTP head is larger than {MAX_HEAD} bytes")
+        head = bytes(self._buf[:end])
+        rest = bytes(self._buf[end + 4 :])
+        self._buf = bytearray()
+        lines = head.split(b"\r\n")
+        if len(lines) - 1 > MAX_HEADERS:
+            raise HandshakeError(431, f"more than {MAX_HEADERS} header lines")
+        headers = Headers()
+        for line in lines[1:]:
+            if len(line) > MAX_LINE:
+                raise HandshakeError(431, f"a header line is longer than {MAX_LINE} bytes")
+            if line[:1] in (b" ", b"\t"):
+                raise HandshakeError(400, "obsolete line folding in HTTP headers")
+            name, sep, value = line.partition(b":")
+            if not sep or not _TOKEN.match(name):
+                raise HandshakeError(400, f"malformed header line {line[:60]!r}")
+            if b"\r" in value or b"\n" in value or b"\0" in value:
+                raise HandshakeError(400, "invalid character in a header value")
+            headers._items.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
+        if len(lines[0]) > MAX_LINE:
+            raise HandshakeError(431, f"the start line is longer than {MAX_LINE} bytes")
+        return lines[0].decode("latin-1"), headers, rest
+
+    def _check_partial(self) -> None:
+        buf = self._buf
+        if len(buf) > MAX_HEAD:
+            raise HandshakeError(431, f"HTTP head is larger than {MAX_HEAD} bytes")
+        start = buf.rfind(b"\r\n") + 2
+        if len(buf) - start > MAX_LINE:
+            raise HandshakeError(431, f"a header line is longer than {MAX_LINE} bytes")
+        if buf.count(b"\r\n") > MAX_HEADERS + 1:
+            raise HandshakeError(431, f"more than {MAX_HEADERS} header lines")
+
+
+def parse_request_line(line: str) -> tuple[str, str, str]:
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise HandshakeError(400, f"malformed request line {line[:80]!r}")
+    method, target, version = parts
+    if not version.startswith("HTTP/"):
+        raise HandshakeError(400, f"malformed request line {line[:80]!r}")
+    return method, target, version
+
+
+def parse_status_line(line: str) -> tuple[int, str]:
+    version, _, rest = line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise HandshakeError(0, f"malformed HTTP status line {line[:80]!r}")
+    return int(code), reason
+
+
+def validate_request(request: Request) -> str:
+    """Check a client's opening handshake; returns its ``Sec-WebSocket-Key``.
+
+    Raises :class:`HandshakeError` whose status and headers make the answer.
+    """
+    h = request.headers
+    if request.method != "GET":
+        raise HandshakeError(405, "a WebSocket handshake uses GET", headers=Headers([("Allow", "GET")]))
+    if request.version != "HTTP/1.1":
+        raise HandshakeError(505, "a WebSocket handshake needs HTTP/1.1")
+    if not h.get("Host"):
+        raise HandshakeError(400, "missing Host header")
+    if "websocket" not in token_list(h.get_all("Upgrade")):
+        raise HandshakeError(
+            426,
+            "this is a WebSocket endpoint: send Upgrade: websocket",
+            headers=Headers([("Upgrade", "websocket"), ("Connection", "Upgrade")]),
+        )
+    if "upgrade" not in token_list(h.get_all("Connection")):
+        raise HandshakeError(400, "Connection header must include Upgrade")
+    versions = h.get_all("Sec-WebSocket-Version")
+    if versions != ["13"]:
+        raise HandshakeError(
+            426,
+            "unsupported Sec-WebSocket-Version; this server speaks 13",
+            headers=Headers([("Sec-WebSocket-Version", "13")]),
+        )
+    keys = h.get_all("Sec-WebSocket-Key")
+    if len(keys) != 1:
+        raise HandshakeError(400, "need exactly one Sec-WebSocket-Key header")
+    try:
+        raw = base64.b64decode(keys[0].encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raw = b""
+    if len(raw) != 16:
+        raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
+    return keys[0]
+
+
+# Extension header grammar (RFC 6455 9.1, RFC 7230 3.2.6).
+ExtensionOffer = tuple[str, list[tuple[str, "str | None"]]]
+_EXT_ITEM = re.compile(
+    r"""\s*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*(?:=\s*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)|"((?:[^"\\]|\\.)*)"))?\s*"""
+)
+
+
+def parse_extensions(values: Iterable[str]) -> list[ExtensionOffer]:
+    """Parse ``Sec-WebSocket-Extensions`` values into (name, [(param, value)])."""
+    result: list[ExtensionOffer] = []
+    for value in values:
+        pos = 0
+        n = len(value)
+        while pos < n:
+            m = _EXT_ITEM.match(value, pos)
+            if not m or m.group(2) is not None or m.group(3) is not None:
+                raise HandshakeError(400, f"malformed Sec-WebSocket-Extensions {value!r}")
+            name = m.group(1).lower()
+            params: list[tuple[str, str | None]] = []
+            pos = m.end()
+            while pos < n and value[pos] == ";":
+                m = _EXT_ITEM.match(value, pos + 1)
+                if not m:
+                    raise HandshakeError(400, f"malformed Sec-WebSocket-Extensions {value!r}")
+                pv = m.group(2)
+                if m.group(3) is not None:
+                    pv = re.sub(r"\\(.)", r"\1", m.group(3))
+                params.append((m.group(1).lower(), pv))
+                pos = m.end()
+            if pos < n:
+                if value[pos] != ",":
+                    raise HandshakeError(400, f"malformed Sec-WebSocket-Extensions {value!r}")
+                pos += 1
+            result.append((name, params))
+    return result
+
+
+def format_extension(name: str, params: Sequence[tuple[str, str | None]]) -> str:
+    return "; ".join([name] + [k if v is None else f"{k}={v}" for k, v in params])
+
+
+@dataclass(frozen=True)
+class WebSocketURL:
+    """A parsed ``ws://`` or ``wss://`` URL."""
+
+    secure: bool
+    host: str
+    port: int
+    resource: str
+    user_info: tuple[str, str] | None = field(default=None)
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.secure else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def parse_url(url: str) -> WebSocketURL:
+    """Parse a WebSocket URL; raises ValueError that says what is wrong."""
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str such as 'ws://host:port/path', not {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"{url!r} is not a WebSocket URL: it must start with ws:// or wss://")
+    if parts.fragment:
+        raise ValueError(f"{url!r}: a WebSocket URL cannot have a #fragment")
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{url!r} has an invalid port") from exc
+    secure = parts.scheme == "wss"
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    user_info = None
+    if parts.username is not None:
+        user_info = (unquote(parts.username), unquote(parts.password or ""))
+    return WebSocketURL(secure, parts.hostname, port or (443 if secure else 80), resource, user_info)
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(16)).decode("ascii")
