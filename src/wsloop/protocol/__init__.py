@@ -4,7 +4,13 @@ Bytes in, events and bytes out: nothing in this package touches a socket, a
 clock, a thread or an event loop. See :mod:`.connection` for how to drive it.
 """
 
-from .connection import DEFAULT_MAX_MESSAGE_SIZE, ClientConnection, Connection, ServerConnection, State
+from .connection import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    ClientConnection,
+    Connection,
+    ServerConnection,
+    State,
+)
 from .deflate import DeflateOptions
 from .errors import HandshakeError, InvalidStateError, ProtocolError, WebSocketError
 from .events import Closed, Event, HandshakeFailed, Message, Opened, Ping, Pong, RequestReceived

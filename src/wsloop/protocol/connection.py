@@ -57,8 +57,8 @@ from .frames import (
 )
 from .handshake import (
     MAX_HEAD,
-    HeadParser,
     Headers,
+    HeadParser,
     Request,
     Response,
     WebSocketURL,
@@ -72,7 +72,13 @@ from .handshake import (
     validate_request,
 )
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "ClientConnection", "Connection", "ServerConnection", "State"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "ClientConnection",
+    "Connection",
+    "ServerConnection",
+    "State",
+]
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 _TEXT, _BINARY, _CLOSE, _PING, _PONG = 1, 2, 8, 9, 10
@@ -193,7 +199,9 @@ class Connection:
     def send_text(self, data: str, *, compress: bool = True) -> None:
         """Queue a text message."""
         if not isinstance(data, str):
-            raise TypeError(f"send_text() takes a str, not {type(data).__name__}; use send_binary() for bytes")
+            raise TypeError(
+                f"send_text() takes a str, not {type(data).__name__}; use send_binary() for bytes"
+            )
         self._send(_TEXT, data.encode("utf-8"), compress)
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> None:
@@ -222,7 +230,10 @@ class Connection:
             self._close_sent = True
             self.state = State.CLOSING
         elif self.state is State.CONNECTING and self.closed is None:
-            self._finish(Closed(1006, "closed before the handshake completed", False))
+            self.close_transport = True
+            self._events.append(
+                self._finish(Closed(1006, "closed before the handshake completed", False))
+            )
 
     def fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 7.1.7): send a close frame with
@@ -238,7 +249,12 @@ class Connection:
             raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
         rsv1 = False
         codec = self._codec
-        if codec is not None and compress and codec.can_compress and len(data) >= codec.options.min_size:
+        if (
+            codec is not None
+            and compress
+            and codec.can_compress
+            and len(data) >= codec.options.min_size
+        ):
             data = codec.compress(data)
             rsv1 = True
         self._out += encode_frame(opcode, data, rsv1=rsv1, mask_key=self._mask_key())
@@ -251,7 +267,9 @@ class Connection:
         if len(data) > 125:
             raise ValueError(f"ping/pong payload is {len(data)} bytes; at most 125 are allowed")
         if self.state is not State.OPEN:
-            raise InvalidStateError(f"cannot send a ping/pong: the connection is {self.state.value}")
+            raise InvalidStateError(
+                f"cannot send a ping/pong: the connection is {self.state.value}"
+            )
         self._out += encode_frame(opcode, bytes(data), mask_key=self._mask_key())
 
     def _mask_key(self) -> bytes | None:
@@ -284,7 +302,9 @@ class Connection:
     def _fail(self, code: int, reason: str) -> Closed:
         if self.state in (State.OPEN, State.CLOSING) and not self._close_sent:
             data = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
-            self._out += encode_frame(_CLOSE, encode_close_payload(code, data), mask_key=self._mask_key())
+            self._out += encode_frame(
+                _CLOSE, encode_close_payload(code, data), mask_key=self._mask_key()
+            )
             self._close_sent = True
         self.close_transport = True
         return self._finish(Closed(code, reason, False, ProtocolError(code, reason)))
@@ -321,7 +341,9 @@ class Connection:
                 fin = bool(b0 & 0x80)
                 if bool(masked) == self.is_client:
                     which = "masked" if masked else "unmasked"
-                    return self._fail(1002, f"{which} frame from the {'server' if masked else 'client'}")
+                    return self._fail(
+                        1002, f"{which} frame from the {'server' if masked else 'client'}"
+                    )
                 if opcode in CONTROL_OPCODES:
                     if not fin:
                         return self._fail(1002, "fragmented control frame")
@@ -378,8 +400,8 @@ class Connection:
                 self._f_fin = fin
                 self._f_mask = key
                 self._f_off = 0
-                pos += head
-                avail -= head
+                pos = self._pos
+                avail = len(buf) - pos
                 if length == 0:
                     event = self._payload(b"")
                     if event is not None:
@@ -498,8 +520,14 @@ class Connection:
             self.close_transport = True
         return self._finish(Closed(code, reason, True))
 
-    def _open(self, subprotocol: str | None, codec: Deflate | None, ext: list[str],
-              request: Request | None, response: Response | None) -> None:
+    def _open(
+        self,
+        subprotocol: str | None,
+        codec: Deflate | None,
+        ext: list[str],
+        request: Request | None,
+        response: Response | None,
+    ) -> None:
         self.state = State.OPEN
         self.subprotocol = subprotocol
         self._codec = codec
@@ -624,7 +652,11 @@ class ClientConnection(Connection):
             except HandshakeError:
                 raise HandshakeError(101, "malformed Sec-WebSocket-Extensions") from None
             for name, params in answers:
-                if name != "permessage-deflate" or self.deflate_options is None or codec is not None:
+                if (
+                    name != "permessage-deflate"
+                    or self.deflate_options is None
+                    or codec is not None
+                ):
                     raise HandshakeError(101, f"server accepted an extension not offered: {name}")
                 codec = self.deflate_options.client_accept(params)
             ext = [v.strip() for v in values]
@@ -672,7 +704,9 @@ class ServerConnection(Connection):
             return
         self.request = request
         self._in += rest
-        self._events.append(RequestReceived(request, token_list(headers.get_all("Sec-WebSocket-Protocol"))))
+        self._events.append(
+            RequestReceived(request, token_list(headers.get_all("Sec-WebSocket-Protocol")))
+        )
 
     def accept(
         self,
@@ -686,7 +720,9 @@ class ServerConnection(Connection):
             raise InvalidStateError("accept() needs a received request that was not answered yet")
         offered = token_list(request.headers.get_all("Sec-WebSocket-Protocol"))
         if subprotocol is not None and subprotocol.lower() not in offered:
-            raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client ({offered})")
+            raise ValueError(
+                f"subprotocol {subprotocol!r} was not offered by the client ({offered})"
+            )
         headers = Headers()
         headers.add("Upgrade", "websocket")
         headers.add("Connection", "Upgrade")

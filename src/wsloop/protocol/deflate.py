@@ -91,9 +91,9 @@ class DeflateOptions:
             sbits is None or sbits > self.server_max_window_bits
         ):
             raise HandshakeError(101, "server did not honour server_max_window_bits")
-        if cbits is not None and self.client_max_window_bits is not None:
-            if cbits > self.client_max_window_bits:
-                raise HandshakeError(101, "server raised client_max_window_bits")
+        limit = self.client_max_window_bits
+        if cbits is not None and limit is not None and cbits > limit:
+            raise HandshakeError(101, "server raised client_max_window_bits")
         return Deflate(
             self,
             local_no_takeover=cnct or self.client_no_context_takeover,

@@ -239,7 +239,9 @@ def validate_request(request: Request) -> str:
     """
     h = request.headers
     if request.method != "GET":
-        raise HandshakeError(405, "a WebSocket handshake uses GET", headers=Headers([("Allow", "GET")]))
+        raise HandshakeError(
+            405, "a WebSocket handshake uses GET", headers=Headers([("Allow", "GET")])
+        )
     if request.version != "HTTP/1.1":
         raise HandshakeError(505, "a WebSocket handshake needs HTTP/1.1")
     if not h.get("Host"):
@@ -332,7 +334,9 @@ class WebSocketURL:
 def parse_url(url: str) -> WebSocketURL:
     """Parse a WebSocket URL; raises ValueError that says what is wrong."""
     if not isinstance(url, str):
-        raise TypeError(f"url must be a str such as 'ws://host:port/path', not {type(url).__name__}")
+        raise TypeError(
+            f"url must be a str such as 'ws://host:port/path', not {type(url).__name__}"
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"{url!r} is not a WebSocket URL: it must start with ws:// or wss://")
@@ -349,7 +353,9 @@ def parse_url(url: str) -> WebSocketURL:
     user_info = None
     if parts.username is not None:
         user_info = (unquote(parts.username), unquote(parts.password or ""))
-    return WebSocketURL(secure, parts.hostname, port or (443 if secure else 80), resource, user_info)
+    return WebSocketURL(
+        secure, parts.hostname, port or (443 if secure else 80), resource, user_info
+    )
 
 
 def new_key() -> str:

@@ -1,0 +1,144 @@
+"""RFC 6455 section 5: framing, with the RFC's own examples (5.7)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from wshelpers import feed, frame, open_client, open_server, parse_frames
+from wsloop.protocol import Message, Ping, Pong, apply_mask, encode_frame
+from wsloop.protocol.frames import is_valid_close_code
+
+HELLO_MASKED = bytes.fromhex("81 85 37 fa 21 3d 7f 9f 4d 51 58".replace(" ", ""))
+
+
+def naive_mask(data: bytes, key: bytes, offset: int = 0) -> bytes:
+    return bytes(b ^ key[(i + offset) % 4] for i, b in enumerate(data))
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 63, 64, 65, 127, 1000, 65537])
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 7])
+def test_apply_mask_matches_definition(size: int, offset: int) -> None:
+    data = os.urandom(size)
+    key = os.urandom(4)
+    assert apply_mask(data, key, offset) == naive_mask(data, key, offset)
+
+
+def test_rfc_5_7_single_frame_unmasked_text() -> None:
+    client = open_client()
+    assert feed(client, bytes.fromhex("810548656c6c6f")) == [Message("Hello")]
+
+
+def test_rfc_5_7_single_frame_masked_text() -> None:
+    server = open_server()
+    assert feed(server, HELLO_MASKED) == [Message("Hello")]
+
+
+def test_rfc_5_7_fragmented_unmasked_text() -> None:
+    client = open_client()
+    assert feed(client, bytes.fromhex("010348656c")) == []
+    assert feed(client, bytes.fromhex("80026c6f")) == [Message("Hello")]
+
+
+def test_rfc_5_7_ping_and_masked_pong() -> None:
+    client = open_client()
+    assert feed(client, bytes.fromhex("890548656c6c6f")) == [Ping(b"Hello")]
+    # The client answered with a masked pong holding the same payload.
+    assert parse_frames(client.data_to_send()) == [(0xA, True, 0, b"Hello")]
+    server = open_server()
+    assert feed(server, bytes.fromhex("8a8537fa213d7f9f4d5158")) == [Pong(b"Hello")]
+
+
+def test_rfc_5_7_length_encodings() -> None:
+    assert encode_frame(2, b"\0" * 256)[0] == bytes.fromhex("827e0100")
+    assert encode_frame(2, b"\0" * 65536)[0] == bytes.fromhex("827f0000000000010000")
+    client = open_client()
+    assert feed(client, bytes.fromhex("827e0100") + b"\1" * 256) == [Message(b"\1" * 256)]
+    assert feed(client, bytes.fromhex("827f0000000000010000") + b"\2" * 65536) == [
+        Message(b"\2" * 65536)
+    ]
+
+
+def test_encode_masked_frame_round_trips() -> None:
+    key = bytes.fromhex("37fa213d")
+    assert b"".join(encode_frame(1, b"Hello", mask_key=key)) == HELLO_MASKED
+
+
+def test_client_masks_every_frame_with_fresh_keys() -> None:
+    client = open_client()
+    keys = set()
+    for _ in range(20):
+        client.send_text("x")
+        data = client.data_to_send()
+        assert data[1] & 0x80
+        keys.add(data[2:6])
+    assert len(keys) > 15
+
+
+def test_server_never_masks() -> None:
+    server = open_server()
+    server.send_binary(b"abc")
+    assert server.data_to_send() == bytes.fromhex("8203") + b"abc"
+
+
+def test_control_frames_interleaved_in_fragmented_message() -> None:
+    server = open_server()
+    data = (
+        frame(1, b"Hel", fin=False, mask=True)
+        + frame(9, b"p1", mask=True)
+        + frame(0, b"l", fin=False, mask=True)
+        + frame(10, b"p2", mask=True)
+        + frame(0, b"o", mask=True)
+    )
+    assert feed(server, data) == [Ping(b"p1"), Pong(b"p2"), Message("Hello")]
+
+
+def test_empty_messages() -> None:
+    client = open_client()
+    assert feed(client, frame(1) + frame(2)) == [Message(""), Message(b"")]
+    assert feed(client, frame(1, fin=False) + frame(0, fin=False) + frame(0)) == [Message("")]
+
+
+def test_frames_split_byte_by_byte() -> None:
+    server = open_server()
+    data = frame(1, "héllo".encode() * 50, mask=True) + frame(2, b"z" * 70000, mask=True)
+    events = []
+    for i in range(len(data)):
+        events += feed(server, data[i : i + 1])
+    assert events == [Message("héllo" * 50), Message(b"z" * 70000)]
+
+
+@pytest.mark.parametrize(
+    ("code", "valid"),
+    [
+        (0, False),
+        (999, False),
+        (1000, True),
+        (1003, True),
+        (1004, False),
+        (1005, False),
+        (1006, False),
+        (1007, True),
+        (1014, True),
+        (1015, False),
+        (1016, False),
+        (2999, False),
+        (3000, True),
+        (4999, True),
+        (5000, False),
+        (65535, False),
+    ],
+)
+def test_close_code_validity(code: int, valid: bool) -> None:
+    assert is_valid_close_code(code) is valid
+
+
+def test_back_to_back_large_frames_across_buffer_compaction() -> None:
+    # Regression: compacting the input buffer mid-parse lost track of the
+    # position, swallowing the message that followed a 64 KiB one.
+    client = open_client(max_message_size=None)
+    data = b"".join(frame(2, bytes([i]) * (65536 + i)) for i in range(4)) + frame(1, b"end")
+    assert feed(client, data) == [Message(bytes([i]) * (65536 + i)) for i in range(4)] + [
+        Message("end")
+    ]

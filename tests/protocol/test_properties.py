@@ -1,0 +1,112 @@
+"""Property tests: chunking never changes the events; garbage never escapes."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from wshelpers import open_pair
+from wsloop.protocol import (
+    ClientConnection,
+    Closed,
+    DeflateOptions,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    ServerConnection,
+)
+
+messages = st.lists(
+    st.one_of(
+        st.tuples(st.just("text"), st.text(max_size=300)),
+        st.tuples(st.just("binary"), st.binary(max_size=70_000)),
+        st.tuples(st.just("ping"), st.binary(max_size=125)),
+        st.tuples(st.just("pong"), st.binary(max_size=125)),
+    ),
+    max_size=12,
+)
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces = []
+    last = 0
+    for p in [*points, len(data)]:
+        pieces.append(data[last:p])
+        last = p
+    return [p for p in pieces if p]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages, st.lists(st.integers(min_value=0), max_size=30), st.booleans(), st.booleans())
+def test_any_chunking_gives_the_same_events(
+    sent: list[tuple[str, object]], cuts: list[int], compress: bool, from_client: bool
+) -> None:
+    deflate = DeflateOptions() if compress else None
+    client, server = open_pair(client_deflate=deflate, server_deflate=deflate)
+    sender, receiver = (client, server) if from_client else (server, client)
+    expected: list[Event] = []
+    for kind, value in sent:
+        if kind == "text":
+            sender.send_text(value)  # type: ignore[arg-type]
+            expected.append(Message(value))  # type: ignore[arg-type]
+        elif kind == "binary":
+            sender.send_binary(value)  # type: ignore[arg-type]
+            expected.append(Message(value))  # type: ignore[arg-type]
+        elif kind == "ping":
+            sender.send_ping(value)  # type: ignore[arg-type]
+            expected.append(Ping(value))  # type: ignore[arg-type]
+        else:
+            sender.send_pong(value)  # type: ignore[arg-type]
+            expected.append(Pong(value))  # type: ignore[arg-type]
+    sender.close(1000, "end")
+    expected.append(Closed(1000, "end", True))
+    got: list[Event] = []
+    for piece in chunked(sender.data_to_send(), cuts):
+        receiver.receive_data(piece)
+        got.extend(receiver.events())
+    assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=2000), st.booleans(), st.booleans(), st.lists(st.integers(0), max_size=10)
+)
+def test_random_bytes_only_ever_produce_events(
+    data: bytes, as_client: bool, handshake: bool, cuts: list[int]
+) -> None:
+    if handshake:
+        conn: ClientConnection | ServerConnection = (
+            ClientConnection("ws://h/") if as_client else ServerConnection()
+        )
+    else:
+        client, server = open_pair(client_deflate=DeflateOptions(), server_deflate=DeflateOptions())
+        conn = client if as_client else server
+    seen_closed = False
+    for piece in chunked(data, cuts):
+        if conn.closed is not None and seen_closed:
+            break
+        conn.receive_data(piece)
+        for event in conn.events():
+            assert not seen_closed, "nothing may follow Closed"
+            seen_closed = isinstance(event, Closed)
+    conn.receive_eof()
+    list(conn.events())
+    assert conn.closed is not None
+
+
+def test_a_flood_of_garbage_is_bounded_in_memory() -> None:
+    # A peer announcing a 2**62-byte frame and streaming data must hit the
+    # message limit, not make the parser buffer.
+    _, server = open_pair(max_message_size=1 << 20)
+    tracemalloc.start()
+    header = bytes([0x82, 0x80 | 127]) + (1 << 40).to_bytes(8, "big") + b"\0\0\0\0"
+    server.receive_data(header)
+    events = list(server.events())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert isinstance(events[-1], Closed) and events[-1].code == 1009
+    assert peak < 1 << 20
