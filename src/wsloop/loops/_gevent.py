@@ -1,0 +1,117 @@
+"""What the libev and libuv backends share: gevent's loop API.
+
+gevent exposes libev and libuv through one interface (``io``, ``timer``,
+``async_``, ``run_callback``). It is documented as low level and may change
+between minor versions, so this adapter uses as little of it as it can and
+the extras pin a tested range.
+
+Two traps shape it. gevent's default error handler breaks the loop when a
+callback raises; every callback here runs through :meth:`Loop._invoke`,
+which never lets one escape, and loops wsloop creates get an error handler
+that only logs. And gevent's libuv ``break_()`` does not return from
+``run()`` while an io watcher is active, so a loop wsloop owns is driven one
+iteration at a time (``run(once=True)``) until :meth:`stop` sets a flag.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .base import Loop
+
+logger = logging.getLogger("wsloop.loops")
+
+
+class _LogErrors:
+    """gevent error handler for loops wsloop creates: log, never break."""
+
+    def handle_error(self, context: Any, type_: Any, value: Any, tb: Any) -> None:
+        if value is None and type_ is not None:
+            value = type_()
+        logger.error("error in a gevent loop callback (%r)", context, exc_info=value)
+
+
+class GeventLoop(Loop):
+    """Base for the libev and libuv backends; ``native`` is a gevent loop."""
+
+    def __init__(self, native: Any, owned: bool) -> None:
+        super().__init__(owned=owned, native=native)
+        self._stopping = False
+        self._running = False
+        if owned:
+            native.error_handler = _LogErrors()
+
+    def _io_start(self, fd: int, writable: bool, fire: Callable[[], None]) -> Any:
+        watcher = self.native.io(fd, 2 if writable else 1)
+        watcher.start(fire)
+        return watcher
+
+    def _io_stop(self, token: Any) -> None:
+        token.stop()
+        token.close()
+
+    def _soon(self, fire: Callable[[], None]) -> Any:
+        return self.native.run_callback(fire)
+
+    def _later(self, delay: float, fire: Callable[[], None]) -> Any:
+        timer = self.native.timer(delay)
+
+        def once() -> None:
+            timer.close()
+            fire()
+
+        timer.start(once)
+        return timer
+
+    def _unschedule(self, token: Any) -> None:
+        token.stop()
+        close = getattr(token, "close", None)
+        if close is not None:
+            close()
+
+    def _waker_start(self, fire: Callable[[], None]) -> Any:
+        waker = self.native.async_()
+        # A foreign loop must not be kept alive by wsloop's waker; a loop
+        # wsloop runs itself must block on it rather than spin.
+        waker.ref = self.owned
+        waker.start(fire)
+        return waker
+
+    def _waker_send(self, waker: Any) -> None:
+        waker.send()
+
+    def _waker_stop(self, waker: Any) -> None:
+        waker.stop()
+        waker.close()
+
+    def is_running(self) -> bool:
+        return self._running or self.native.depth > 0
+
+    def _run(self) -> None:
+        self._running = True
+        self._stopping = False
+        # Keep the loop blocking on the waker while we drive it.
+        with self._ts_lock:
+            if self._waker is None:
+                self._waker = self._waker_start(self._drain_threadsafe)
+        self._waker.ref = True
+        try:
+            while not self._stopping:
+                self.native.run(once=True)
+        finally:
+            self._running = False
+            self._stopping = False
+            if self._waker is not None:
+                self._waker.ref = self.owned
+
+    def _stop(self) -> None:
+        self._stopping = True
+        waker = self._waker
+        if waker is not None:
+            waker.send()
+
+    def _release(self) -> None:
+        if self.owned:
+            self.native.destroy()

@@ -1,0 +1,139 @@
+"""The GLib main loop through PyGObject (GTK and GNOME applications).
+
+GLib removes a source whose callback returns a false value (None included),
+so fd watches always return True and one-shot timers False. Timers have
+whole-millisecond resolution (rounded up, so they never fire early). Work
+queued with :meth:`call_soon` and wake-ups from other threads run at
+``PRIORITY_DEFAULT``, not behind ``idle_add``'s idle priority.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .base import Loop
+
+try:
+    from gi.repository import GLib
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("the GLib backend needs PyGObject: pip install 'wsloop[glib]'") from exc
+
+__all__ = ["GLibLoop"]
+
+_IN = GLib.IOCondition.IN | GLib.IOCondition.HUP | GLib.IOCondition.ERR
+_OUT = GLib.IOCondition.OUT | GLib.IOCondition.HUP | GLib.IOCondition.ERR
+
+
+class GLibLoop(Loop):
+    """Adapts a ``GLib.MainContext`` or ``GLib.MainLoop``.
+
+    With None, wsloop makes a private context and main loop. Pass
+    ``GLib.MainContext.default()`` to run inside a GTK application.
+    """
+
+    name = "glib"
+
+    def __init__(self, loop: Any = None) -> None:
+        super().__init__(owned=loop is None, native=loop)
+        if loop is None:
+            self.context = GLib.MainContext.new()
+            self.mainloop = GLib.MainLoop.new(self.context, False)
+        elif isinstance(loop, GLib.MainLoop):
+            self.mainloop = loop
+            self.context = loop.get_context()
+        elif isinstance(loop, GLib.MainContext):
+            self.context = loop
+            self.mainloop = GLib.MainLoop.new(loop, False)
+        else:
+            raise TypeError(f"expected a GLib.MainContext or GLib.MainLoop, not {loop!r}")
+        self._ready: deque[list[Any]] = deque()
+        self._ready_source: Any = None
+
+    def _attach(self, source: Any, callback: Callable[..., bool]) -> Any:
+        source.set_callback(callback)
+        source.attach(self.context)
+        return source
+
+    def _io_start(self, fd: int, writable: bool, fire: Callable[[], None]) -> Any:
+        def dispatch(*_: object) -> bool:
+            fire()
+            return True
+
+        return self._attach(GLib.unix_fd_source_new(fd, _OUT if writable else _IN), dispatch)
+
+    def _io_stop(self, token: Any) -> None:
+        token.destroy()
+
+    def _soon(self, fire: Callable[[], None]) -> Any:
+        entry = [fire]
+        self._ready.append(entry)
+        if self._ready_source is None:
+            source = GLib.idle_source_new()
+            source.set_priority(GLib.PRIORITY_DEFAULT)
+            self._ready_source = self._attach(source, self._run_ready)
+        return entry
+
+    def _run_ready(self, *_: object) -> bool:
+        ready = self._ready
+        for _i in range(len(ready)):
+            fire = ready.popleft()[0]
+            if fire is not None:
+                fire()
+        if ready:
+            return True
+        self._ready_source = None
+        return False
+
+    def _later(self, delay: float, fire: Callable[[], None]) -> Any:
+        def once(*_: object) -> bool:
+            fire()
+            return False
+
+        return self._attach(GLib.timeout_source_new(math.ceil(delay * 1000)), once)
+
+    def _unschedule(self, token: Any) -> None:
+        if isinstance(token, list):
+            token[0] = None
+        else:
+            token.destroy()
+
+    def _waker_start(self, fire: Callable[[], None]) -> Any:
+        return [fire, None]  # the callback, and the idle source in flight
+
+    def _waker_send(self, waker: Any) -> None:
+        # g_source_attach is thread-safe and wakes the context up. The base
+        # class coalesces wake-ups, so at most one source is in flight.
+        source = GLib.idle_source_new()
+        source.set_priority(GLib.PRIORITY_DEFAULT)
+
+        def once(*_: object) -> bool:
+            waker[1] = None
+            waker[0]()
+            return False
+
+        source.set_callback(once)
+        waker[1] = source
+        source.attach(self.context)
+
+    def _waker_stop(self, waker: Any) -> None:
+        source = waker[1]
+        if source is not None and not source.is_destroyed():
+            source.destroy()
+
+    def is_running(self) -> bool:
+        return bool(self.mainloop.is_running())
+
+    def _run(self) -> None:
+        self.mainloop.run()
+
+    def _stop(self) -> None:
+        self.mainloop.quit()
+
+    def _release(self) -> None:
+        if self._ready_source is not None:
+            self._ready_source.destroy()
+            self._ready_source = None
+        self._ready.clear()

@@ -1,0 +1,163 @@
+"""Make every backend, owned or wrapping a native loop the test created."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from wsloop.loops import BACKENDS, Loop, get_loop
+
+ALLOW_MISSING = os.environ.get("WSLOOP_ALLOW_MISSING_BACKENDS") == "1"
+
+
+def native_loop(name: str) -> Any:
+    """A native loop of the backend, as an application would create it."""
+    if name == "builtin":
+        return None
+    if name == "asyncio":
+        import asyncio
+
+        return asyncio.new_event_loop()
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    if name == "libev":
+        from gevent.libev.corecext import loop
+
+        return loop(default=False)
+    if name == "libuv":
+        from gevent.libuv.loop import loop as uvloop_
+
+        return uvloop_(default=False)
+    if name == "glib":
+        from gi.repository import GLib
+
+        return GLib.MainContext.new()
+    raise ValueError(name)
+
+
+def make_loop(name: str, foreign: bool) -> tuple[Loop, Any]:
+    native = native_loop(name) if foreign else None
+    if native is None:
+        return get_loop(name), None
+    return get_loop(native), native
+
+
+def free_native(name: str, native: Any) -> None:
+    if native is None:
+        return
+    if name in ("asyncio", "uvloop"):
+        native.close()
+    elif name in ("libev", "libuv"):
+        native.destroy()
+
+
+def run_loop(loop: Loop, timeout: float = 10.0) -> bool:
+    """Run ``loop`` until something calls ``loop.stop()``; False on timeout.
+
+    The watchdog is a thread, so it works even if the loop's timers do not.
+    """
+    timed_out = threading.Event()
+
+    def expire() -> None:
+        timed_out.set()
+        loop.call_soon_threadsafe(loop.stop)
+
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.start()
+    try:
+        loop.run()
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+    return not timed_out.is_set()
+
+
+def backend_params() -> list[str]:
+    return list(BACKENDS)
+
+
+def require(name: str) -> None:
+    """Import the backend or fail (skip only if explicitly allowed)."""
+    import pytest
+
+    try:
+        get_loop(name).close()
+    except ImportError as exc:
+        if ALLOW_MISSING:
+            pytest.skip(str(exc))
+        raise
+
+
+def later(loop: Loop, fn: Callable[[], None]) -> None:
+    loop.call_soon(fn)
+
+
+def native_run(name: str, native: Any, done: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Run a native loop the way an application would, without wsloop's
+    ``run()``, until ``done()`` or ``timeout``; True if done."""
+    import time
+
+    deadline = time.monotonic() + timeout
+
+    def finished() -> bool:
+        return done() or time.monotonic() > deadline
+
+    if name in ("asyncio", "uvloop"):
+        import asyncio
+
+        async def main() -> None:
+            while not finished():
+                await asyncio.sleep(0.005)
+
+        native.run_until_complete(main())
+    elif name == "libev":
+        timer = native.timer(0.005, 0.005)
+        timer.start(lambda: native.break_() if finished() else None)
+        try:
+            native.run()
+        finally:
+            timer.stop()
+            timer.close()
+    elif name == "libuv":
+        # gevent's libuv break_() does not return while io watchers are
+        # active, so an application drives it one iteration at a time.
+        timer = native.timer(0.005, 0.005)
+        timer.start(lambda: None)
+        try:
+            while not finished():
+                native.run(once=True)
+        finally:
+            timer.stop()
+            timer.close()
+    elif name == "glib":
+        from gi.repository import GLib
+
+        mainloop = GLib.MainLoop.new(native, False)
+        source = GLib.timeout_source_new(5)
+
+        def check(*_: object) -> bool:
+            if finished():
+                mainloop.quit()
+                return False
+            return True
+
+        source.set_callback(check)
+        source.attach(native)
+        mainloop.run()
+        source.destroy()
+    else:
+        raise ValueError(name)
+    return done()
+
+
+def native_count(name: str, native: Any) -> int | None:
+    """How many watchers/sources the native loop has active, where it says."""
+    if name == "asyncio":
+        return len(native._selector.get_map()) + len(native._scheduled) + len(native._ready)
+    if name in ("libev", "libuv"):
+        return int(native.activecnt)
+    return None

@@ -1,0 +1,310 @@
+"""The contract every event-loop backend keeps, checked on each of them,
+both on a loop wsloop creates and on a native loop the application made."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from loopkit import backend_params, free_native, make_loop, require, run_loop
+from wsloop.loops import Loop
+
+
+@pytest.fixture(params=backend_params())
+def backend(request: pytest.FixtureRequest) -> str:
+    require(request.param)
+    return str(request.param)
+
+
+@pytest.fixture(
+    params=[
+        (b, m)
+        for b in backend_params()
+        for m in ("owned", "foreign")
+        if (b, m) != ("builtin", "foreign")
+    ],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def loop(request: pytest.FixtureRequest) -> Iterator[Loop]:
+    backend, mode = request.param
+    require(backend)
+    adapter, native = make_loop(backend, mode == "foreign")
+    yield adapter
+    adapter.close()
+    free_native(backend, native)
+
+
+@pytest.fixture
+def sockpair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_registrations_before_run_fire_once_it_runs(loop: Loop, sockpair: Any) -> None:
+    a, b = sockpair
+    b.send(b"x")
+    fired: set[str] = set()
+
+    def mark(what: str) -> None:
+        fired.add(what)
+        if what == "reader":
+            loop.remove_reader(a)
+        if fired == {"soon", "later", "reader", "threadsafe"}:
+            loop.stop()
+
+    loop.call_soon(mark, "soon")
+    loop.call_later(0.01, mark, "later")
+    loop.add_reader(a, mark, "reader")
+    threading.Thread(target=loop.call_soon_threadsafe, args=(mark, "threadsafe")).start()
+    assert not fired
+    assert run_loop(loop), f"only {fired} fired"
+
+
+def test_call_soon_is_fifo(loop: Loop) -> None:
+    seen: list[int] = []
+
+    def add(i: int) -> None:
+        seen.append(i)
+        if i == 99:
+            loop.stop()
+
+    for i in range(100):
+        loop.call_soon(add, i)
+    assert run_loop(loop)
+    assert seen == list(range(100))
+
+
+def test_timers_fire_in_deadline_order_and_cancelled_never(loop: Loop) -> None:
+    seen: list[float] = []
+    delays = [0.05, 0.01, 0.03, 0.02, 0.04, 0.002]
+    for d in delays:
+        loop.call_later(d, seen.append, d)
+    loop.call_later(0.025, seen.append, -1.0).cancel()
+    loop.call_soon(seen.append, -2.0).cancel()
+    start = loop.time()
+    loop.call_later(0.08, loop.stop)
+    assert run_loop(loop)
+    assert seen == sorted(delays)
+    assert loop.time() - start >= 0.079
+
+
+def test_timer_cancelled_by_an_earlier_callback(loop: Loop) -> None:
+    seen: list[str] = []
+    victim = loop.call_later(0.02, seen.append, "victim")
+    loop.call_later(0.01, victim.cancel)
+    loop.call_later(0.04, loop.stop)
+    assert run_loop(loop)
+    assert seen == []
+
+
+def test_fd_watching_is_level_triggered(loop: Loop, sockpair: Any) -> None:
+    a, b = sockpair
+    b.send(b"0123456789")
+    got: list[bytes] = []
+
+    def read_one() -> None:
+        got.append(a.recv(1))  # leave the rest: must be called again
+        if len(got) == 10:
+            loop.remove_reader(a)
+            loop.stop()
+
+    loop.add_reader(a, read_one)
+    assert run_loop(loop)
+    assert b"".join(got) == b"0123456789"
+
+
+def test_writer_fires_and_can_remove_itself(loop: Loop, sockpair: Any) -> None:
+    a, _ = sockpair
+    calls = []
+
+    def writable() -> None:
+        calls.append(1)
+        loop.remove_writer(a)
+        loop.call_later(0.03, loop.stop)
+
+    loop.add_writer(a, writable)
+    assert run_loop(loop)
+    assert calls == [1]
+
+
+def test_callback_removes_its_own_and_another_watcher(loop: Loop) -> None:
+    pairs = [socket.socketpair() for _ in range(2)]
+    try:
+        for r, w in pairs:
+            r.setblocking(False)
+            w.send(b"data")
+        calls: list[int] = []
+
+        def on_read(i: int) -> None:
+            calls.append(i)
+            loop.remove_reader(pairs[0][0])
+            loop.remove_reader(pairs[1][0])
+            loop.call_later(0.03, loop.stop)
+
+        loop.add_reader(pairs[0][0], on_read, 0)
+        loop.add_reader(pairs[1][0], on_read, 1)
+        assert run_loop(loop)
+        assert len(calls) == 1, calls
+    finally:
+        for r, w in pairs:
+            r.close()
+            w.close()
+
+
+def test_replacing_a_reader(loop: Loop, sockpair: Any) -> None:
+    a, b = sockpair
+    b.send(b"x")
+    seen = []
+    loop.add_reader(a, seen.append, "old")
+    loop.add_reader(a, lambda: (seen.append("new"), loop.remove_reader(a), loop.stop()))
+    assert run_loop(loop)
+    assert seen == ["new"]
+
+
+def test_threadsafe_from_many_threads_none_lost(loop: Loop) -> None:
+    threads_n, calls_n = 8, 1000
+    total = threads_n * calls_n
+    seen_threads: set[int] = set()
+    count = [0]
+
+    def hit() -> None:
+        seen_threads.add(threading.get_ident())
+        count[0] += 1
+        if count[0] == total:
+            loop.stop()
+
+    barrier = threading.Barrier(threads_n)
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(calls_n):
+            loop.call_soon_threadsafe(hit)
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
+
+    def start() -> None:
+        for t in threads:
+            t.start()
+
+    loop.call_soon(start)
+    ok = run_loop(loop, timeout=30)
+    for t in threads:
+        t.join()
+    assert ok, f"{count[0]} of {total} arrived"
+    assert count[0] == total
+    assert seen_threads == {threading.get_ident()}
+
+
+def test_loop_reports_its_thread(loop: Loop) -> None:
+    assert loop.thread_id is None or not loop.in_loop_thread()
+    result: dict[str, Any] = {}
+
+    def probe() -> None:
+        result["running"] = loop.is_running()
+        result["in_thread"] = loop.in_loop_thread()
+        loop.stop()
+
+    def runner() -> None:
+        result["ident"] = threading.get_ident()
+        loop.call_soon(probe)
+        result["ok"] = run_loop(loop)
+
+    t = threading.Thread(target=runner)
+    t.start()
+    t.join()
+    assert result["ok"] and result["running"] and result["in_thread"]
+    assert loop.thread_id == result["ident"]
+    assert not loop.in_loop_thread()
+    assert not loop.is_running()
+
+
+def test_exception_in_callback_is_logged_and_hooked_not_propagated(
+    loop: Loop, caplog: pytest.LogCaptureFixture, sockpair: Any
+) -> None:
+    a, b = sockpair
+    hooked: list[BaseException] = []
+    loop.exception_handler = lambda _loop, exc, _cb: hooked.append(exc)
+    after: list[str] = []
+
+    def boom() -> None:
+        raise ValueError("boom in soon")
+
+    def boom_timer() -> None:
+        raise KeyError("boom in timer")
+
+    def boom_reader() -> None:
+        loop.remove_reader(a)
+        raise RuntimeError("boom in reader")
+
+    b.send(b"x")
+    loop.call_soon(boom)
+    loop.call_later(0.005, boom_timer)
+    loop.add_reader(a, boom_reader)
+    loop.call_soon_threadsafe(boom)
+    loop.call_later(0.05, lambda: (after.append("still running"), loop.stop()))
+    with caplog.at_level(logging.ERROR, logger="wsloop.loops"):
+        assert run_loop(loop)
+    assert after == ["still running"]
+    assert sorted(type(e).__name__ for e in hooked) == [
+        "KeyError",
+        "RuntimeError",
+        "ValueError",
+        "ValueError",
+    ]
+    assert sum("boom" in str(r.exc_info[1]) for r in caplog.records if r.exc_info) == 4
+
+
+def test_argument_errors_are_clear(loop: Loop) -> None:
+    with pytest.raises(TypeError, match="seconds"):
+        loop.call_later("1", print)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fileno"):
+        loop.add_reader(object(), print)
+    with pytest.raises(ValueError, match="descriptor"):
+        loop.add_reader(-1, print)
+
+
+def test_closed_adapter_refuses_work(loop: Loop) -> None:
+    loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.call_soon(print)
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.call_soon_threadsafe(print)
+    loop.close()  # twice is harmless
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_owned_loop_frees_every_fd(backend: str) -> None:
+    # One warm-up cycle first: some native libraries (uvloop) keep a couple
+    # of process-wide fds open after their first loop has run.
+    before = 0
+    for i in range(4):
+        if i == 1:
+            gc.collect()
+            before = open_fds()
+        loop, _native = make_loop(backend, foreign=False)
+        a, b = socket.socketpair()
+        loop.add_reader(a, print)
+        loop.call_later(10, print)
+        loop.call_soon_threadsafe(print)
+        loop.call_soon(loop.stop)
+        assert run_loop(loop)
+        loop.close()
+        a.close()
+        b.close()
+    gc.collect()
+    assert open_fds() == before

@@ -1,0 +1,111 @@
+"""wsloop on loops the application runs itself, by their own native means."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import pytest
+
+from loopkit import free_native, native_count, native_run, require
+from wsloop.loops import get_loop
+
+FOREIGN = ["asyncio", "uvloop", "libev", "libuv", "glib"]
+
+
+@pytest.fixture(params=FOREIGN)
+def native(request: pytest.FixtureRequest) -> Any:
+    from loopkit import native_loop
+
+    require(request.param)
+    loop = native_loop(request.param)
+    yield request.param, loop
+    free_native(request.param, loop)
+
+
+def test_work_registered_before_the_native_loop_runs(native: Any) -> None:
+    name, nloop = native
+    loop = get_loop(nloop)
+    assert get_loop(nloop) is loop, "one adapter per native loop"
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.send(b"ping")
+    fired: list[str] = []
+    loop.call_soon(fired.append, "soon")
+    loop.call_later(0.01, fired.append, "later")
+    loop.add_reader(a, lambda: (fired.append("reader"), loop.remove_reader(a)))
+    t = threading.Thread(target=loop.call_soon_threadsafe, args=(fired.append, "threadsafe"))
+    t.start()
+    t.join()
+    assert fired == []
+    assert native_run(name, nloop, lambda: len(fired) == 4)
+    assert sorted(fired) == ["later", "reader", "soon", "threadsafe"]
+    loop.close()
+    a.close()
+    b.close()
+
+
+def test_close_leaves_the_native_loop_as_found(native: Any) -> None:
+    name, nloop = native
+    # Let the native loop start its own helpers first; they are its business.
+    native_run(name, nloop, lambda: False, timeout=0.02)
+    before = native_count(name, nloop)
+    loop = get_loop(nloop)
+    a, b = socket.socketpair()
+    b.send(b"x")  # readable: a leaked watcher would fire
+    fired: list[str] = []
+    loop.add_reader(a, fired.append, "reader")
+    loop.add_writer(a, fired.append, "writer")
+    loop.call_later(0.001, fired.append, "timer")
+    loop.call_later(30, fired.append, "far timer")
+    loop.call_soon(fired.append, "soon")
+    loop.call_soon_threadsafe(fired.append, "threadsafe")
+    loop.close()
+    assert loop.stats() == {"readers": 0, "writers": 0, "pending": 0, "threadsafe": 0}
+    # Native loops drop cancelled entries lazily, on their next iteration.
+    native_run(name, nloop, lambda: False, timeout=0.05)
+    assert native_count(name, nloop) == before
+    assert fired == []
+    if name == "glib":
+        assert not nloop.iteration(False), "a wsloop source is still attached"
+    a.close()
+    b.close()
+
+
+def test_an_exception_never_stops_the_native_loop(native: Any) -> None:
+    name, nloop = native
+    loop = get_loop(nloop)
+    seen: list[str] = []
+
+    def boom() -> None:
+        raise RuntimeError("handler bug")
+
+    loop.call_soon(boom)
+    loop.call_later(0.005, boom)
+    loop.call_later(0.03, seen.append, "after")
+    assert native_run(name, nloop, lambda: seen == ["after"], timeout=5)
+    loop.close()
+
+
+def test_native_loop_running_in_another_thread(native: Any) -> None:
+    name, nloop = native
+    loop = get_loop(nloop)
+    done = threading.Event()
+    idents: list[int] = []
+    runner_ident: list[int] = []
+
+    def run() -> None:
+        runner_ident.append(threading.get_ident())
+        native_run(name, nloop, done.is_set, timeout=10)
+
+    loop.call_soon(lambda: None)  # keep the loop busy from the start
+    t = threading.Thread(target=run)
+    t.start()
+    for _ in range(100):
+        loop.call_soon_threadsafe(lambda: idents.append(threading.get_ident()))
+    loop.call_soon_threadsafe(done.set)
+    t.join(15)
+    assert done.is_set()
+    assert len(idents) == 100 and set(idents) == set(runner_ident)
+    loop.close()
