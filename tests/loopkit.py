@@ -161,3 +161,22 @@ def native_count(name: str, native: Any) -> int | None:
     if name in ("libev", "libuv"):
         return int(native.activecnt)
     return None
+
+
+def drive(
+    loop: Loop, native: Any, name: str, done: Callable[[], bool], timeout: float = 10.0
+) -> bool:
+    """Run the loop under test until ``done()``: through wsloop's ``run()``
+    for an owned loop, by native means for an application's loop."""
+    if native is not None:
+        return native_run(name, native, done, timeout)
+
+    def check() -> None:
+        if done():
+            loop.stop()
+        else:
+            loop.call_later(0.005, check)
+
+    loop.call_soon(check)
+    run_loop(loop, timeout)
+    return done()

@@ -1,0 +1,514 @@
+"""Clients: connect on any loop, at any time, from any thread; reconnect.
+
+:func:`connect` returns at once. The attempt itself (DNS, TCP, TLS, proxy,
+handshake, and the open timeout's clock) starts only when the loop runs the
+work handed to it, so a connect made before the loop starts costs nothing
+and cannot time out early; a watchdog thread logs one warning if the loop
+has not run within ``loop_warning`` seconds.
+
+One attempt goes: resolve (in a short-lived thread; IP literals skip it) ->
+TCP connect to each address in turn -> HTTP CONNECT through a proxy ->
+TLS -> WebSocket handshake -> open. Redirects start a fresh attempt at the
+new URL; failures and unexpected closes lead to the reconnect policy.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from .handler import Handler
+from .loops import Handle, Loop
+from .options import ClientOptions
+from .protocol import ClientConnection, HandshakeError, RequestReceived, WebSocketURL, parse_url
+from .protocol.handshake import HeadParser, parse_status_line
+from .transport import Transport
+from .websocket import WebSocket
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("wsloop")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def proxy_for(url: WebSocketURL, proxy: str | bool | None) -> tuple[str, int, str | None] | None:
+    """(host, port, basic credentials) of the HTTP proxy to use, if any."""
+    if proxy is False:
+        return None
+    if proxy is None or proxy is True:
+        env = urllib.request.getproxies_environment()
+        proxy = env.get("https" if url.secure else "http") or env.get("all")
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if not proxy or bypass(url.host) or _is_loopback(url.host):
+            return None
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme not in ("http", "") or not parts.hostname:
+        raise ValueError(f"proxy {proxy!r} is not an http:// proxy URL")
+    cred = None
+    if parts.username is not None:
+        import base64
+
+        raw = f"{parts.username}:{parts.password or ''}".encode()
+        cred = base64.b64encode(raw).decode("ascii")
+    return parts.hostname, parts.port or 8080, cred
+
+
+class _Attempt:
+    """One try at one URL; reports to its client exactly once."""
+
+    def __init__(self, client: Client, url: WebSocketURL, redirects: int) -> None:
+        self.client = client
+        self.loop = client.loop
+        self.url = url
+        self.redirects = redirects
+        self.done = False
+        self.sock: socket.socket | None = None
+        self.transport: Transport | None = None
+        self.ws: WebSocket | None = None
+        self.addresses: list[tuple[Any, ...]] = []
+        self.error: BaseException | None = None
+        self.timer: Handle | None = None
+        self.proxy = proxy_for(url, client.options.proxy)
+        self._tunnel: HeadParser | None = None
+
+    def start(self) -> None:
+        timeout = self.client.options.open_timeout
+        if timeout:
+            self.timer = self.loop.call_later(timeout, self._timed_out, timeout)
+        host, port = (
+            (self.proxy[0], self.proxy[1]) if self.proxy else (self.url.host, self.url.port)
+        )
+        if _is_ip(host):
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self._resolved([(family, socket.SOCK_STREAM, 0, "", (host, port))])
+            return
+        threading.Thread(
+            target=self._resolve, args=(host, port), name="wsloop-dns", daemon=True
+        ).start()
+
+    def _resolve(self, host: str, port: int) -> None:
+        try:
+            result: Any = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            result = OSError(f"cannot resolve {host!r}: {exc}")
+        try:
+            self.loop.call_soon_threadsafe(self._resolved, result)
+        except RuntimeError:
+            pass  # the loop adapter was closed meanwhile
+
+    def _resolved(self, result: Any) -> None:
+        if self.done:
+            return
+        if isinstance(result, BaseException):
+            self.fail(result)
+            return
+        self.addresses = list(result)
+        self._try_next()
+
+    def _try_next(self) -> None:
+        if self.done:
+            return
+        if not self.addresses:
+            where = (
+                f"{self.url.host}:{self.url.port}" if not self.proxy else f"proxy {self.proxy[0]}"
+            )
+            self.fail(self.error or OSError(f"cannot connect to {where}"))
+            return
+        family, type_, proto, _, addr = self.addresses.pop(0)
+        try:
+            sock = socket.socket(family, type_, proto)
+        except OSError as exc:
+            self.error = exc
+            self._try_next()
+            return
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.sock = sock
+        err = sock.connect_ex(addr)
+        if err in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            self.loop.add_writer(sock, self._connected, addr)
+        else:
+            sock.close()
+            self.sock = None
+            name = errno.errorcode.get(err, str(err))
+            self.error = ConnectionRefusedError(
+                err, f"connect to {addr[0]}:{addr[1]} failed: {name}"
+            )
+            self._try_next()
+
+    def _connected(self, addr: Any) -> None:
+        sock = self.sock
+        assert sock is not None
+        self.loop.remove_writer(sock)
+        if self.done:
+            return
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            sock.close()
+            self.sock = None
+            name = errno.errorcode.get(err, str(err))
+            self.error = ConnectionRefusedError(
+                err, f"connect to {addr[0]}:{addr[1]} failed: {name}"
+            )
+            self._try_next()
+            return
+        self.sock = None
+        self.transport = Transport(
+            self.loop, sock, self, high_water=self.client.options.write_limit
+        )
+        if self.proxy:
+            host = f"[{self.url.host}]" if ":" in self.url.host else self.url.host
+            target = f"{host}:{self.url.port}"
+            lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+            if self.proxy[2]:
+                lines.append(f"Proxy-Authorization: Basic {self.proxy[2]}")
+            self._tunnel = HeadParser()
+            self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        else:
+            self._tcp_ready()
+
+    def _tcp_ready(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        if self.url.secure:
+            options = self.client.options
+            context = options.ssl or ssl.create_default_context()
+            transport.start_tls(
+                context,
+                server_side=False,
+                server_hostname=options.server_hostname or self.url.host,
+                done=self._tls_done,
+            )
+        else:
+            self._handshake()
+
+    def _tls_done(self, exc: BaseException | None) -> None:
+        if exc is not None:
+            self.fail(exc)
+        elif not self.done:
+            self._handshake()
+
+    def _handshake(self) -> None:
+        options = self.client.options
+        proto = ClientConnection(
+            self.url,
+            origin=options.origin,
+            subprotocols=options.subprotocols,
+            extra_headers=options.header_items,
+            deflate=options.deflate,
+            max_message_size=options.max_message_size,
+        )
+        self.ws = WebSocket(self.loop, proto, self.client.handler, options, self.client)
+        self.client._attempt_ws(self, self.ws)
+        assert self.transport is not None
+        self.ws.connection_made(self.transport)
+
+    # -- transport protocol while tunnelling through a proxy / during TLS --
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel is None or self.done:
+            return
+        try:
+            head = self._tunnel.feed(data)
+            if head is None:
+                return
+            status, reason = parse_status_line(head[0])
+        except HandshakeError as exc:
+            self.fail(OSError(f"proxy sent an invalid response: {exc.reason}"))
+            return
+        self._tunnel = None
+        if status != 200:
+            self.fail(HandshakeError(status, f"proxy refused CONNECT with {status} {reason}"))
+            return
+        self._tcp_ready()
+
+    def eof_received(self) -> None:
+        self.fail(ConnectionResetError("connection closed before the WebSocket handshake"))
+
+    def write_drained(self) -> None:
+        pass
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.fail(exc or ConnectionResetError("connection closed before the WebSocket handshake"))
+
+    # -- outcome ----------------------------------------------------------
+
+    def _timed_out(self, timeout: float) -> None:
+        self.timer = None
+        where = f"{self.url.host}:{self.url.port}"
+        self.fail(TimeoutError(f"opening handshake with {where} timed out after {timeout}s"))
+
+    def opened(self) -> None:
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.sock is not None:
+            self.loop.remove_writer(self.sock)
+            self.sock.close()
+            self.sock = None
+        if self.transport is not None:
+            self.transport.abort(exc)
+        self.client._attempt_failed(self, exc)
+
+
+class Client:
+    """A client connection, with its reconnect policy; made by :func:`wsloop.connect`.
+
+    ``ws`` is the current :class:`WebSocket` (None between connections).
+    ``state`` is ``idle``, ``connecting``, ``open``, ``waiting``, ``closed``
+    or ``gave_up``. ``done`` is a :class:`threading.Event` set once the
+    client will not connect again.
+    """
+
+    def __init__(self, url: str, handler: Handler, loop: Loop, options: ClientOptions) -> None:
+        self.url = url
+        self._target = parse_url(url)
+        if options.ssl is not None and not self._target.secure:
+            raise ValueError(f"ssl= was given but {url!r} is not a wss:// URL")
+        proxy_for(self._target, options.proxy)  # validate now, not on the loop
+        self.handler = handler
+        self.loop = loop
+        self.options = options
+        self.ws: WebSocket | None = None
+        self.state = "idle"
+        self.attempts = 0
+        self.done = threading.Event()
+        self._failures = 0
+        self._closing = False
+        self._attempt: _Attempt | None = None
+        self._retry: Handle | None = None
+        self._watchdog: threading.Timer | None = None
+        self._requested = time.monotonic()
+
+    # -- API --------------------------------------------------------------
+
+    def start(self) -> Client:
+        """Hand the connect to the loop (done by :func:`wsloop.connect`)."""
+        warn_after = self.options.loop_warning
+        if warn_after is not None and not self.loop.in_loop_thread():
+            self._watchdog = threading.Timer(warn_after, self._loop_did_not_run)
+            self._watchdog.name = "wsloop-loop-watchdog"
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        self._in_loop(self._begin)
+        return self
+
+    def send(self, data: str | bytes, *, compress: bool = True) -> None:
+        """Send on the current connection; raises if there is none open."""
+        ws = self.ws
+        if ws is None:
+            from .protocol import InvalidStateError
+
+            raise InvalidStateError(f"cannot send: the client is {self.state}")
+        ws.send(data, compress=compress)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close for good: no reconnect after this. Safe from any thread."""
+        self._closing = True
+        self._in_loop(self._close, code, reason)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the client is done (closed or gave up); not on the loop's thread."""
+        return self.done.wait(timeout)
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url} {self.state} on {self.loop.name}>"
+
+    # -- on the loop ---------------------------------------------------------
+
+    def _in_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        if self.loop.in_loop_thread():
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _loop_did_not_run(self) -> None:
+        logger.warning(
+            "wsloop: connect(%r) was requested %.1fs ago, but the %s loop it was handed to has "
+            "not run since. wsloop does its work inside that loop: run it (%s).",
+            self.url,
+            time.monotonic() - self._requested,
+            self.loop.name,
+            _how_to_run(self.loop),
+        )
+
+    def _begin(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if not self._closing:
+            self._connect(self._target, self.options.max_redirects)
+
+    def _connect(self, url: WebSocketURL, redirects: int) -> None:
+        self.attempts += 1
+        self._set_state("connecting", url=_format_url(url), attempt=self.attempts)
+        self._attempt = _Attempt(self, url, redirects)
+        self._attempt.start()
+
+    def _set_state(self, state: str, **detail: Any) -> None:
+        self.state = state
+        try:
+            self.handler.on_state(self, state, detail)
+        except Exception:
+            logger.exception("exception in on_state handler of %r", self)
+        if state in ("closed", "gave_up"):
+            self.done.set()
+
+    def _attempt_ws(self, attempt: _Attempt, ws: WebSocket) -> None:
+        self.ws = ws
+
+    def _attempt_failed(self, attempt: _Attempt, exc: BaseException) -> None:
+        if attempt is not self._attempt:
+            return
+        self._attempt = None
+        self.ws = None
+        response = exc.response if isinstance(exc, HandshakeError) else None
+        if (
+            response is not None
+            and response.status in (301, 302, 303, 307, 308)
+            and attempt.redirects > 0
+            and not self._closing
+        ):
+            location = response.headers.get("Location")
+            if location:
+                try:
+                    target = _redirect(attempt.url, location)
+                except ValueError as err:
+                    exc = err
+                else:
+                    logger.info("redirected to %s", location)
+                    self._connect(target, attempt.redirects - 1)
+                    return
+        if not self._closing:
+            try:
+                self.handler.on_error(None, exc)
+            except Exception:
+                logger.exception("exception in on_error handler of %r", self)
+        self._failures += 1
+        self._after_connection()
+
+    def _after_connection(self) -> None:
+        policy = self.options.reconnect_policy
+        if self._closing or policy is None:
+            self._set_state("closed")
+            return
+        if policy.max_attempts is not None and self._failures >= policy.max_attempts:
+            self._set_state("gave_up", attempts=self._failures)
+            return
+        delay = policy.delay(max(1, self._failures), random.random())
+        self._set_state("waiting", delay=delay, attempt=self._failures)
+        self._retry = self.loop.call_later(delay, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        if not self._closing:
+            self._connect(self._target, self.options.max_redirects)
+
+    def _close(self, code: int, reason: str) -> None:
+        self._closing = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        ws = self.ws
+        attempt = self._attempt
+        if ws is not None and ws.state in ("open", "closing"):
+            ws.close(code, reason)
+        elif attempt is not None:
+            attempt.fail(ConnectionAbortedError("closed by the application"))
+        elif self.state not in ("closed", "gave_up"):
+            self._set_state("closed")
+
+    # -- WebSocket owner ----------------------------------------------------
+
+    def _ws_request(self, ws: WebSocket, event: RequestReceived) -> None:  # pragma: no cover
+        raise AssertionError("a client never receives a request")
+
+    def _ws_opened(self, ws: WebSocket) -> None:
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.opened()
+        self._attempt = None
+        self._failures = 0
+        self._set_state("open", url=_format_url(attempt.url if attempt else self._target))
+
+    def _ws_refused(self, ws: WebSocket, error: HandshakeError) -> None:
+        attempt = self._attempt
+        if attempt is not None and attempt.ws is ws:
+            attempt.fail(error)
+
+    def _ws_lost(self, ws: WebSocket) -> None:
+        attempt = self._attempt
+        if attempt is not None and attempt.ws is ws:
+            attempt.fail(ConnectionResetError("connection closed during the opening handshake"))
+            return
+        if self.ws is ws:
+            self.ws = None
+            self._after_connection()
+
+
+def _format_url(url: WebSocketURL) -> str:
+    return f"{'wss' if url.secure else 'ws'}://{url.host_header}{url.resource}"
+
+
+def _redirect(current: WebSocketURL, location: str) -> WebSocketURL:
+    base = _format_url(current)
+    target = urljoin(base.replace("ws", "http", 1), location)
+    scheme, _, rest = target.partition("://")
+    scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
+    url = parse_url(f"{scheme}://{rest}")
+    if current.secure and not url.secure:
+        raise ValueError(f"refusing a redirect from wss:// to insecure {location!r}")
+    return url
+
+
+def _how_to_run(loop: Loop) -> str:
+    hints = {
+        "builtin": "loop.run() or wsloop.run()",
+        "asyncio": "loop.run_forever() or asyncio.run(...)",
+        "uvloop": "loop.run_forever() or uvloop.run(...)",
+        "libev": "loop.run(), or gevent's hub",
+        "libuv": "loop.run(), or gevent's hub",
+        "glib": "GLib.MainLoop.run() or Gtk.main()",
+    }
+    return hints.get(loop.name, "run it")

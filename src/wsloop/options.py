@@ -1,0 +1,219 @@
+"""Options of clients, servers and their connections, with their defaults.
+
+Every option is checked when the client or server is created, so a wrong
+value raises ``TypeError``/``ValueError`` at the call that passed it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions
+
+__all__ = ["ClientOptions", "ConnectionOptions", "Reconnect", "ServerOptions"]
+
+
+def _number(name: str, value: Any, *, allow_none: bool = False, minimum: float = 0.0) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        what = "a number of seconds or None" if allow_none else "a number"
+        raise TypeError(f"{name} must be {what}, not {type(value).__name__}")
+    if value < minimum or value != value:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}")
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """Reconnect with exponential backoff and jitter.
+
+    The n-th wait is ``min(max_delay, initial_delay * factor**(n-1))``, moved
+    by up to ``jitter`` of itself either way, so that a server restart is not
+    met by every client at the same instant. ``max_attempts`` bounds the
+    attempts in a row that fail (None: forever); an attempt that opens
+    resets the count.
+    """
+
+    initial_delay: float = 1.0
+    max_delay: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        _number("initial_delay", self.initial_delay)
+        _number("max_delay", self.max_delay)
+        _number("factor", self.factor, minimum=1.0)
+        _number("jitter", self.jitter)
+        if self.jitter > 1:
+            raise ValueError(f"jitter is a fraction from 0 to 1, not {self.jitter}")
+        if self.max_attempts is not None and (
+            not isinstance(self.max_attempts, int) or self.max_attempts < 1
+        ):
+            raise ValueError(
+                f"max_attempts must be a positive int or None, not {self.max_attempts!r}"
+            )
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """Wait before retry number ``attempt`` (1-based); ``rand`` in [0, 1)."""
+        base = min(self.max_delay, self.initial_delay * self.factor ** (attempt - 1))
+        return max(0.0, base * (1 + self.jitter * (2 * rand - 1)))
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """What clients and servers share.
+
+    ``compression``: True for permessage-deflate with wsloop's defaults, a
+    :class:`~wsloop.protocol.DeflateOptions` to tune it, False/None for off.
+    ``ping_interval``/``ping_timeout``: keepalive; a ping every interval, and
+    the connection fails with 1011 if its pong is not back within the
+    timeout (None disables). ``write_limit``: the send buffer's high
+    watermark; ``on_writable`` fires once it drains below a quarter of it.
+    ``handler_errors``: ``"close"`` closes a connection whose callback
+    raised with 1011; ``"log"`` only logs.
+    """
+
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    compression: bool | DeflateOptions | None = True
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    close_timeout: float = 10.0
+    write_limit: int = 64 * 1024
+    handler_errors: str = "close"
+
+    def __post_init__(self) -> None:
+        if self.max_message_size is not None and (
+            isinstance(self.max_message_size, bool) or not isinstance(self.max_message_size, int)
+        ):
+            raise TypeError("max_message_size must be an int (bytes) or None for no limit")
+        if self.max_message_size is not None and self.max_message_size <= 0:
+            raise ValueError("max_message_size must be positive, or None for no limit")
+        if (
+            not isinstance(self.compression, (bool, DeflateOptions))
+            and self.compression is not None
+        ):
+            raise TypeError("compression must be True, False, None or a DeflateOptions")
+        _number("ping_interval", self.ping_interval, allow_none=True)
+        _number("ping_timeout", self.ping_timeout, allow_none=True)
+        _number("close_timeout", self.close_timeout)
+        if isinstance(self.write_limit, bool) or not isinstance(self.write_limit, int):
+            raise TypeError("write_limit must be an int (bytes)")
+        if self.write_limit < 1:
+            raise ValueError("write_limit must be at least 1 byte")
+        if self.handler_errors not in ("close", "log"):
+            raise ValueError(
+                f"handler_errors must be 'close' or 'log', not {self.handler_errors!r}"
+            )
+
+    @property
+    def deflate(self) -> DeflateOptions | None:
+        if self.compression is True:
+            return DeflateOptions()
+        if isinstance(self.compression, DeflateOptions):
+            return self.compression
+        return None
+
+    @classmethod
+    def build(cls, options: dict[str, Any]) -> Any:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            valid = ", ".join(sorted(names))
+            name = unknown[0]
+            raise TypeError(f"unknown option {name!r} for {cls.__name__}; valid options: {valid}")
+        return cls(**options)
+
+
+@dataclass(frozen=True)
+class ClientOptions(ConnectionOptions):
+    """Options of :func:`wsloop.connect`.
+
+    ``ssl``: an ``SSLContext`` for wss:// (default: verification on, the
+    system's CAs). ``proxy``: ``"http://host:port"``; None reads
+    ``https_proxy``/``http_proxy``/``no_proxy``; False never uses one.
+    ``open_timeout`` covers DNS, TCP, TLS and the handshake of one attempt,
+    counted from when the loop starts the attempt. ``loop_warning``: seconds
+    after which a loop that has not run yet is reported (None: never).
+    """
+
+    subprotocols: Sequence[str] = ()
+    headers: Iterable[tuple[str, str]] | dict[str, str] = ()
+    origin: str | None = None
+    open_timeout: float | None = 10.0
+    reconnect: bool | Reconnect = False
+    max_redirects: int = 3
+    proxy: str | bool | None = None
+    ssl: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    loop_warning: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.subprotocols, str):
+            raise TypeError("subprotocols must be a list of str, e.g. ['chat'], not one str")
+        _number("open_timeout", self.open_timeout, allow_none=True)
+        _number("loop_warning", self.loop_warning, allow_none=True)
+        if not isinstance(self.reconnect, (bool, Reconnect)):
+            raise TypeError("reconnect must be True, False or a wsloop.Reconnect")
+        if self.ssl is not None and not isinstance(self.ssl, ssl.SSLContext):
+            raise TypeError("ssl must be an ssl.SSLContext or None")
+        if self.proxy is True:
+            raise ValueError("proxy must be a URL such as 'http://proxy:3128', None or False")
+
+    @property
+    def reconnect_policy(self) -> Reconnect | None:
+        if self.reconnect is True:
+            return Reconnect()
+        return self.reconnect or None
+
+    @property
+    def header_items(self) -> list[tuple[str, str]]:
+        items = self.headers.items() if isinstance(self.headers, dict) else self.headers
+        return [(str(k), str(v)) for k, v in items]
+
+
+ProcessRequest = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ServerOptions(ConnectionOptions):
+    """Options of :func:`wsloop.serve`.
+
+    ``subprotocols``: those the server speaks, in its order of preference.
+    ``process_request(ws, request)``: called with each valid handshake; return
+    None to accept, ``(status, body)`` to refuse, or call ``ws.accept(...)``
+    / ``ws.reject(...)`` yourself. ``max_connections``: beyond it, clients
+    get 503. ``handshake_timeout``: a client that has not finished its
+    handshake by then is dropped (slow-loris). ``broadcast_policy``: what
+    :meth:`Server.broadcast` does with a client whose buffer is over its
+    write_limit: ``"skip"`` it or ``"close"`` it (1008).
+    """
+
+    subprotocols: Sequence[str] = ()
+    process_request: ProcessRequest | None = None
+    max_connections: int | None = 10_000
+    handshake_timeout: float = 10.0
+    ssl: ssl.SSLContext | None = None
+    backlog: int = 128
+    broadcast_policy: str = "skip"
+    extra_headers: Sequence[tuple[str, str]] = field(default=())
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.subprotocols, str):
+            raise TypeError("subprotocols must be a list of str, e.g. ['chat'], not one str")
+        _number("handshake_timeout", self.handshake_timeout)
+        if self.process_request is not None and not callable(self.process_request):
+            raise TypeError("process_request must be callable")
+        if self.max_connections is not None and (
+            not isinstance(self.max_connections, int) or self.max_connections < 1
+        ):
+            raise ValueError("max_connections must be a positive int or None")
+        if self.ssl is not None and not isinstance(self.ssl, ssl.SSLContext):
+            raise TypeError("ssl must be an ssl.SSLContext or None")
+        if self.broadcast_policy not in ("skip", "close"):
+            raise ValueError("broadcast_policy must be 'skip' or 'close'")

@@ -1,0 +1,307 @@
+"""Servers: listen on any loop, validate handshakes, broadcast, shut down.
+
+The listening socket is bound when :func:`wsloop.serve` is called (so the
+port is known and a busy port fails at once); accepting starts when the
+loop runs. Each accepted socket becomes a :class:`WebSocket` whose
+handshake must finish within ``handshake_timeout``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from .handler import Handler
+from .loops import Handle, Loop
+from .options import ServerOptions
+from .protocol import HandshakeError, InvalidStateError, RequestReceived, ServerConnection, State
+from .protocol.handshake import error_response
+from .transport import Transport
+from .websocket import WebSocket
+
+__all__ = ["Server", "broadcast"]
+
+logger = logging.getLogger("wsloop")
+
+
+def broadcast(
+    connections: Iterable[WebSocket], message: str | bytes, *, policy: str = "skip"
+) -> int:
+    """Send ``message`` to every open connection; returns how many got it.
+
+    Never blocks on a slow client: one whose send buffer is already over
+    its ``write_limit`` is skipped (``policy="skip"``) or closed with 1008
+    (``policy="close"``). Call it on the loop's thread.
+    """
+    if policy not in ("skip", "close"):
+        raise ValueError("policy must be 'skip' or 'close'")
+    sent = 0
+    for ws in list(connections):
+        if ws.state != "open":
+            continue
+        if ws.buffered_amount > ws.options.write_limit:
+            if policy == "close":
+                ws.close(1008, "too slow to keep up")
+            continue
+        try:
+            ws.send(message)
+        except InvalidStateError:
+            continue
+        sent += 1
+    return sent
+
+
+class Server:
+    """A listening WebSocket server; made by :func:`wsloop.serve`.
+
+    ``connections`` holds the open connections. ``closed`` is a
+    :class:`threading.Event` set when shutdown has finished.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        loop: Loop,
+        options: ServerOptions,
+        *,
+        host: str | None = "127.0.0.1",
+        port: int = 0,
+        sock: socket.socket | None = None,
+    ) -> None:
+        self.handler = handler
+        self.loop = loop
+        self.options = options
+        self.connections: set[WebSocket] = set()
+        self.closed = threading.Event()
+        self._pending: dict[WebSocket, Handle] = {}
+        self._shutting_down = False
+        self._shutdown_timer: Handle | None = None
+        if sock is not None:
+            if sock.type != socket.SOCK_STREAM:
+                raise ValueError("sock must be a listening SOCK_STREAM socket")
+            self.sockets = [sock]
+        else:
+            if not isinstance(port, int) or not 0 <= port <= 65535:
+                raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
+            self.sockets = self._bind(host, port)
+        for s in self.sockets:
+            s.setblocking(False)
+        self._in_loop(self._start)
+
+    @staticmethod
+    def _bind(host: str | None, port: int) -> list[socket.socket]:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        sockets: list[socket.socket] = []
+        try:
+            for family, type_, proto, _, addr in infos:
+                if sockets and port == 0:
+                    break  # one socket for an ephemeral port
+                s = socket.socket(family, type_, proto)
+                sockets.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                s.bind(addr)
+                s.listen(128)
+        except OSError:
+            for s in sockets:
+                s.close()
+            raise
+        return sockets
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = self.sockets[0].getsockname()[0]
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "wss" if self.options.ssl else "ws"
+        return f"{scheme}://{host}:{self.port}/"
+
+    def broadcast(self, message: str | bytes) -> int:
+        """Send to every open connection (see :func:`broadcast`)."""
+        return broadcast(self.connections, message, policy=self.options.broadcast_policy)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Graceful shutdown, safe from any thread: stop accepting, close
+        every connection with 1001, abort those still open after
+        ``timeout`` (default ``close_timeout``), then release everything.
+        ``closed`` is set when done."""
+        self._in_loop(self._shutdown, self.options.close_timeout if timeout is None else timeout)
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until shutdown has finished (not on the loop's thread)."""
+        return self.closed.wait(timeout)
+
+    def __repr__(self) -> str:
+        return f"<Server {self.url} {len(self.connections)} connections on {self.loop.name}>"
+
+    # -- on the loop ---------------------------------------------------------
+
+    def _in_loop(self, fn: Any, *args: Any) -> None:
+        if self.loop.in_loop_thread():
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _start(self) -> None:
+        if self._shutting_down:
+            return
+        for s in self.sockets:
+            self.loop.add_reader(s, self._accept, s)
+
+    def _accept(self, lsock: socket.socket) -> None:
+        for _ in range(64):
+            try:
+                sock, _addr = lsock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    logger.error("accept failed, out of resources: %s", exc)
+                    return
+                if exc.errno == errno.EBADF:
+                    return
+                logger.debug("accept failed: %s", exc)
+                continue
+            self._new_connection(sock)
+
+    def _new_connection(self, sock: socket.socket) -> None:
+        options = self.options
+        limit = options.max_connections
+        if limit is not None and len(self.connections) + len(self._pending) >= limit:
+            self._refuse_busy(sock)
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        proto = ServerConnection(deflate=options.deflate, max_message_size=options.max_message_size)
+        ws = WebSocket(self.loop, proto, self.handler, options, self)
+        try:
+            transport = Transport(self.loop, sock, ws, high_water=options.write_limit)
+        except OSError:
+            sock.close()
+            return
+        ws.transport = transport
+        self._pending[ws] = self.loop.call_later(
+            options.handshake_timeout, self._handshake_expired, ws
+        )
+        if options.ssl is not None:
+            transport.start_tls(
+                options.ssl,
+                server_side=True,
+                server_hostname=None,
+                done=lambda exc: self._tls_done(ws, exc),
+            )
+        else:
+            ws.connection_made(transport)
+
+    def _tls_done(self, ws: WebSocket, exc: BaseException | None) -> None:
+        if exc is not None:
+            logger.info("TLS handshake with %s failed: %s", ws.remote_address, exc)
+        elif ws.transport is not None:
+            ws.connection_made(ws.transport)
+
+    def _refuse_busy(self, sock: socket.socket) -> None:
+        response = error_response(503, "too many connections, try again later").serialize()
+        try:
+            sock.setblocking(False)
+            sock.send(response)
+        except OSError:
+            pass
+        sock.close()
+
+    def _handshake_expired(self, ws: WebSocket) -> None:
+        if self._pending.pop(ws, None) is not None and ws.transport is not None:
+            logger.info(
+                "dropping %s: no handshake within %.1fs",
+                ws.remote_address,
+                self.options.handshake_timeout,
+            )
+            ws.transport.abort(TimeoutError("handshake timeout"))
+
+    # -- WebSocket owner ----------------------------------------------------
+
+    def _ws_request(self, ws: WebSocket, event: RequestReceived) -> None:
+        if self._shutting_down:
+            ws.reject(503, "server is shutting down")
+            return
+        subprotocol = next(
+            (p for p in self.options.subprotocols if p.lower() in event.subprotocols), None
+        )
+        hook = self.options.process_request
+        if hook is not None:
+            try:
+                result = hook(ws, event.request)
+            except Exception as exc:
+                logger.exception("exception in process_request")
+                try:
+                    self.handler.on_error(ws, exc)
+                except Exception:
+                    logger.exception("exception in on_error handler")
+                ws.reject(500, "internal server error")
+                return
+            if ws.protocol.state is not State.CONNECTING or ws.protocol.closed is not None:
+                return  # the hook answered itself
+            if result is not None:
+                status, body = result
+                ws.reject(status, body)
+                return
+        ws.accept(subprotocol, self.options.extra_headers)
+
+    def _ws_opened(self, ws: WebSocket) -> None:
+        timer = self._pending.pop(ws, None)
+        if timer is not None:
+            timer.cancel()
+        self.connections.add(ws)
+
+    def _ws_refused(self, ws: WebSocket, error: HandshakeError) -> None:
+        logger.info("refused handshake from %s: %s", ws.remote_address, error)
+
+    def _ws_lost(self, ws: WebSocket) -> None:
+        timer = self._pending.pop(ws, None)
+        if timer is not None:
+            timer.cancel()
+        self.connections.discard(ws)
+        if self._shutting_down and not self.connections and not self._pending:
+            self._finish_shutdown()
+
+    # -- shutdown -------------------------------------------------------------
+
+    def _shutdown(self, timeout: float) -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        for s in self.sockets:
+            self.loop.remove_reader(s)
+            s.close()
+        for ws in list(self._pending):
+            if ws.transport is not None:
+                ws.transport.abort()
+        for ws in list(self.connections):
+            if ws.state == "open":
+                ws.close(1001, "server shutting down")
+        if not self.connections and not self._pending:
+            self._finish_shutdown()
+        else:
+            self._shutdown_timer = self.loop.call_later(timeout, self._abort_remaining)
+
+    def _abort_remaining(self) -> None:
+        self._shutdown_timer = None
+        for ws in list(self.connections) + list(self._pending):
+            if ws.transport is not None:
+                ws.transport.abort()
+
+    def _finish_shutdown(self) -> None:
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+            self._shutdown_timer = None
+        self.closed.set()

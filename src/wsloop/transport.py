@@ -1,0 +1,345 @@
+"""A non-blocking stream socket driven by any :class:`~wsloop.loops.Loop`.
+
+TLS runs through :class:`ssl.SSLObject` and a pair of :class:`ssl.MemoryBIO`
+buffers rather than ``ssl.SSLSocket``: the loop only ever sees the raw
+socket's readiness, so TLS works identically on every backend (an
+``SSLSocket`` can hold decrypted bytes that no fd readiness announces).
+
+Bytes flow one way through here: socket -> (TLS) -> ``protocol.data_received``,
+and ``write`` -> (TLS) -> socket. The transport buffers what the socket does
+not take at once and tells the protocol when that buffer drains below its
+low watermark after having gone over its high watermark.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .loops import Loop
+
+__all__ = ["StreamProtocol", "Transport"]
+
+logger = logging.getLogger("wsloop")
+
+READ_SIZE = 256 * 1024
+SEND_SIZE = 1024 * 1024
+
+
+class StreamProtocol(Protocol):
+    """What a :class:`Transport` calls, always on the loop's thread."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def eof_received(self) -> None: ...
+
+    def write_drained(self) -> None: ...
+
+    def connection_lost(self, exc: BaseException | None) -> None: ...
+
+
+class Transport:
+    """One connected socket. Create it on the loop's thread."""
+
+    def __init__(
+        self,
+        loop: Loop,
+        sock: socket.socket,
+        protocol: StreamProtocol,
+        *,
+        high_water: int = 64 * 1024,
+        low_water: int | None = None,
+    ) -> None:
+        sock.setblocking(False)
+        self.loop = loop
+        self.sock = sock
+        self.protocol = protocol
+        self.high_water = high_water
+        self.low_water = high_water // 4 if low_water is None else low_water
+        self._fd = sock.fileno()
+        self._buf: deque[bytes] = deque()
+        self._buffered = 0
+        self._over_high = False
+        self._reading = False
+        self._paused = False
+        self._writer = False
+        self._closing = False
+        self._closed = False
+        self._eof = False
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in: ssl.MemoryBIO | None = None
+        self._tls_out: ssl.MemoryBIO | None = None
+        self._tls_done: Callable[[BaseException | None], None] | None = None
+        try:
+            self.peername: Any = sock.getpeername()
+        except OSError:
+            self.peername = None
+        try:
+            self.sockname: Any = sock.getsockname()
+        except OSError:
+            self.sockname = None
+        self._start_reading()
+
+    # -- public ---------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Bytes accepted by :meth:`write` and not yet taken by the kernel."""
+        return self._buffered
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closing or self._closed
+
+    @property
+    def tls(self) -> ssl.SSLObject | None:
+        return self._tls
+
+    def set_protocol(self, protocol: StreamProtocol) -> None:
+        self.protocol = protocol
+
+    def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None,
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        """Run a TLS handshake over this socket, then call ``done(None)`` (or
+        ``done(error)``); from then on data is encrypted transparently."""
+        self._tls_in = ssl.MemoryBIO()
+        self._tls_out = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(
+            self._tls_in, self._tls_out, server_side=server_side, server_hostname=server_hostname
+        )
+        self._tls_done = done
+        self._handshake()
+
+    def write(self, data: bytes) -> None:
+        if self._closing or self._closed or not data:
+            return
+        tls = self._tls
+        if tls is not None:
+            assert self._tls_out is not None
+            try:
+                tls.write(data)
+            except ssl.SSLError as exc:
+                self._fatal(exc)
+                return
+            data = self._tls_out.read()
+            if not data:
+                return
+        self._write_raw(data)
+
+    def pause_reading(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._stop_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            if not self._closed and not self._eof:
+                self._start_reading()
+                if self._tls is not None and self._tls.pending():
+                    self.loop.call_soon(self._on_readable)
+
+    def close(self) -> None:
+        """Close once everything written so far has been sent."""
+        if self._closing or self._closed:
+            return
+        self._closing = True
+        self._stop_reading()
+        if self._tls is not None and self._tls_done is None:
+            try:
+                self._tls.unwrap()  # queue close_notify
+            except (ssl.SSLError, ValueError):
+                pass
+            self._flush_tls()
+        if not self._buf:
+            self._finish(None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Close now, dropping whatever is still buffered."""
+        self._finish(exc)
+
+    # -- internals ----------------------------------------------------------
+
+    def _start_reading(self) -> None:
+        if not self._reading and not self._closed:
+            self._reading = True
+            self.loop.add_reader(self._fd, self._on_readable)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self._fd)
+
+    def _write_raw(self, data: bytes) -> None:
+        if not self._buf:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self._buf.append(data)
+        self._buffered += len(data)
+        if not self._writer:
+            self._writer = True
+            self.loop.add_writer(self._fd, self._on_writable)
+        if self._buffered > self.high_water:
+            self._over_high = True
+
+    def _on_writable(self) -> None:
+        buf = self._buf
+        while buf:
+            data = buf[0]
+            chunk = memoryview(data)[:SEND_SIZE]
+            try:
+                sent = self.sock.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            self._buffered -= sent
+            if sent == len(data):
+                buf.popleft()
+            else:
+                buf[0] = data[sent:]
+                break
+        if not buf:
+            self._writer = False
+            self.loop.remove_writer(self._fd)
+            if self._closing:
+                self._finish(None)
+                return
+        if self._over_high and self._buffered <= self.low_water:
+            self._over_high = False
+            self.protocol.write_drained()
+
+    def _on_readable(self) -> None:
+        if self._closed:
+            return
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if data is not None and not data:
+            self._on_eof()
+            return
+        if self._tls is None:
+            if data:
+                self.protocol.data_received(data)
+            return
+        assert self._tls_in is not None
+        if data:
+            self._tls_in.write(data)
+        if self._tls_done is not None:
+            self._handshake()
+            return
+        self._read_tls()
+
+    def _read_tls(self) -> None:
+        tls = self._tls
+        assert tls is not None
+        while not self._paused and not self._closed:
+            try:
+                plain = tls.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self._flush_tls()
+                self._on_eof()
+                return
+            except ssl.SSLError as exc:
+                self._fatal(exc)
+                return
+            if not plain:
+                self._on_eof()
+                return
+            self.protocol.data_received(plain)
+        self._flush_tls()
+
+    def _handshake(self) -> None:
+        tls = self._tls
+        assert tls is not None
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush_tls()
+            return
+        except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+            self._flush_tls()
+            done, self._tls_done = self._tls_done, None
+            self.abort(exc)
+            if done is not None:
+                done(exc)
+            return
+        self._flush_tls()
+        done, self._tls_done = self._tls_done, None
+        if done is not None:
+            done(None)
+        if (
+            not self._closed
+            and self._tls_in is not None
+            and (self._tls_in.pending or tls.pending())
+        ):
+            self._read_tls()
+
+    def _flush_tls(self) -> None:
+        out = self._tls_out
+        if out is not None and out.pending:
+            self._write_raw(out.read())
+
+    def _on_eof(self) -> None:
+        self._eof = True
+        self._stop_reading()
+        if self._tls_done is not None:
+            self._fatal(ConnectionResetError("connection closed during the TLS handshake"))
+            return
+        self.protocol.eof_received()
+
+    def _fatal(self, exc: BaseException) -> None:
+        if isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET):
+            logger.debug("connection reset: %s", exc)
+        self._finish(exc)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing = True
+        self._stop_reading()
+        if self._writer:
+            self._writer = False
+            self.loop.remove_writer(self._fd)
+        self._buf.clear()
+        self._buffered = 0
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self._tls_done is not None:
+            done, self._tls_done = self._tls_done, None
+            done(exc or ConnectionResetError("connection closed during the TLS handshake"))
+        # Deliver the loss from a fresh stack, never from inside a callback
+        # of the protocol that may have caused it.
+        if self.loop.closed:
+            self.protocol.connection_lost(exc)
+        else:
+            self.loop.call_soon(self.protocol.connection_lost, exc)

@@ -1,0 +1,447 @@
+"""One WebSocket connection on a loop: the sans-I/O core, a transport and a
+handler, tied together.
+
+Bytes flow one way: ``Transport`` -> :meth:`WebSocket.data_received` ->
+``protocol.receive_data`` -> events -> handler callbacks; and sends go back
+down: :meth:`WebSocket.send` -> ``protocol.send_*`` -> ``data_to_send`` ->
+``Transport.write``. This class adds what needs a clock or a thread: the
+keepalive and close timers, marshalling calls made from other threads onto
+the loop, and shielding the loop from handler exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .loops import Handle, Loop
+from .options import ConnectionOptions
+from .protocol import (
+    Closed,
+    Connection,
+    HandshakeError,
+    HandshakeFailed,
+    InvalidStateError,
+    Message,
+    Opened,
+    Ping,
+    Pong,
+    RequestReceived,
+    ServerConnection,
+    State,
+)
+from .protocol.frames import is_valid_close_code
+
+if TYPE_CHECKING:
+    from .handler import Handler
+    from .protocol.handshake import Request, Response
+    from .transport import Transport
+
+__all__ = ["WebSocket"]
+
+logger = logging.getLogger("wsloop")
+
+
+class Owner(Protocol):
+    """The client or server a connection reports to (on the loop's thread)."""
+
+    def _ws_request(self, ws: WebSocket, event: RequestReceived) -> None: ...
+
+    def _ws_opened(self, ws: WebSocket) -> None: ...
+
+    def _ws_refused(self, ws: WebSocket, error: HandshakeError) -> None: ...
+
+    def _ws_lost(self, ws: WebSocket) -> None: ...
+
+
+class WebSocket:
+    """An open (or opening) WebSocket connection.
+
+    :meth:`send`, :meth:`ping`, :meth:`close`, :meth:`pause_reading` and
+    :meth:`resume_reading` may be called from any thread; everything else
+    happens on the loop's thread.
+    """
+
+    def __init__(
+        self,
+        loop: Loop,
+        protocol: Connection,
+        handler: Handler,
+        options: ConnectionOptions,
+        owner: Owner,
+    ) -> None:
+        self.loop = loop
+        self.protocol = protocol
+        self.handler = handler
+        self.options = options
+        self.owner = owner
+        self.transport: Transport | None = None
+        #: Round-trip time of the last answered ping, in seconds.
+        self.latency: float | None = None
+        #: Free for the application's use (a user id, a subscription list...).
+        self.data: dict[str, Any] = {}
+        self._opened = False
+        self._lost = False
+        self._processing = False
+        self._paused = False
+        self._pings: dict[bytes, tuple[float, Callable[[float], object] | None]] = {}
+        self._ka_ping: bytes | None = None
+        self._ka_timer: Handle | None = None
+        self._ka_deadline: Handle | None = None
+        self._close_timer: Handle | None = None
+        self._marshalled = 0  # bytes sent from other threads, not yet on the loop
+        self._marshal_lock = threading.Lock()
+
+    # -- what the application sees ------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``connecting``, ``open``, ``closing`` or ``closed``."""
+        if self._lost:
+            return "closed"
+        state = self.protocol.state
+        return "closing" if state is State.CLOSED else state.value
+
+    @property
+    def open(self) -> bool:
+        return self.state == "open"
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.protocol.subprotocol
+
+    @property
+    def extensions(self) -> list[str]:
+        return self.protocol.extensions
+
+    @property
+    def remote_address(self) -> Any:
+        return self.transport.peername if self.transport is not None else None
+
+    @property
+    def local_address(self) -> Any:
+        return self.transport.sockname if self.transport is not None else None
+
+    @property
+    def request(self) -> Request | None:
+        return self.protocol.request  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def response(self) -> Response | None:
+        return getattr(self.protocol, "response", None)
+
+    @property
+    def close_code(self) -> int | None:
+        closed = self.protocol.closed
+        return closed.code if closed is not None else None
+
+    @property
+    def close_reason(self) -> str | None:
+        closed = self.protocol.closed
+        return closed.reason if closed is not None else None
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes sent but not yet handed to the kernel (like the browser's
+        ``bufferedAmount``), counting sends still on their way from other
+        threads."""
+        transport = self.transport
+        return self._marshalled + (transport.buffered if transport is not None else 0)
+
+    def send(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
+        """Send a message: ``str`` as text, bytes-like as binary.
+
+        Never blocks: what the socket cannot take now is buffered; watch
+        :attr:`buffered_amount` and ``on_writable`` to pace large sends.
+        Raises :class:`~wsloop.protocol.InvalidStateError` if not open.
+        """
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
+        if self.loop.in_loop_thread():
+            self._send(data, compress)
+            return
+        if self.state != "open":
+            raise InvalidStateError(f"cannot send: the connection is {self.state}")
+        if not isinstance(data, (str, bytes)):
+            data = bytes(data)  # the caller may reuse its buffer
+        size = len(data)
+        with self._marshal_lock:
+            self._marshalled += size
+        self.loop.call_soon_threadsafe(self._send_marshalled, data, compress, size)
+
+    def ping(
+        self, data: bytes | str | None = None, callback: Callable[[float], object] | None = None
+    ) -> bytes:
+        """Send a ping; ``callback(rtt_seconds)`` runs when its pong arrives.
+        Returns the payload (random unless given)."""
+        payload = (
+            os.urandom(4)
+            if data is None
+            else data.encode()
+            if isinstance(data, str)
+            else bytes(data)
+        )
+        if len(payload) > 125:
+            raise ValueError(f"ping payload is {len(payload)} bytes; at most 125 are allowed")
+        self._call_in_loop(self._ping, payload, callback)
+        return payload
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; ``on_close`` follows. Harmless twice."""
+        if not isinstance(code, int) or not is_valid_close_code(code):
+            raise ValueError(
+                f"close code {code!r} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
+            )
+        if len(reason.encode("utf-8")) > 123:
+            raise ValueError("close reason must be at most 123 bytes in UTF-8")
+        self._call_in_loop(self._close, code, reason)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (the peer will see TCP backpressure).
+        Keepalive timeouts are suspended meanwhile: pongs cannot be read."""
+        self._call_in_loop(self._set_paused, True)
+
+    def resume_reading(self) -> None:
+        self._call_in_loop(self._set_paused, False)
+
+    # -- server side --------------------------------------------------------
+
+    def accept(self, subprotocol: str | None = None, headers: Any = ()) -> None:
+        """Server: accept the handshake (from ``process_request``)."""
+        proto = self.protocol
+        assert isinstance(proto, ServerConnection)
+        items = headers.items() if isinstance(headers, dict) else headers
+        proto.accept(subprotocol, items)
+
+    def reject(self, status: int = 403, body: str = "", headers: Any = ()) -> None:
+        """Server: refuse the handshake with an HTTP status and a body."""
+        proto = self.protocol
+        assert isinstance(proto, ServerConnection)
+        items = headers.items() if isinstance(headers, dict) else headers
+        proto.reject(status, body, items)
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.state} remote={self.remote_address}>"
+
+    # -- transport protocol (loop thread) -------------------------------------
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        transport.set_protocol(self)
+        self._process()
+
+    def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._process()
+
+    def eof_received(self) -> None:
+        self.protocol.receive_eof()
+        self._process()
+
+    def write_drained(self) -> None:
+        if self._opened and not self._lost:
+            self._call_handler("on_writable")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        for handle in (self._ka_timer, self._ka_deadline, self._close_timer):
+            if handle is not None:
+                handle.cancel()
+        self._ka_timer = self._ka_deadline = self._close_timer = None
+        proto = self.protocol
+        if proto.closed is None:
+            proto.receive_eof()
+            for event in proto.events():
+                if isinstance(event, Closed):
+                    break
+        if self._opened:
+            closed = proto.closed
+            assert closed is not None
+            if exc is not None and not closed.clean:
+                self._call_handler("on_error", exc)
+            self._call_handler("on_close", closed.code, closed.reason, closed.clean)
+        self.owner._ws_lost(self)
+
+    # -- internals ----------------------------------------------------------
+
+    def _call_in_loop(self, fn: Callable[..., object], *args: Any) -> None:
+        if self.loop.in_loop_thread():
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _send_marshalled(self, data: str | bytes, compress: bool, size: int) -> None:
+        with self._marshal_lock:
+            self._marshalled -= size
+        try:
+            self._send(data, compress)
+        except InvalidStateError:
+            logger.debug("dropped a message sent from another thread: connection %s", self.state)
+
+    def _send(self, data: str | bytes | bytearray | memoryview, compress: bool) -> None:
+        if isinstance(data, str):
+            self.protocol.send_text(data, compress=compress)
+        else:
+            self.protocol.send_binary(data, compress=compress)
+        if not self._processing:
+            self._flush()
+
+    def _ping(self, payload: bytes, callback: Callable[[float], object] | None) -> None:
+        self.protocol.send_ping(payload)
+        self._pings[payload] = (self.loop.time(), callback)
+        if not self._processing:
+            self._flush()
+
+    def _close(self, code: int, reason: str) -> None:
+        self.protocol.close(code, reason)
+        self._process()
+
+    def _set_paused(self, paused: bool) -> None:
+        self._paused = paused
+        if self.transport is None:
+            return
+        if paused:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def _flush(self) -> None:
+        data = self.protocol.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def _process(self) -> None:
+        """Deliver every event the protocol has, then act on its state."""
+        if self._processing:
+            return
+        self._processing = True
+        proto = self.protocol
+        try:
+            while not self._lost:
+                event = proto.next_event()
+                if event is None:
+                    break
+                if type(event) is Message:
+                    self._call_handler("on_message", event.data)
+                elif isinstance(event, Ping):
+                    self._call_handler("on_ping", event.data)
+                elif isinstance(event, Pong):
+                    self._on_pong(event.data)
+                elif isinstance(event, Closed):
+                    if event.error is not None:
+                        logger.info(
+                            "failing connection from %s: %s", self.remote_address, event.error
+                        )
+                        if self._opened:
+                            self._call_handler("on_error", event.error)
+                elif isinstance(event, Opened):
+                    self._opened = True
+                    self.owner._ws_opened(self)
+                    self._start_keepalive()
+                    self._call_handler("on_open")
+                elif isinstance(event, RequestReceived):
+                    self.owner._ws_request(self, event)
+                elif isinstance(event, HandshakeFailed):
+                    self.owner._ws_refused(self, event.error)
+        finally:
+            self._processing = False
+        self._flush()
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        if proto.close_transport:
+            transport.close()
+            self._arm_close_timer()
+        elif proto.state is State.CLOSING or proto.state is State.CLOSED:
+            # Waiting for the peer's close frame, or (client) for the server
+            # to close TCP: never longer than close_timeout.
+            self._arm_close_timer()
+
+    def _arm_close_timer(self) -> None:
+        if self._close_timer is None and not self._lost and self.transport is not None:
+            self._close_timer = self.loop.call_later(
+                self.options.close_timeout, self._close_expired
+            )
+
+    def _close_expired(self) -> None:
+        self._close_timer = None
+        if self.transport is not None and not self._lost:
+            logger.debug("close timeout: aborting connection to %s", self.remote_address)
+            self.transport.abort()
+
+    def _call_handler(self, name: str, *args: Any) -> None:
+        try:
+            getattr(self.handler, name)(self, *args)
+        except Exception as exc:
+            self._handler_failed(name, exc)
+
+    def _handler_failed(self, name: str, exc: Exception) -> None:
+        logger.error("exception in %s handler of %r", name, self, exc_info=exc)
+        if name != "on_error":
+            try:
+                self.handler.on_error(self, exc)
+            except Exception:
+                logger.exception("exception in on_error handler of %r", self)
+        if self.options.handler_errors == "close" and self.protocol.state is State.OPEN:
+            self.protocol.close(1011, "internal error")
+            if not self._processing:
+                self._process()
+
+    # -- keepalive ----------------------------------------------------------
+
+    def _start_keepalive(self) -> None:
+        interval = self.options.ping_interval
+        if interval:
+            self._ka_timer = self.loop.call_later(interval, self._keepalive)
+
+    def _keepalive(self) -> None:
+        self._ka_timer = None
+        if self.protocol.state is not State.OPEN or self._lost:
+            return
+        if self._ka_ping is None:
+            payload = os.urandom(4)
+            self._ka_ping = payload
+            self._ping(payload, None)
+            timeout = self.options.ping_timeout
+            if timeout:
+                self._ka_deadline = self.loop.call_later(timeout, self._keepalive_expired)
+        interval = self.options.ping_interval
+        assert interval
+        self._ka_timer = self.loop.call_later(interval, self._keepalive)
+
+    def _keepalive_expired(self) -> None:
+        self._ka_deadline = None
+        if self._ka_ping is None or self._lost:
+            return
+        timeout = self.options.ping_timeout
+        assert timeout
+        if self._paused:
+            # Reading is paused: the pong may be sitting unread. Wait.
+            self._ka_deadline = self.loop.call_later(timeout, self._keepalive_expired)
+            return
+        logger.info("keepalive: no pong from %s within %.1fs", self.remote_address, timeout)
+        self._call_handler("on_error", TimeoutError(f"no pong within {timeout}s (keepalive)"))
+        self.protocol.fail(1011, "keepalive ping timeout")
+        self._process()
+
+    def _on_pong(self, data: bytes) -> None:
+        waiter = self._pings.pop(data, None)
+        if waiter is not None:
+            sent, callback = waiter
+            self.latency = self.loop.time() - sent
+            if data == self._ka_ping:
+                self._ka_ping = None
+                if self._ka_deadline is not None:
+                    self._ka_deadline.cancel()
+                    self._ka_deadline = None
+            if callback is not None:
+                try:
+                    callback(self.latency)
+                except Exception as exc:
+                    self._handler_failed("ping callback", exc)
+        self._call_handler("on_pong", data)

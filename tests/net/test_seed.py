@@ -1,0 +1,118 @@
+"""The failure that started the project, on every backend: a client whose
+connect is requested before its loop runs receives a steady feed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+import wsloop
+from netkit import LoopThread, Recorder, Ticker, seqs
+
+
+def start_ticker(peer: LoopThread, rate: float) -> wsloop.Server:
+    return peer.call(lambda: wsloop.serve(Ticker(rate), loop=peer.loop))  # type: ignore[no-any-return]
+
+
+def test_connect_before_loop_runs_receives_every_message(any_backend, peer) -> None:  # type: ignore[no-untyped-def]
+    server = start_ticker(peer, rate=200)
+    rec = Recorder(want=100)
+    client = wsloop.connect(server.url, rec, loop=any_backend.loop)  # the loop has not run yet
+    assert not rec.opened.is_set() and client.state == "idle"
+    assert any_backend.run_until(rec.got_all.is_set, timeout=15)
+    assert seqs(rec.messages)[:100] == list(range(1, 101))
+    assert rec.threads == {threading.get_ident()}, "callbacks run on the loop's thread"
+    client.close()
+    assert any_backend.run_until(client.done.is_set)
+    assert rec.closes and rec.closes[0][2] is True
+    peer.call(server.close)
+    assert server.wait_closed(5)
+
+
+def test_slow_feed_two_a_second(backend, peer) -> None:  # type: ignore[no-untyped-def]
+    server = start_ticker(peer, rate=2)
+    rec = Recorder(want=3)
+    client = wsloop.connect(server.url, rec, loop=backend.loop)
+    started = time.monotonic()
+    assert backend.run_until(rec.got_all.is_set, timeout=10)
+    assert seqs(rec.messages) == [1, 2, 3]
+    assert time.monotonic() - started >= 0.9
+    client.close()
+    assert backend.run_until(client.done.is_set)
+    peer.call(server.close)
+
+
+def test_connect_from_another_thread_while_loop_runs(any_backend, peer) -> None:  # type: ignore[no-untyped-def]
+    server = start_ticker(peer, rate=200)
+    rec = Recorder(want=20)
+    clients: list[wsloop.Client] = []
+    any_backend.loop.call_soon(lambda: None)
+
+    def from_thread() -> None:
+        clients.append(wsloop.connect(server.url, rec, loop=any_backend.loop))
+
+    # The loop is running when the other thread connects.
+    any_backend.loop.call_soon(lambda: threading.Thread(target=from_thread).start())
+    assert any_backend.run_until(rec.got_all.is_set, timeout=15)
+    assert seqs(rec.messages)[:20] == list(range(1, 21))
+    assert rec.threads == {threading.get_ident()}
+    clients[0].close()
+    assert any_backend.run_until(clients[0].done.is_set)
+    peer.call(server.close)
+
+
+def test_loop_started_long_after_connect_still_connects(backend, peer) -> None:  # type: ignore[no-untyped-def]
+    server = start_ticker(peer, rate=200)
+    rec = Recorder(want=5)
+    client = wsloop.connect(server.url, rec, loop=backend.loop, open_timeout=0.2, loop_warning=None)
+    # The scenario itself: the loop starts 3x the open timeout later. The
+    # timeout's clock starts when the loop starts the attempt, not at connect().
+    threading.Event().wait(0.6)
+    assert backend.run_until(rec.got_all.is_set, timeout=10)
+    assert not rec.errors
+    client.close()
+    assert backend.run_until(client.done.is_set)
+    peer.call(server.close)
+
+
+class _Flag(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING:
+            self.messages.append(record.getMessage())
+            self.seen.set()
+
+
+@pytest.mark.parametrize("name", ["libev", "builtin", "asyncio"])
+def test_a_loop_that_never_runs_is_reported(name: str, peer: LoopThread) -> None:
+    from loopkit import require
+
+    require(name)
+    loop = wsloop.get_loop(name)
+    server = start_ticker(peer, rate=100)
+    flag = _Flag()
+    logging.getLogger("wsloop").addHandler(flag)
+    try:
+        rec = Recorder(want=1)
+        client = wsloop.connect(server.url, rec, loop=loop, loop_warning=0.1)
+        assert flag.seen.wait(5), "no warning about the loop that does not run"
+        (message,) = flag.messages
+        assert name in message and "run" in message and server.url in message
+        # ...and once it runs, it simply works.
+        from loopkit import drive
+
+        assert drive(loop, None, name, rec.got_all.is_set)
+        client.close()
+        assert drive(loop, None, name, client.done.is_set)
+        assert len(flag.messages) == 1
+    finally:
+        logging.getLogger("wsloop").removeHandler(flag)
+        loop.close()
+        peer.call(server.close)

@@ -1,0 +1,151 @@
+"""Helpers for tests over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import wsloop
+from wsloop.loops import Loop, get_loop
+
+
+class LoopThread:
+    """A builtin wsloop loop running in its own thread (for peers)."""
+
+    def __init__(self) -> None:
+        self.loop = get_loop("builtin")
+        self.thread = threading.Thread(target=self.loop.run, name="test-peer-loop", daemon=True)
+        self.thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 10) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(run)
+        return future.result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@contextmanager
+def peer_loop() -> Iterator[LoopThread]:
+    lt = LoopThread()
+    try:
+        yield lt
+    finally:
+        lt.close()
+
+
+class Ticker(wsloop.Handler):
+    """Server handler: every connection gets {"seq": n} at ``rate`` per second."""
+
+    def __init__(self, rate: float, count: int | None = None) -> None:
+        self.interval = 1.0 / rate
+        self.count = count
+
+    def on_open(self, ws: wsloop.WebSocket) -> None:
+        ws.data["seq"] = 0
+        self._tick(ws)
+
+    def _tick(self, ws: wsloop.WebSocket) -> None:
+        if ws.state != "open":
+            return
+        ws.data["seq"] += 1
+        ws.send(json.dumps({"seq": ws.data["seq"]}))
+        if self.count is None or ws.data["seq"] < self.count:
+            ws.loop.call_later(self.interval, self._tick, ws)
+
+
+class Echo(wsloop.Handler):
+    def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
+        ws.send(data)
+
+
+class Recorder(wsloop.Handler):
+    """Client handler that records everything, with events to wait on."""
+
+    def __init__(self, loop: Loop | None = None, want: int | None = None) -> None:
+        self.loop = loop
+        self.want = want
+        self.messages: list[str | bytes] = []
+        self.threads: set[int] = set()
+        self.states: list[tuple[str, dict[str, Any]]] = []
+        self.errors: list[BaseException] = []
+        self.closes: list[tuple[int, str, bool]] = []
+        self.opened = threading.Event()
+        self.got_all = threading.Event()
+        self.closed = threading.Event()
+        self.ws: wsloop.WebSocket | None = None
+        self.on_each: Callable[[Recorder, wsloop.WebSocket, str | bytes], None] | None = None
+
+    def on_open(self, ws: wsloop.WebSocket) -> None:
+        self.threads.add(threading.get_ident())
+        self.ws = ws
+        self.opened.set()
+
+    def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
+        self.threads.add(threading.get_ident())
+        self.messages.append(data)
+        if self.on_each is not None:
+            self.on_each(self, ws, data)
+        if self.want is not None and len(self.messages) >= self.want:
+            self.got_all.set()
+
+    def on_error(self, ws: wsloop.WebSocket | None, error: BaseException) -> None:
+        self.errors.append(error)
+
+    def on_close(self, ws: wsloop.WebSocket, code: int, reason: str, clean: bool) -> None:
+        self.threads.add(threading.get_ident())
+        self.closes.append((code, reason, clean))
+        self.closed.set()
+
+    def on_state(self, client: wsloop.Client, state: str, detail: dict[str, Any]) -> None:
+        self.states.append((state, detail))
+
+
+def seqs(messages: list[str | bytes]) -> list[int]:
+    return [json.loads(m)["seq"] for m in messages]
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) contexts with a throwaway CA made by trustme."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server)
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+def open_fds() -> set[int]:
+    return {int(x) for x in os.listdir("/proc/self/fd")}
+
+
+def wsloop_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("wsloop-")]
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
