@@ -149,3 +149,71 @@ def free_port() -> int:
     port = int(s.getsockname()[1])
     s.close()
     return port
+
+
+class RawPeer:
+    """A server that completes one WebSocket handshake with wsloop's
+    sans-I/O core on a plain thread, then hands the socket to ``behave``."""
+
+    def __init__(self, behave: Callable[[socket.socket, Any], None]) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = int(self.listener.getsockname()[1])
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        self.behave = behave
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="test-raw-peer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from wsloop.protocol import RequestReceived, ServerConnection
+
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        sock.settimeout(30)
+        conn = ServerConnection(deflate=None, max_message_size=None)
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                conn.receive_data(data)
+                event = conn.next_event()
+                if isinstance(event, RequestReceived):
+                    conn.accept()
+                    sock.sendall(conn.data_to_send())
+                    break
+            self.behave(sock, conn)
+        finally:
+            self.done.set()
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(30)
+
+
+class AsyncioThread:
+    """An asyncio loop in a thread, for peer libraries (websockets, aiohttp)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="test-asyncio", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 30) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

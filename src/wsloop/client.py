@@ -433,7 +433,7 @@ class Client:
         if policy.max_attempts is not None and self._failures >= policy.max_attempts:
             self._set_state("gave_up", attempts=self._failures)
             return
-        delay = policy.delay(max(1, self._failures), random.random())
+        delay = policy.delay(self._failures, random.random())
         self._set_state("waiting", delay=delay, attempt=self._failures)
         self._retry = self.loop.call_later(delay, self._retry_now)
 
@@ -484,6 +484,7 @@ class Client:
             return
         if self.ws is ws:
             self.ws = None
+            self._failures += 1  # an unexpected close starts the backoff
             self._after_connection()
 
 

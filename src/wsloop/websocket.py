@@ -288,8 +288,10 @@ class WebSocket:
             self.protocol.send_text(data, compress=compress)
         else:
             self.protocol.send_binary(data, compress=compress)
-        if not self._processing:
-            self._flush()
+        # Straight to the transport, even inside a callback: buffered_amount
+        # must be exact, or a sender pacing on it could wait for an
+        # on_writable that never comes.
+        self._flush()
 
     def _ping(self, payload: bytes, callback: Callable[[float], object] | None) -> None:
         self.protocol.send_ping(payload)

@@ -1,0 +1,296 @@
+"""Reconnect, keepalive, backpressure, TLS, compression and sizes, on every backend."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import wsloop
+from netkit import Echo, LoopThread, RawPeer, Recorder, Ticker, seqs, tls_contexts
+
+
+def test_reconnects_with_backoff_after_server_restart(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server = peer.call(lambda: wsloop.serve(Ticker(200), loop=peer.loop))
+    port = server.port
+    policy = wsloop.Reconnect(initial_delay=0.05, max_delay=0.2, factor=2, jitter=0.1)
+    rec = Recorder()
+    phase = {"restarted": False, "second": None}
+
+    def on_state(client: wsloop.Client, state: str, detail: dict[str, Any]) -> None:
+        rec.states.append((state, detail))
+        waits = [d for s, d in rec.states if s == "waiting"]
+        # Keep the server down for three failed attempts, then restart it.
+        if state == "waiting" and len(waits) == 4 and not phase["restarted"]:
+            phase["restarted"] = True
+            peer.loop.call_soon_threadsafe(restart)
+
+    def restart() -> None:
+        phase["second"] = wsloop.serve(Ticker(200), port=port, loop=peer.loop)
+
+    rec.on_state = on_state  # type: ignore[method-assign]
+
+    def on_each(r: Recorder, ws: wsloop.WebSocket, data: Any) -> None:
+        if len(r.messages) == 10 and not phase["restarted"]:
+            peer.loop.call_soon_threadsafe(server.close)
+
+    rec.on_each = on_each
+    client = wsloop.connect(server.url, rec, loop=backend.loop, reconnect=policy)
+
+    def resumed() -> bool:
+        return phase["restarted"] and len(rec.messages) >= 20
+
+    assert backend.run_until(resumed, timeout=15), rec.states
+    states = [s for s, _ in rec.states]
+    assert states[:2] == ["connecting", "open"]
+    assert states[-1] == "open" and states.count("open") == 2
+    delays = [d["delay"] for s, d in rec.states if s == "waiting"]
+    assert delays[1] > delays[0] * 1.5 and max(delays) <= 0.2 * 1.1 + 1e-9, delays
+    # The new server counts from 1 again: the feed resumed on a new connection.
+    assert seqs(rec.messages)[10] == 1
+    client.close()
+    assert backend.run_until(client.done.is_set)
+    assert client.state == "closed"
+    second = phase["second"]
+    peer.call(second.close)  # type: ignore[attr-defined]
+
+
+def test_gives_up_after_max_attempts(backend) -> None:  # type: ignore[no-untyped-def]
+    from netkit import free_port
+
+    rec = Recorder()
+    policy = wsloop.Reconnect(initial_delay=0.01, max_attempts=3)
+    client = wsloop.connect(
+        f"ws://127.0.0.1:{free_port()}/", rec, loop=backend.loop, reconnect=policy
+    )
+    assert backend.run_until(client.done.is_set)
+    assert client.state == "gave_up"
+    assert [s for s, _ in rec.states].count("connecting") == 3
+    assert all(isinstance(e, ConnectionRefusedError) for e in rec.errors) and len(rec.errors) == 3
+
+
+def test_keepalive_detects_a_peer_that_stops_answering(backend) -> None:  # type: ignore[no-untyped-def]
+    stop = threading.Event()
+    # The peer keeps TCP open but never reads again, so never answers pings.
+    peer = RawPeer(lambda sock, conn: stop.wait(20))
+    rec = Recorder()
+    client = wsloop.connect(peer.url, rec, loop=backend.loop, ping_interval=0.1, ping_timeout=0.2)
+    assert backend.run_until(rec.opened.is_set)
+    opened = time.monotonic()
+    assert backend.run_until(rec.closed.is_set, timeout=5)
+    elapsed = time.monotonic() - opened
+    assert elapsed < 0.1 + 0.2 + 0.5, elapsed
+    assert any(isinstance(e, TimeoutError) for e in rec.errors)
+    assert rec.closes[0][0] == 1011
+    stop.set()
+    peer.close()
+    assert backend.run_until(client.done.is_set)
+
+
+def test_keepalive_keeps_a_healthy_connection(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    rec = Recorder()
+    pongs: list[bytes] = []
+    rec.on_pong = lambda ws, data: pongs.append(data)  # type: ignore[method-assign]
+    client = wsloop.connect(
+        server.url, rec, loop=backend.loop, ping_interval=0.05, ping_timeout=0.2
+    )
+    assert backend.run_until(lambda: len(pongs) >= 4, timeout=5)
+    assert rec.ws is not None and rec.ws.latency is not None and rec.ws.latency < 0.2
+    assert not rec.closes
+    client.close()
+    assert backend.run_until(client.done.is_set)
+    peer.call(server.close)
+
+
+def test_ping_reports_round_trip_time(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    rec = Recorder()
+    rtts: list[float] = []
+    rec.on_open = lambda ws: (Recorder.on_open(rec, ws), ws.ping(callback=rtts.append))  # type: ignore[method-assign]
+    client = wsloop.connect(server.url, rec, loop=backend.loop)
+    assert backend.run_until(lambda: bool(rtts))
+    assert 0 <= rtts[0] < 1
+    client.close()
+    assert backend.run_until(client.done.is_set)
+    peer.call(server.close)
+
+
+TOTAL = 256 << 20
+CHUNK = 1 << 20
+
+
+def test_backpressure_bounds_the_send_buffer(backend) -> None:  # type: ignore[no-untyped-def]
+    received = [0]
+
+    pause = threading.Event()
+
+    def slow_reader(sock: Any, conn: Any) -> None:
+        # A consumer slower than the sender: a small receive buffer, and a
+        # short pause after every 8 MiB (simulated work, not synchronisation).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        mark = 0
+        while received[0] < TOTAL:
+            data = sock.recv(65536)
+            if not data:
+                return
+            received[0] += len(data)
+            if received[0] - mark >= 8 * CHUNK:
+                mark = received[0]
+                pause.wait(0.02)
+
+    peer = RawPeer(slow_reader)
+    payload = bytes(CHUNK)
+    state = {"sent": 0, "max_buffered": 0, "writable": 0}
+    limit = 64 * 1024
+
+    class Sender(wsloop.Handler):
+        def pump(self, ws: wsloop.WebSocket) -> None:
+            while state["sent"] < TOTAL and ws.buffered_amount <= limit:
+                ws.send(payload)
+                state["sent"] += CHUNK
+                state["max_buffered"] = max(state["max_buffered"], ws.buffered_amount)
+
+        def on_open(self, ws: wsloop.WebSocket) -> None:
+            self.pump(ws)
+
+        def on_writable(self, ws: wsloop.WebSocket) -> None:
+            state["writable"] += 1
+            self.pump(ws)
+
+    client = wsloop.connect(
+        peer.url, Sender(), loop=backend.loop, compression=False, write_limit=limit
+    )
+    assert backend.run_until(peer.done.is_set, timeout=120)
+    assert received[0] >= TOTAL
+    assert state["sent"] == TOTAL
+    assert state["max_buffered"] <= limit + CHUNK + 14, state
+    assert state["writable"] > 10, "the writable event drove the sending"
+    client.close()
+    backend.run_until(client.done.is_set)
+    peer.close()
+
+
+SIZES = [0, 1, 125, 126, 65535, 65536, 1 << 20, 16 << 20]
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss"])
+@pytest.mark.parametrize("compression", [False, True], ids=["plain", "deflate"])
+def test_echo_every_size(backend, peer: LoopThread, secure: bool, compression: bool) -> None:  # type: ignore[no-untyped-def]
+    server_ctx, client_ctx = tls_contexts() if secure else (None, None)
+    server = peer.call(
+        lambda: wsloop.serve(
+            Echo(), loop=peer.loop, ssl=server_ctx, max_message_size=None, compression=compression
+        )
+    )
+    url = server.url.replace("127.0.0.1", "localhost") if secure else server.url
+    pattern = bytes(range(256))
+    expected: list[str | bytes] = []
+    for i, size in enumerate(SIZES):
+        data = (pattern * (size // 256 + 1))[:size]
+        expected.append(data if i % 2 else data.decode("latin-1"))
+    rec = Recorder(want=len(expected))
+
+    def on_open(ws: wsloop.WebSocket) -> None:
+        Recorder.on_open(rec, ws)
+        for message in expected:
+            ws.send(message)
+
+    rec.on_open = on_open  # type: ignore[method-assign]
+    client = wsloop.connect(
+        url, rec, loop=backend.loop, ssl=client_ctx, max_message_size=None, compression=compression
+    )
+    assert backend.run_until(rec.got_all.is_set, timeout=60), rec.errors
+    assert rec.messages == expected
+    assert rec.ws is not None and bool(rec.ws.extensions) is compression
+    client.close()
+    assert backend.run_until(client.done.is_set)
+    assert rec.closes == [(1000, "", True)]
+    peer.call(server.close)
+
+
+def test_tls_verification_is_on_by_default(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server_ctx, _ = tls_contexts()
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop, ssl=server_ctx))
+    rec = Recorder()
+    client = wsloop.connect(server.url.replace("127.0.0.1", "localhost"), rec, loop=backend.loop)
+    assert backend.run_until(client.done.is_set)
+    assert not rec.opened.is_set()
+    import ssl
+
+    assert isinstance(rec.errors[0], ssl.SSLCertVerificationError)
+    peer.call(server.close)
+
+
+def test_sends_from_many_threads_never_interleave(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop, max_message_size=None))
+    threads_n, per_thread = 8, 200
+    rec = Recorder(want=threads_n * per_thread)
+
+    def blast(ws: wsloop.WebSocket, t: int) -> None:
+        for i in range(per_thread):
+            ws.send(f"{t}:{i}:" + "x" * (i * 37 % 5000))
+
+    def on_open(ws: wsloop.WebSocket) -> None:
+        Recorder.on_open(rec, ws)
+        for t in range(threads_n):
+            threading.Thread(target=blast, args=(ws, t)).start()
+
+    rec.on_open = on_open  # type: ignore[method-assign]
+    client = wsloop.connect(server.url, rec, loop=backend.loop)
+    assert backend.run_until(rec.got_all.is_set, timeout=30)
+    by_thread: dict[str, list[int]] = {}
+    for m in rec.messages:
+        assert isinstance(m, str)
+        t, i, pad = m.split(":")
+        assert pad == "x" * (int(i) * 37 % 5000)
+        by_thread.setdefault(t, []).append(int(i))
+    assert all(v == list(range(per_thread)) for v in by_thread.values())
+    client.close()
+    assert backend.run_until(client.done.is_set)
+    peer.call(server.close)
+
+
+def test_handler_exception_closes_1011_and_loop_goes_on(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    rec = Recorder()
+
+    def on_each(r: Recorder, ws: wsloop.WebSocket, data: Any) -> None:
+        raise ValueError("bug in the application")
+
+    rec.on_each = on_each
+    rec.on_open = lambda ws: (Recorder.on_open(rec, ws), ws.send("hi"))  # type: ignore[method-assign]
+    ticks: list[int] = []
+
+    def tick() -> None:
+        ticks.append(1)
+        backend.loop.call_later(0.01, tick)
+
+    backend.loop.call_soon(tick)
+    client = wsloop.connect(server.url, rec, loop=backend.loop)
+    assert backend.run_until(client.done.is_set)
+    assert isinstance(rec.errors[0], ValueError)
+    assert rec.closes[0][0] == 1011
+    n = len(ticks)
+    assert backend.run_until(lambda: len(ticks) > n + 2), "the loop keeps running"
+    peer.call(server.close)
+
+
+def test_bad_arguments_are_clear() -> None:
+    with pytest.raises(ValueError, match="ws:// or wss://"):
+        wsloop.connect("http://example.com/", loop="builtin")
+    with pytest.raises(TypeError, match="valid options"):
+        wsloop.connect("ws://h/", loop="builtin", ping_intervall=3)
+    with pytest.raises(TypeError, match="ping_interval"):
+        wsloop.connect("ws://h/", loop="builtin", ping_interval="3")
+    with pytest.raises(TypeError, match="subprotocols"):
+        wsloop.connect("ws://h/", loop="builtin", subprotocols="chat")
+    with pytest.raises(TypeError, match="unknown callback"):
+        wsloop.connect("ws://h/", loop="builtin", on_mesage=print)
+    with pytest.raises(TypeError, match="none of the methods"):
+        wsloop.connect("ws://h/", object(), loop="builtin")
+    with pytest.raises(ValueError, match="jitter"):
+        wsloop.Reconnect(jitter=2)
