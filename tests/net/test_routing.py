@@ -1,0 +1,208 @@
+"""Getting there: DNS and address fallback, IPv6, redirects, HTTP proxies."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import wsloop
+from netkit import Echo, Recorder
+
+
+def echo_round_trip(backend: Any, url: str, **kwargs: Any) -> Recorder:
+    rec = Recorder(want=1)
+    rec.on_open = lambda ws: (Recorder.on_open(rec, ws), ws.send("ping?"))  # type: ignore[method-assign]
+    client = wsloop.connect(url, rec, loop=backend.loop, **kwargs)
+    assert backend.run_until(lambda: rec.got_all.is_set() or client.done.is_set(), timeout=10), (
+        rec.errors
+    )
+    if rec.got_all.is_set():
+        client.close()
+        assert backend.run_until(client.done.is_set)
+    return rec
+
+
+def test_hostname_tries_each_address(backend) -> None:  # type: ignore[no-untyped-def]
+    # "localhost" may resolve to ::1 first; the server listens on 127.0.0.1 only.
+    server = wsloop.serve(Echo(), "127.0.0.1", loop=backend.loop)
+    rec = echo_round_trip(backend, f"ws://localhost:{server.port}/")
+    assert rec.messages == ["ping?"]
+    server.close()
+    assert backend.run_until(server.closed.is_set)
+
+
+def test_ipv6_literal(backend) -> None:  # type: ignore[no-untyped-def]
+    try:
+        server = wsloop.serve(Echo(), "::1", loop=backend.loop)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    assert server.url.startswith("ws://[::1]:")
+    rec = echo_round_trip(backend, server.url)
+    assert rec.messages == ["ping?"]
+    server.close()
+    assert backend.run_until(server.closed.is_set)
+
+
+def test_unresolvable_host_is_a_clear_error(backend) -> None:  # type: ignore[no-untyped-def]
+    rec = echo_round_trip(backend, "ws://no-such-host.invalid/")
+    assert isinstance(rec.errors[0], OSError) and "no-such-host.invalid" in str(rec.errors[0])
+
+
+class HttpStub:
+    """Answers every request with a fixed response (for redirects)."""
+
+    def __init__(self, response: bytes) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.response = response
+        self.hits = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                self.hits += 1
+                conn.sendall(self.response.replace(b"PORT", str(self.port).encode()))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_follows_a_redirect(backend) -> None:  # type: ignore[no-untyped-def]
+    server = wsloop.serve(Echo(), loop=backend.loop)
+    stub = HttpStub(
+        b"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:%d/moved\r\nContent-Length: 0\r\n\r\n"
+        % server.port
+    )
+    rec = echo_round_trip(backend, f"ws://127.0.0.1:{stub.port}/old")
+    assert rec.messages == ["ping?"] and stub.hits == 1
+    assert rec.ws is not None and rec.ws.request is not None and rec.ws.request.path == "/moved"
+    stub.close()
+    server.close()
+    assert backend.run_until(server.closed.is_set)
+
+
+def test_redirect_loop_stops(backend) -> None:  # type: ignore[no-untyped-def]
+    stub = HttpStub(
+        b"HTTP/1.1 301 Moved\r\nLocation: ws://127.0.0.1:PORT/again\r\nContent-Length: 0\r\n\r\n"
+    )
+    rec = echo_round_trip(backend, f"ws://127.0.0.1:{stub.port}/", max_redirects=2)
+    assert stub.hits == 3
+    assert isinstance(rec.errors[0], wsloop.HandshakeError) and rec.errors[0].status == 301
+    stub.close()
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy that sends every tunnel to 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
+
+    def _tunnel(self, conn: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = conn.recv(4096)
+            if not data:
+                conn.close()
+                return
+            head += data
+        self.requests.append(head)
+        target = head.split(b" ")[1].decode()
+        port = int(target.rsplit(":", 1)[1])
+        upstream = socket.create_connection(("127.0.0.1", port))
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                try:
+                    b.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        t = threading.Thread(target=pipe, args=(upstream, conn), daemon=True)
+        t.start()
+        pipe(conn, upstream)
+        t.join(10)
+        conn.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def proxy() -> Iterator[ConnectProxy]:
+    p = ConnectProxy()
+    yield p
+    p.close()
+
+
+def test_explicit_proxy_with_credentials(backend, proxy: ConnectProxy) -> None:  # type: ignore[no-untyped-def]
+    server = wsloop.serve(Echo(), loop=backend.loop)
+    rec = echo_round_trip(backend, server.url, proxy=f"http://user:secret@127.0.0.1:{proxy.port}")
+    assert rec.messages == ["ping?"]
+    (request,) = proxy.requests
+    assert request.startswith(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n" % server.port)
+    assert b"Proxy-Authorization: Basic dXNlcjpzZWNyZXQ=\r\n" in request
+    server.close()
+    assert backend.run_until(server.closed.is_set)
+
+
+def test_proxy_from_environment_and_no_proxy(backend, proxy: ConnectProxy, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    server = wsloop.serve(Echo(), loop=backend.loop)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    # A name only the proxy knows how to reach: the client never resolves it.
+    rec = echo_round_trip(backend, f"ws://feed.example.test:{server.port}/")
+    assert rec.messages == ["ping?"]
+    assert proxy.requests[0].startswith(b"CONNECT feed.example.test:%d " % server.port)
+    # no_proxy applies...
+    monkeypatch.setenv("no_proxy", "example.test")
+    rec = echo_round_trip(backend, f"ws://feed.example.test:{server.port}/")
+    assert rec.errors and len(proxy.requests) == 1
+    # ...and loopback never goes through an environment proxy.
+    monkeypatch.delenv("no_proxy")
+    rec = echo_round_trip(backend, server.url)
+    assert rec.messages == ["ping?"] and len(proxy.requests) == 1
+    # proxy=False ignores the environment.
+    rec = echo_round_trip(backend, f"ws://feed.example.test:{server.port}/", proxy=False)
+    assert rec.errors and len(proxy.requests) == 1
+    server.close()
+    assert backend.run_until(server.closed.is_set)
+
+
+def test_proxy_refusal_is_reported(backend) -> None:  # type: ignore[no-untyped-def]
+    stub = HttpStub(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+    rec = echo_round_trip(backend, "ws://example.test/", proxy=f"http://127.0.0.1:{stub.port}")
+    assert isinstance(rec.errors[0], wsloop.HandshakeError) and rec.errors[0].status == 407
+    stub.close()

@@ -1,0 +1,224 @@
+"""The server on every backend: handshake errors, hooks, limits, broadcast, shutdown."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import pytest
+
+import wsloop
+from netkit import Echo, LoopThread, Recorder
+
+
+def raw_request(port: int, request: bytes, timeout: float = 5) -> bytes:
+    """Send bytes, read until the server closes; from a helper thread."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def in_thread(fn: Any, *args: Any) -> tuple[threading.Event, list[Any]]:
+    done = threading.Event()
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn(*args))
+        except BaseException as exc:
+            out.append(exc)
+        done.set()
+
+    threading.Thread(target=run).start()
+    return done, out
+
+
+GOOD = (
+    "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"426"),
+        ((GOOD.replace("Version: 13", "Version: 7") + "\r\n").encode(), b"426"),
+        ((GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "short") + "\r\n").encode(), b"400"),
+        ((GOOD + "X: " + "a" * 9000 + "\r\n\r\n").encode(), b"431"),
+        (b"POST / HTTP/1.1\r\n\r\n", b"405"),
+    ],
+)
+def test_bad_handshakes_get_clear_http_errors(backend, request_bytes: bytes, status: bytes) -> None:  # type: ignore[no-untyped-def]
+    server = wsloop.serve(Echo(), loop=backend.loop)
+    done, out = in_thread(raw_request, server.port, request_bytes)
+    assert backend.run_until(done.is_set)
+    response = out[0]
+    assert isinstance(response, bytes), response
+    assert response.split(b" ")[1] == status
+    assert response.split(b"\r\n\r\n", 1)[1].strip()
+    server.close()
+    assert backend.run_until(server.closed.is_set)
+
+
+def test_process_request_rejects_and_picks_subprotocol(backend) -> None:  # type: ignore[no-untyped-def]
+    def check(ws: wsloop.WebSocket, request: Any) -> Any:
+        if request.headers.get("Authorization") != "Bearer good":
+            return 403, "bad token"
+        return None
+
+    opened: list[str | None] = []
+    server = wsloop.serve(
+        loop=backend.loop,
+        process_request=check,
+        subprotocols=["v2.feed", "v1.feed"],
+        on_open=lambda ws: opened.append(ws.subprotocol),
+    )
+    bad = Recorder()
+    c1 = wsloop.connect(server.url, bad, loop=backend.loop)
+    good = Recorder()
+    c2 = wsloop.connect(
+        server.url,
+        good,
+        loop=backend.loop,
+        headers={"Authorization": "Bearer good"},
+        subprotocols=["v1.feed", "v2.feed"],
+    )
+    assert backend.run_until(lambda: c1.done.is_set() and good.opened.is_set())
+    err = bad.errors[0]
+    assert isinstance(err, wsloop.HandshakeError) and err.status == 403 and "bad token" in str(err)
+    assert opened == ["v2.feed"] and good.ws is not None and good.ws.subprotocol == "v2.feed"
+    c2.close()
+    server.close()
+    assert backend.run_until(lambda: c2.done.is_set() and server.closed.is_set())
+
+
+def test_max_connections_answers_503(backend) -> None:  # type: ignore[no-untyped-def]
+    server = wsloop.serve(Echo(), loop=backend.loop, max_connections=2)
+    recs = [Recorder() for _ in range(3)]
+    clients = [wsloop.connect(server.url, r, loop=backend.loop) for r in recs[:2]]
+    assert backend.run_until(lambda: all(r.opened.is_set() for r in recs[:2]))
+    third = wsloop.connect(server.url, recs[2], loop=backend.loop)
+    assert backend.run_until(third.done.is_set)
+    assert isinstance(recs[2].errors[0], wsloop.HandshakeError) and recs[2].errors[0].status == 503
+    for c in clients:
+        c.close()
+    server.close()
+    assert backend.run_until(
+        lambda: server.closed.is_set() and all(c.done.is_set() for c in clients)
+    )
+
+
+def test_slow_loris_is_dropped(backend) -> None:  # type: ignore[no-untyped-def]
+    server = wsloop.serve(Echo(), loop=backend.loop, handshake_timeout=0.2)
+
+    def loris() -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # ...and never finishes
+            return s.recv(100)
+
+    done, out = in_thread(loris)
+    assert backend.run_until(done.is_set, timeout=5)
+    assert out == [b""], "dropped without an answer"
+    server.close()
+    assert backend.run_until(server.closed.is_set)
+
+
+def test_broadcast_skips_a_slow_client(backend) -> None:  # type: ignore[no-untyped-def]
+    server = wsloop.serve(loop=backend.loop, write_limit=16384, compression=False)
+    fast = Recorder()
+    c_fast = wsloop.connect(server.url, fast, loop=backend.loop, max_message_size=None)
+    # A slow client: completes its handshake, then reads nothing.
+    from wsloop.protocol import ClientConnection
+
+    slow = socket.create_connection(("127.0.0.1", server.port))
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    proto = ClientConnection(server.url, deflate=None)
+    slow.sendall(proto.data_to_send())
+    assert backend.run_until(lambda: len(server.connections) == 2 and fast.opened.is_set())
+    big = b"x" * 65536
+    slow_ws = next(ws for ws in server.connections if ws.remote_address == slow.getsockname())
+    fast_ws = next(ws for ws in server.connections if ws is not slow_ws)
+    counts: list[int] = []
+    fast_expected = [0]
+
+    def tick() -> None:
+        fast_expected[0] += fast_ws.buffered_amount <= 16384
+        counts.append(server.broadcast(big))
+        if len(counts) < 200:
+            backend.loop.call_later(0.001, tick)
+
+    backend.loop.call_soon(tick)
+    assert backend.run_until(lambda: len(counts) == 200, timeout=20)
+    # The slow client was skipped once its buffer was full; it never held more.
+    assert counts[0] == 2 and counts[-50:] == [1] * 50
+    assert slow_ws.buffered_amount < 16384 + 65536 + 20
+    assert fast_expected[0] >= 150
+    assert backend.run_until(lambda: len(fast.messages) == fast_expected[0], timeout=20)
+    slow.close()
+    c_fast.close()
+    server.close()
+    assert backend.run_until(server.closed.is_set)
+
+
+def test_graceful_shutdown_closes_with_1001(backend) -> None:  # type: ignore[no-untyped-def]
+    server = wsloop.serve(Echo(), loop=backend.loop)
+    recs = [Recorder() for _ in range(3)]
+    clients = [wsloop.connect(server.url, r, loop=backend.loop) for r in recs]
+    assert backend.run_until(lambda: len(server.connections) == 3)
+    server.close()
+    assert backend.run_until(
+        lambda: server.closed.is_set() and all(c.done.is_set() for c in clients)
+    )
+    assert all(r.closes == [(1001, "server shutting down", True)] for r in recs)
+    assert backend.loop.stats()["readers"] == 0 and backend.loop.stats()["writers"] == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_server_handler_exception_closes_that_connection_only(backend) -> None:  # type: ignore[no-untyped-def]
+    def on_message(ws: wsloop.WebSocket, data: Any) -> None:
+        if data == "boom":
+            raise RuntimeError("server bug")
+        ws.send(data)
+
+    server = wsloop.serve(loop=backend.loop, on_message=on_message)
+    a, b = Recorder(), Recorder(want=1)
+    ca = wsloop.connect(server.url, a, loop=backend.loop, on_open=lambda ws: ws.send("boom"))
+    cb = wsloop.connect(server.url, b, loop=backend.loop)
+    assert backend.run_until(lambda: ca.done.is_set() and b.opened.is_set())
+    assert a.closes[0][0] == 1011
+    assert b.ws is not None
+    b.ws.send("still fine")
+    assert backend.run_until(b.got_all.is_set)
+    cb.close()
+    server.close()
+    assert backend.run_until(server.closed.is_set)
+
+
+def test_serve_on_a_bound_socket_and_bad_port() -> None:
+    loop = wsloop.get_loop("builtin")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    server = wsloop.serve(Echo(), sock=s, loop=loop)
+    assert server.port == s.getsockname()[1]
+    server.close()
+    with pytest.raises(ValueError, match="port"):
+        wsloop.serve(Echo(), port=70000, loop=loop)
+    peer = LoopThread()
+    try:
+        busy = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+        with pytest.raises(OSError):
+            wsloop.serve(Echo(), port=busy.port, loop=loop)
+        peer.call(busy.close)
+    finally:
+        peer.close()
+        loop.close()
