@@ -56,7 +56,7 @@ def main() -> None:
     rows.append(("UTF-8 validate+decode, wsloop", len(text) / 1e6 / timed(text.decode, "utf-8")))
 
     def naive_utf8(b: bytes) -> None:
-        for byte in b:  # the cheapest possible loop, doing nothing
+        for _byte in b:  # the cheapest possible loop, doing nothing
             pass
 
     rows.append(
