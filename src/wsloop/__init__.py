@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import socket as _socket
 import threading
-from typing import Any
+from typing import Any, overload
 
 from .client import Client
+from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from .handler import Handler
 from .loops import Loop, get_loop
 from .options import ClientOptions, ConnectionOptions, Reconnect, ServerOptions
@@ -39,6 +40,9 @@ __all__ = [
     "Client",
     "ClientOptions",
     "CloseCode",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "ConnectionOptions",
     "DeflateOptions",
     "Handler",
@@ -84,24 +88,48 @@ def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _loop(loop: Any) -> Loop:
-    return default_loop() if loop is None else get_loop(loop)
+    if loop is not None:
+        return get_loop(loop)
+    import asyncio
+
+    try:
+        return get_loop(asyncio.get_running_loop())
+    except RuntimeError:
+        return default_loop()
 
 
-def connect(url: str, handler: Any = None, *, loop: Any = None, **kwargs: Any) -> Client:
-    """Connect to ``url`` on ``loop``; returns the :class:`Client` at once.
+@overload
+def connect(url: str, handler: None = None, *, loop: None = None, **kwargs: Any) -> Any: ...
+@overload
+def connect(url: str, handler: Any, *, loop: Any = None, **kwargs: Any) -> Client: ...
 
-    ``handler`` is a :class:`Handler` (or any object with some ``on_*``
-    methods); ``on_message=...`` and the other ``on_*`` keywords add or
-    override callbacks. ``loop`` is a :class:`Loop`, a backend name
-    (``"libev"``...), a native loop (asyncio, gevent, GLib), or None for
-    :func:`default_loop`. Other keywords are :class:`ClientOptions`.
 
-    Call it at any time and from any thread: before the loop runs (nothing
-    happens until it does), while it runs, or from another thread.
+def connect(url: str, handler: Any = None, *, loop: Any = None, **kwargs: Any) -> Any:
+    """Connect to ``url``.
+
+    With a ``handler`` (a :class:`Handler`, any object with some ``on_*``
+    methods, or ``on_message=...``-style keywords) this is the callback API:
+    it returns the :class:`Client` at once and the callbacks run on
+    ``loop``: a :class:`Loop`, a backend name (``"libev"``...), a native
+    loop (asyncio, gevent, GLib), or None for the running asyncio loop if
+    there is one, else :func:`default_loop`. Call it at any time and from
+    any thread: before the loop runs (nothing happens until it does), while
+    it runs, or from another thread.
+
+    Without a handler it is the asyncio API (:func:`wsloop.aio.connect`):
+    ``async with wsloop.connect(url) as ws``, ``ws = await
+    wsloop.connect(url)``, or ``async for ws in wsloop.connect(url)`` to
+    reconnect. Other keywords are :class:`ClientOptions`.
     """
     from .handler import resolve_handler
 
     callbacks, options = _split(kwargs)
+    if handler is None and not callbacks:
+        if loop is not None:
+            raise TypeError("the asyncio API runs on the running asyncio loop; pass no loop=")
+        from .aio import Connect
+
+        return Connect(url, **options)
     resolved = resolve_handler(handler, callbacks)
     client = Client(url, resolved, _loop(loop), ClientOptions.build(options))
     return client.start()
@@ -120,11 +148,21 @@ def serve(
 
     Binds at once (``server.port`` tells the port when ``port=0``); accepts
     once the loop runs. Handler and ``loop`` as for :func:`connect`; other
-    keywords are :class:`ServerOptions`.
+    keywords are :class:`ServerOptions`. With an ``async def handler(ws)``
+    this is the asyncio API (:func:`wsloop.aio.serve`): ``async with
+    wsloop.serve(handler) as server``.
     """
+    import inspect
+
     from .handler import resolve_handler
 
     callbacks, options = _split(kwargs)
+    if inspect.iscoroutinefunction(handler):
+        if loop is not None:
+            raise TypeError("the asyncio API runs on the running asyncio loop; pass no loop=")
+        from .aio import Serve
+
+        return Serve(handler, host, port, sock=sock, **options)  # type: ignore[return-value]
     resolved = resolve_handler(handler, callbacks)
     return Server(
         resolved, _loop(loop), ServerOptions.build(options), host=host, port=port, sock=sock

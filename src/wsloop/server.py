@@ -12,7 +12,7 @@ import errno
 import logging
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .handler import Handler
@@ -80,6 +80,7 @@ class Server:
         self._pending: dict[WebSocket, Handle] = {}
         self._shutting_down = False
         self._shutdown_timer: Handle | None = None
+        self._done_callbacks: list[Callable[[], object]] = []
         if sock is not None:
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError("sock must be a listening SOCK_STREAM socket")
@@ -135,6 +136,13 @@ class Server:
         ``timeout`` (default ``close_timeout``), then release everything.
         ``closed`` is set when done."""
         self._in_loop(self._shutdown, self.options.close_timeout if timeout is None else timeout)
+
+    def add_done_callback(self, fn: Callable[[], object]) -> None:
+        """Call ``fn()`` on the loop's thread once shutdown has finished."""
+        if self.closed.is_set():
+            self._in_loop(fn)
+        else:
+            self._done_callbacks.append(fn)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until shutdown has finished (not on the loop's thread)."""
@@ -305,3 +313,9 @@ class Server:
             self._shutdown_timer.cancel()
             self._shutdown_timer = None
         self.closed.set()
+        callbacks, self._done_callbacks = self._done_callbacks, []
+        for fn in callbacks:
+            try:
+                fn()
+            except Exception:
+                logger.exception("exception in a server done callback")

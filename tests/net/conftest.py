@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 
 from loopkit import backend_params, free_native, make_loop, require
-from netkit import LoopThread
 from wsloop.loops import Loop
 
 
@@ -52,10 +51,3 @@ def any_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     b = Backend(name, mode)
     yield b
     b.close()
-
-
-@pytest.fixture
-def peer() -> Iterator[LoopThread]:
-    lt = LoopThread()
-    yield lt
-    lt.close()

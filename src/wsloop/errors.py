@@ -1,0 +1,41 @@
+"""Exceptions of the asyncio and blocking front-ends (and the core's)."""
+
+from __future__ import annotations
+
+from .protocol.errors import HandshakeError, InvalidStateError, ProtocolError, WebSocketError
+
+__all__ = [
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "HandshakeError",
+    "InvalidStateError",
+    "ProtocolError",
+    "WebSocketError",
+]
+
+
+class ConnectionClosed(WebSocketError):
+    """The connection is closed; ``code``, ``reason`` and ``clean`` say how."""
+
+    def __init__(self, code: int, reason: str, clean: bool) -> None:
+        how = "cleanly" if clean else "abnormally"
+        super().__init__(
+            f"connection closed {how} with code {code}" + (f": {reason}" if reason else "")
+        )
+        self.code = code
+        self.reason = reason
+        self.clean = clean
+
+    @staticmethod
+    def make(code: int, reason: str, clean: bool) -> ConnectionClosed:
+        ok = clean and code in (1000, 1001)
+        return (ConnectionClosedOK if ok else ConnectionClosedError)(code, reason, clean)
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """Closed normally (1000 or 1001, close frames exchanged): iteration stops."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """Closed by an error, or without a close frame."""

@@ -1,0 +1,184 @@
+"""The asyncio front-end, on asyncio and uvloop, against wsloop and websockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+import wsloop
+from wsloop.aio import AioWebSocket
+
+
+def run(flavour: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    if flavour == "uvloop":
+        import uvloop
+
+        return uvloop.run(asyncio.wait_for(main(), 30))
+    return asyncio.run(asyncio.wait_for(main(), 30))
+
+
+flavours = pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+
+
+async def echo(ws: AioWebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+@flavours
+def test_round_trip_iteration_ping_close(flavour: str) -> None:
+    async def main() -> None:
+        async with wsloop.serve(echo, max_message_size=None) as server:
+            async with wsloop.connect(server.url, max_message_size=None) as ws:
+                for m in ["text", b"bytes", "é" * 10_000, bytes(1 << 20)]:
+                    await ws.send(m)
+                    assert await ws.recv() == m
+                rtt = await ws.ping()
+                assert 0 <= rtt < 1 and ws.latency == rtt
+                assert ws.extensions == ["permessage-deflate"]
+            assert ws.close_code == 1000
+            with pytest.raises(wsloop.ConnectionClosedOK):
+                await ws.recv()
+            with pytest.raises(wsloop.ConnectionClosed):
+                await ws.send("late")
+
+    run(flavour, main)
+
+
+@flavours
+def test_async_for_stops_on_normal_close(flavour: str) -> None:
+    async def handler(ws: AioWebSocket) -> None:
+        for i in range(5):
+            await ws.send(str(i))
+        await ws.close(1000)
+
+    async def main() -> None:
+        async with wsloop.serve(handler) as server:
+            ws = await wsloop.connect(server.url)
+            assert [m async for m in ws] == ["0", "1", "2", "3", "4"]
+
+    run(flavour, main)
+
+
+@flavours
+def test_against_websockets_server(flavour: str) -> None:
+    import websockets
+
+    async def main() -> None:
+        async def ws_echo(ws: Any) -> None:
+            async for m in ws:
+                await ws.send(m)
+
+        async with websockets.serve(ws_echo, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            async with wsloop.connect(f"ws://127.0.0.1:{port}/") as ws:
+                await ws.send("hello")
+                assert await ws.recv() == "hello"
+
+    run(flavour, main)
+
+
+def test_errors_are_raised() -> None:
+    async def main() -> None:
+        from netkit import free_port
+
+        with pytest.raises(ConnectionRefusedError):
+            await wsloop.connect(f"ws://127.0.0.1:{free_port()}/")
+
+        async def refuse(ws: wsloop.WebSocket, request: Any) -> Any:
+            return 403, "nope"
+
+        async with wsloop.serve(echo, process_request=lambda ws, req: (403, "nope")) as server:
+            with pytest.raises(wsloop.HandshakeError) as info:
+                await wsloop.connect(server.url)
+            assert info.value.status == 403
+
+    run("asyncio", main)
+
+
+def test_reconnecting_iteration() -> None:
+    async def main() -> None:
+        seen = []
+
+        async def handler(ws: AioWebSocket) -> None:
+            await ws.send("hello")
+            await ws.close(1001)
+
+        async with wsloop.serve(handler) as server:
+            policy = wsloop.Reconnect(initial_delay=0.01, max_delay=0.02)
+            async for ws in wsloop.connect(server.url, reconnect=policy):
+                seen.append(await ws.recv())
+                if len(seen) == 3:
+                    break
+        assert seen == ["hello"] * 3
+
+    run("asyncio", main)
+
+
+def test_send_waits_for_a_slow_reader() -> None:
+    async def main() -> None:
+        release = asyncio.Event()
+        got = []
+
+        async def slow(ws: AioWebSocket) -> None:
+            await release.wait()
+            async for m in ws:
+                got.append(len(m))
+                if len(got) == 64:
+                    return
+
+        async with wsloop.serve(slow, max_queue=2, compression=False) as server:
+            ws = await wsloop.connect(server.url, compression=False, write_limit=65536)
+            chunk = bytes(1 << 20)
+            send = asyncio.ensure_future(asyncio.gather(*[ws.send(chunk) for _ in range(1)]))
+            await send
+            blocked = asyncio.ensure_future(_send_many(ws, chunk, 63))
+            done, _ = await asyncio.wait([blocked], timeout=0.3)
+            assert not done, "send should wait while the peer does not read"
+            assert ws.buffered_amount <= 65536 + (1 << 20) + 14
+            release.set()
+            await blocked
+            await ws.close()
+        assert got == [1 << 20] * 64
+
+    run("asyncio", main)
+
+
+async def _send_many(ws: AioWebSocket, chunk: bytes, n: int) -> None:
+    for _ in range(n):
+        await ws.send(chunk)
+
+
+def test_server_handler_exception_closes_1011() -> None:
+    async def bad(ws: AioWebSocket) -> None:
+        await ws.recv()
+        raise RuntimeError("bug")
+
+    async def main() -> None:
+        async with wsloop.serve(bad) as server, wsloop.connect(server.url) as ws:
+            await ws.send("x")
+            with pytest.raises(wsloop.ConnectionClosedError) as info:
+                await ws.recv()
+            assert info.value.code == 1011
+
+    run("asyncio", main)
+
+
+def test_callback_api_inside_asyncio_uses_the_running_loop() -> None:
+    async def main() -> None:
+        async with wsloop.serve(echo) as server:
+            loop = asyncio.get_running_loop()
+            got: asyncio.Future[Any] = loop.create_future()
+            client = wsloop.connect(
+                server.url,
+                on_open=lambda ws: ws.send("cb"),
+                on_message=lambda ws, m: got.set_result(m),
+            )
+            assert client.loop.native is loop
+            assert await got == "cb"
+            client.close()
+
+    run("asyncio", main)
