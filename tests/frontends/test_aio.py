@@ -133,8 +133,7 @@ def test_send_waits_for_a_slow_reader() -> None:
         async with wsloop.serve(slow, max_queue=2, compression=False) as server:
             ws = await wsloop.connect(server.url, compression=False, write_limit=65536)
             chunk = bytes(1 << 20)
-            send = asyncio.ensure_future(asyncio.gather(*[ws.send(chunk) for _ in range(1)]))
-            await send
+            await ws.send(chunk)
             blocked = asyncio.ensure_future(_send_many(ws, chunk, 63))
             done, _ = await asyncio.wait([blocked], timeout=0.3)
             assert not done, "send should wait while the peer does not read"
