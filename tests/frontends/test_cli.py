@@ -1,0 +1,150 @@
+"""The ``wsloop`` command, driven as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+import wsloop
+from netkit import Echo, LoopThread, free_port, tls_contexts
+
+WSLOOP = [sys.executable, "-m", "wsloop"]
+
+
+def run(*args: str, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*WSLOOP, *args], input=stdin, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def ticker() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [*WSLOOP, "serve", "--port", "0", "--mode", "ticker", "--rate", "6000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("ws://127.0.0.1:"), url
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    assert proc.returncode in (0, -15)
+
+
+@pytest.mark.parametrize("loop", ["builtin", "libev"])
+def test_connect_count_json(ticker: str, loop: str) -> None:
+    result = run("connect", ticker, "--count", "5", "--json", "--loop", loop)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["type"] for e in events] == ["open"] + ["message"] * 5 + ["close"]
+    assert [json.loads(e["data"])["seq"] for e in events if e["type"] == "message"] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    assert all(isinstance(e["time"], float) for e in events)
+    assert events[-1]["code"] == 1000 and events[-1]["clean"] is True
+
+
+def test_connect_sends_stdin_lines_and_closes_on_eof(peer: LoopThread) -> None:
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    result = run("connect", server.url, stdin="one\ntwo\nthree\n")
+    assert result.returncode == 0, result.stderr
+    # Messages print as they arrive; the close follows stdin's end.
+    assert result.stdout.splitlines() == ["one", "two", "three"]
+    peer.call(server.close)
+
+
+def test_ping_pong_shown(ticker: str) -> None:
+    result = run(
+        "connect", ticker, "--count", "30", "--ping-interval", "0.05", "--show-ping-pong", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    pongs = [json.loads(line) for line in result.stdout.splitlines() if '"pong"' in line]
+    assert pongs and pongs[0]["rtt_ms"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "words"),
+    [
+        ("http://example.com/", 2, "ws:// or wss://"),
+        ("ws://127.0.0.1:PORT/", 1, "connection refused"),
+    ],
+)
+def test_errors_are_one_line(url: str, status: int, words: str) -> None:
+    result = run("connect", url.replace("PORT", str(free_port())))
+    assert result.returncode == status
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wsloop: error:") and words in lines[0], (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_handshake_refused_403(peer: LoopThread) -> None:
+    server = peer.call(
+        lambda: wsloop.serve(Echo(), loop=peer.loop, process_request=lambda ws, r: (403, "go away"))
+    )
+    result = run("connect", server.url)
+    assert result.returncode == 1
+    assert (
+        "403" in result.stderr
+        and "go away" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
+    peer.call(server.close)
+
+
+def test_tls_failure_and_insecure(peer: LoopThread) -> None:
+    server_ctx, _ = tls_contexts()
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop, ssl=server_ctx))
+    url = server.url.replace("127.0.0.1", "localhost")
+    result = run("connect", url)
+    assert result.returncode == 1 and "certificate" in result.stderr
+    result = run("connect", url, "--insecure", stdin="secret\n")
+    assert result.returncode == 0 and result.stdout.strip() == "secret", result.stderr
+    peer.call(server.close)
+
+
+def test_debug_shows_tracebacks_for_bugs() -> None:
+    result = run("--debug", "connect", f"ws://127.0.0.1:{free_port()}/")
+    assert result.returncode == 1
+    assert "ConnectionRefusedError" in result.stderr
+
+
+def test_serve_reports_busy_port() -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    try:
+        result = run("serve", "--port", str(s.getsockname()[1]))
+    finally:
+        s.close()
+    assert result.returncode == 2 and "cannot listen" in result.stderr
+
+
+def test_demo_runs_to_completion_with_a_short_flag() -> None:
+    result = run("demo", "--duration", "1", "--rate", "1200", "--all-backends", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    import re
+
+    match = re.search(r"summary \(libev\): (\d+) messages.*in order, none missing", result.stdout)
+    assert match and int(match.group(1)) >= 15, result.stdout
+    assert result.stdout.count(" OK ") == 5
+
+
+def test_bench_prints_a_table() -> None:
+    result = run("bench", "--count", "300", "--sizes", "64,4096", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "round trips/s" in result.stdout and len(result.stdout.splitlines()) == 4
