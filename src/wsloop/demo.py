@@ -35,9 +35,8 @@ class FeedPrinter(wsloop.Handler):
 
     def on_open(self, ws: wsloop.WebSocket) -> None:
         if not self.quiet:
-            print(
-                f"  open: {ws.remote_address[0]}:{ws.remote_address[1]} on the {self.loop.name} loop"
-            )
+            host, port = ws.remote_address[:2]
+            print(f"  open: {host}:{port} on the {self.loop.name} loop")
 
     def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
         now = time.monotonic()
@@ -92,8 +91,9 @@ def summary(printer: FeedPrinter) -> tuple[bool, str]:
     rate = ""
     if len(seqs) > 1 and printer.first is not None and printer.last is not None:
         rate = f", {(len(seqs) - 1) / (printer.last - printer.first) * 60:.1f}/min"
+    order = "in order, none missing" if in_order else "OUT OF ORDER OR MISSING"
     text = (
-        f"{len(seqs)} messages{rate}, {'in order, none missing' if in_order else 'OUT OF ORDER OR MISSING'}, "
+        f"{len(seqs)} messages{rate}, {order}, "
         f"callbacks on {len(printer.threads)} thread (the loop's), "
         f"{'no errors' if not printer.errors else str(len(printer.errors)) + ' errors'}"
     )
