@@ -109,3 +109,26 @@ def test_native_loop_running_in_another_thread(native: Any) -> None:
     assert done.is_set()
     assert len(idents) == 100 and set(idents) == set(runner_ident)
     loop.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", ["libev", "libuv"])
+def test_plain_native_run_does_the_work_then_returns(name: str) -> None:
+    """An application's ``loop.run()`` runs what was queued before it
+    started (also from another thread), and returns once wsloop is done:
+    wsloop's idle waker never keeps a foreign loop alive."""
+    from loopkit import native_loop
+
+    require(name)
+    nloop = native_loop(name)
+    loop = get_loop(nloop)
+    fired: list[str] = []
+    t = threading.Thread(target=loop.call_soon_threadsafe, args=(fired.append, "threadsafe"))
+    t.start()
+    t.join()
+    loop.call_later(0.01, fired.append, "timer")
+    nloop.run()
+    assert sorted(fired) == ["threadsafe", "timer"]
+    nloop.run()  # nothing of wsloop's is left to keep it running
+    loop.close()
+    free_native(name, nloop)

@@ -42,6 +42,7 @@ class GeventLoop(Loop):
         self._running = False
         if owned:
             native.error_handler = _LogErrors()
+        self._init_waker()
 
     def _io_start(self, fd: int, writable: bool, fire: Callable[[], None]) -> Any:
         watcher = self.native.io(fd, 2 if writable else 1)
@@ -73,14 +74,24 @@ class GeventLoop(Loop):
 
     def _waker_start(self, fire: Callable[[], None]) -> Any:
         waker = self.native.async_()
-        # A foreign loop must not be kept alive by wsloop's waker; a loop
-        # wsloop runs itself must block on it rather than spin.
+        # An idle waker must not keep a foreign loop alive (its run() should
+        # return once wsloop has nothing left to do), but a loop wsloop runs
+        # itself must block on it rather than spin.
         waker.ref = self.owned
         waker.start(fire)
         return waker
 
     def _waker_send(self, waker: Any) -> None:
+        # Work is queued: the loop must not exit before running it, even if
+        # this is all there is (a connect made before the loop runs). The
+        # flag is a plain counter update done under the GIL; the loop's
+        # thread clears it again in _waker_idle.
+        if not waker.ref:
+            waker.ref = True
         waker.send()
+
+    def _waker_idle(self, waker: Any) -> None:
+        waker.ref = self.owned or self._running
 
     def _waker_stop(self, waker: Any) -> None:
         waker.stop()
@@ -93,9 +104,6 @@ class GeventLoop(Loop):
         self._running = True
         self._stopping = False
         # Keep the loop blocking on the waker while we drive it.
-        with self._ts_lock:
-            if self._waker is None:
-                self._waker = self._waker_start(self._drain_threadsafe)
         self._waker.ref = True
         try:
             while not self._stopping:

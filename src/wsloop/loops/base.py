@@ -214,8 +214,6 @@ class Loop(ABC):
                 return
             self._ts_poked = True
             waker = self._waker
-            if waker is None:
-                waker = self._waker = self._waker_start(self._drain_threadsafe)
         self._waker_send(waker)
 
     def run(self) -> None:
@@ -312,6 +310,12 @@ class Loop(ABC):
         self._pending.discard(handle)
         self._unschedule(handle._token)
 
+    def _init_waker(self) -> None:
+        """Create the thread-safe wake-up now, on the constructing thread:
+        creating native watchers later from an arbitrary thread, while the
+        loop runs elsewhere, would not be safe. Subclasses call this last."""
+        self._waker = self._waker_start(self._drain_threadsafe)
+
     def _drain_threadsafe(self) -> None:
         with self._ts_lock:
             self._ts_poked = False
@@ -320,3 +324,9 @@ class Loop(ABC):
             queue.clear()
         for callback, args in batch:
             self._invoke(callback, args)
+        with self._ts_lock:
+            if not self._ts_poked:
+                self._waker_idle(self._waker)
+
+    def _waker_idle(self, waker: Any) -> None:  # noqa: B027 - optional hook
+        """Nothing is queued from other threads any more (loop thread)."""

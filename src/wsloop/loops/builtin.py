@@ -44,6 +44,7 @@ class BuiltinLoop(Loop):
         self._io: dict[int, list[Callable[[], None] | None]] = {}  # fd -> [read, write]
         self._running = False
         self._stopping = False
+        self._init_waker()
 
     # -- native operations --------------------------------------------------
 

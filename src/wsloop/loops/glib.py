@@ -51,6 +51,7 @@ class GLibLoop(Loop):
             raise TypeError(f"expected a GLib.MainContext or GLib.MainLoop, not {loop!r}")
         self._ready: deque[list[Any]] = deque()
         self._ready_source: Any = None
+        self._init_waker()
 
     def _attach(self, source: Any, callback: Callable[..., bool]) -> Any:
         source.set_callback(callback)
