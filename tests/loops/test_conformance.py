@@ -99,6 +99,17 @@ def test_timers_fire_in_deadline_order_and_cancelled_never(loop: Loop) -> None:
     assert loop.time() - start >= 0.079
 
 
+def test_timers_due_together_still_run_in_deadline_order(loop: Loop) -> None:
+    seen: list[float] = []
+    for d in [0.010, 0.002, 0.006, 0.004]:
+        loop.call_later(d, seen.append, d)
+    loop.call_later(0.012, loop.stop)
+    # The scenario: the loop starts after every timer is already due.
+    threading.Event().wait(0.03)
+    assert run_loop(loop)
+    assert seen == [0.002, 0.004, 0.006, 0.010]
+
+
 def test_timer_cancelled_by_an_earlier_callback(loop: Loop) -> None:
     seen: list[str] = []
     victim = loop.call_later(0.02, seen.append, "victim")

@@ -280,53 +280,20 @@ def test_handler_exception_closes_1011_and_loop_goes_on(backend, peer: LoopThrea
 
 
 def test_bad_arguments_are_clear() -> None:
+    h = wsloop.Handler()
     with pytest.raises(ValueError, match="ws:// or wss://"):
-        wsloop.connect("http://example.com/", loop="builtin")
+        wsloop.connect("http://example.com/", h, loop="builtin")
     with pytest.raises(TypeError, match="valid options"):
-        wsloop.connect("ws://h/", loop="builtin", ping_intervall=3)
+        wsloop.connect("ws://h/", h, loop="builtin", ping_intervall=3)
     with pytest.raises(TypeError, match="ping_interval"):
-        wsloop.connect("ws://h/", loop="builtin", ping_interval="3")
+        wsloop.connect("ws://h/", h, loop="builtin", ping_interval="3")
     with pytest.raises(TypeError, match="subprotocols"):
-        wsloop.connect("ws://h/", loop="builtin", subprotocols="chat")
+        wsloop.connect("ws://h/", h, loop="builtin", subprotocols="chat")
     with pytest.raises(TypeError, match="unknown callback"):
         wsloop.connect("ws://h/", loop="builtin", on_mesage=print)
     with pytest.raises(TypeError, match="none of the methods"):
         wsloop.connect("ws://h/", object(), loop="builtin")
+    with pytest.raises(TypeError, match="asyncio API"):
+        wsloop.connect("ws://h/", loop="builtin")  # no handler: the asyncio API
     with pytest.raises(ValueError, match="jitter"):
         wsloop.Reconnect(jitter=2)
-
-
-def test_close_timeout_when_the_peer_never_answers(backend) -> None:  # type: ignore[no-untyped-def]
-    stop = threading.Event()
-    peer = RawPeer(lambda sock, conn: stop.wait(20))  # never reads, never answers
-    rec = Recorder()
-    client = wsloop.connect(peer.url, rec, loop=backend.loop, close_timeout=0.2, ping_interval=None)
-    assert backend.run_until(rec.opened.is_set)
-    started = time.monotonic()
-    client.close()
-    assert backend.run_until(rec.closed.is_set, timeout=5)
-    assert time.monotonic() - started < 2
-    assert rec.closes[0][2] is False  # no close frame came back
-    stop.set()
-    peer.close()
-
-
-def test_pause_and_resume_reading(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
-    server = peer.call(lambda: wsloop.serve(Ticker(500), loop=peer.loop))
-    rec = Recorder(want=5)
-    client = wsloop.connect(server.url, rec, loop=backend.loop)
-    assert backend.run_until(rec.got_all.is_set)
-    assert rec.ws is not None
-    rec.ws.pause_reading()
-    paused_at = len(rec.messages)
-    ticks = []
-    backend.loop.call_later(0.1, ticks.append, 1)
-    assert backend.run_until(lambda: bool(ticks))
-    # At most what was already read from the socket arrives while paused.
-    assert len(rec.messages) <= paused_at + 1
-    rec.ws.resume_reading()
-    assert backend.run_until(lambda: len(rec.messages) >= paused_at + 40)
-    assert seqs(rec.messages) == list(range(1, len(rec.messages) + 1))
-    client.close()
-    assert backend.run_until(client.done.is_set)
-    peer.call(server.close)

@@ -9,6 +9,8 @@ queued with :meth:`call_soon` and wake-ups from other threads run at
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable
@@ -51,6 +53,10 @@ class GLibLoop(Loop):
             raise TypeError(f"expected a GLib.MainContext or GLib.MainLoop, not {loop!r}")
         self._ready: deque[list[Any]] = deque()
         self._ready_source: Any = None
+        self._timers: list[tuple[float, int, list[Any]]] = []
+        self._seq = itertools.count()
+        self._timer_source: Any = None
+        self._timer_due = 0.0
         self._init_waker()
 
     def _attach(self, source: Any, callback: Callable[..., bool]) -> Any:
@@ -88,18 +94,41 @@ class GLibLoop(Loop):
         self._ready_source = None
         return False
 
-    def _later(self, delay: float, fire: Callable[[], None]) -> Any:
-        def once(*_: object) -> bool:
-            fire()
-            return False
+    # Timers: GLib dispatches sources that are due together in the order
+    # they were attached, not by deadline, so wsloop keeps its own heap and
+    # one GLib timeout for the earliest deadline.
 
-        return self._attach(GLib.timeout_source_new(math.ceil(delay * 1000)), once)
+    def _later(self, delay: float, fire: Callable[[], None]) -> Any:
+        entry = [fire]
+        when = self.time() + delay
+        heapq.heappush(self._timers, (when, next(self._seq), entry))
+        if self._timer_source is None or when < self._timer_due:
+            self._arm(when)
+        return entry
+
+    def _arm(self, when: float) -> None:
+        if self._timer_source is not None:
+            self._timer_source.destroy()
+        ms = max(0, math.ceil((when - self.time()) * 1000))
+        self._timer_due = when
+        self._timer_source = self._attach(GLib.timeout_source_new(ms), self._run_timers)
+
+    def _run_timers(self, *_: object) -> bool:
+        self._timer_source = None
+        timers = self._timers
+        now = self.time()
+        while timers and timers[0][0] <= now:
+            fire = heapq.heappop(timers)[2][0]
+            if fire is not None:
+                fire()
+        while timers and timers[0][2][0] is None:
+            heapq.heappop(timers)  # cancelled
+        if timers and self._timer_source is None:
+            self._arm(timers[0][0])
+        return False
 
     def _unschedule(self, token: Any) -> None:
-        if isinstance(token, list):
-            token[0] = None
-        else:
-            token.destroy()
+        token[0] = None
 
     def _waker_start(self, fire: Callable[[], None]) -> Any:
         return [fire, None]  # the callback, and the idle source in flight
@@ -134,7 +163,9 @@ class GLibLoop(Loop):
         self.mainloop.quit()
 
     def _release(self) -> None:
-        if self._ready_source is not None:
-            self._ready_source.destroy()
-            self._ready_source = None
+        for source in (self._ready_source, self._timer_source):
+            if source is not None and not source.is_destroyed():
+                source.destroy()
+        self._ready_source = self._timer_source = None
         self._ready.clear()
+        self._timers.clear()
