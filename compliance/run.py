@@ -177,11 +177,14 @@ def test_client(loop_name: str, cases: list[str], exclude: list[str]) -> dict[st
             return got
 
         count = int(run_one(f"{base}/getCaseCount", echo=False)[0])
+        progress = sys.stderr.isatty()
         for i in range(1, count + 1):
-            sys.stderr.write(f"\r  client case {i}/{count}")
-            sys.stderr.flush()
+            if progress:
+                sys.stderr.write(f"\r  client case {i}/{count}")
+                sys.stderr.flush()
             run_one(f"{base}/runCase?case={i}&agent={agent}", echo=True)
-        sys.stderr.write("\n")
+        if progress:
+            sys.stderr.write("\n")
         run_one(f"{base}/updateReports?agent={agent}", echo=False)
         loop.close()
         return json.loads((outdir / "index.json").read_text())[agent]

@@ -88,13 +88,13 @@ class Server:
         else:
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
-            self.sockets = self._bind(host, port)
+            self.sockets = self._bind(host, port, options.backlog)
         for s in self.sockets:
             s.setblocking(False)
         self._in_loop(self._start)
 
     @staticmethod
-    def _bind(host: str | None, port: int) -> list[socket.socket]:
+    def _bind(host: str | None, port: int, backlog: int) -> list[socket.socket]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         sockets: list[socket.socket] = []
         try:
@@ -107,7 +107,7 @@ class Server:
                 if family == socket.AF_INET6:
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 s.bind(addr)
-                s.listen(128)
+                s.listen(backlog)
         except OSError:
             for s in sockets:
                 s.close()

@@ -100,6 +100,14 @@ class Transport:
     def tls(self) -> ssl.SSLObject | None:
         return self._tls
 
+    def expect_drain(self) -> bool:
+        """Ask for ``write_drained`` once the buffer falls to the low
+        watermark; False if it already has (nothing will be reported)."""
+        if self._buffered > self.low_water:
+            self._over_high = True
+            return True
+        return False
+
     def set_protocol(self, protocol: StreamProtocol) -> None:
         self.protocol = protocol
 

@@ -149,7 +149,8 @@ class WebSocket:
         ``bufferedAmount``), counting sends still on their way from other
         threads."""
         transport = self.transport
-        return self._marshalled + (transport.buffered if transport is not None else 0)
+        queued = self.protocol.bytes_to_send
+        return self._marshalled + queued + (transport.buffered if transport is not None else 0)
 
     def send(self, data: str | bytes | bytearray | memoryview, *, compress: bool = True) -> None:
         """Send a message: ``str`` as text, bytes-like as binary.
@@ -288,10 +289,12 @@ class WebSocket:
             self.protocol.send_text(data, compress=compress)
         else:
             self.protocol.send_binary(data, compress=compress)
-        # Straight to the transport, even inside a callback: buffered_amount
-        # must be exact, or a sender pacing on it could wait for an
-        # on_writable that never comes.
-        self._flush()
+        # Inside _process (a callback answering a batch of messages) sends
+        # are written once at the end of the batch: one syscall, not one per
+        # message. buffered_amount counts them meanwhile, and _process makes
+        # sure a sender that saw it over the limit still gets on_writable.
+        if not self._processing:
+            self._flush()
 
     def _ping(self, payload: bytes, callback: Callable[[float], object] | None) -> None:
         self.protocol.send_ping(payload)
@@ -323,13 +326,17 @@ class WebSocket:
             return
         self._processing = True
         proto = self.protocol
+        on_message = self.handler.on_message
         try:
             while not self._lost:
                 event = proto.next_event()
                 if event is None:
                     break
                 if type(event) is Message:
-                    self._call_handler("on_message", event.data)
+                    try:
+                        on_message(self, event.data)
+                    except Exception as exc:
+                        self._handler_failed("on_message", exc)
                 elif isinstance(event, Ping):
                     self._call_handler("on_ping", event.data)
                 elif isinstance(event, Pong):
@@ -352,8 +359,11 @@ class WebSocket:
                     self.owner._ws_refused(self, event.error)
         finally:
             self._processing = False
-        self._flush()
         transport = self.transport
+        seen = self.buffered_amount if transport is not None else 0  # what a sender last saw
+        self._flush()
+        if transport is not None and seen > self.options.write_limit:
+            self._ensure_drain_event(transport)
         if transport is None or self._lost:
             return
         if proto.close_transport:
@@ -363,6 +373,13 @@ class WebSocket:
             # Waiting for the peer's close frame, or (client) for the server
             # to close TCP: never longer than close_timeout.
             self._arm_close_timer()
+
+    def _ensure_drain_event(self, transport: Transport) -> None:
+        """A sender saw the buffer over its limit, partly because of what the
+        batch queued: make sure on_writable follows, whether the kernel took
+        everything (report it now) or not (the transport reports it later)."""
+        if not transport.expect_drain() and not transport.is_closing:
+            self.loop.call_soon(self.write_drained)
 
     def _arm_close_timer(self) -> None:
         if self._close_timer is None and not self._lost and self.transport is not None:

@@ -222,3 +222,32 @@ def test_serve_on_a_bound_socket_and_bad_port() -> None:
     finally:
         peer.close()
         loop.close()
+
+
+def test_pacing_from_inside_a_message_callback(backend) -> None:  # type: ignore[no-untyped-def]
+    """Sends made while answering a batch are written at its end; a sender
+    pacing on buffered_amount there must still get on_writable."""
+    total = 100
+    chunk = b"y" * 100_000
+
+    class Pump(wsloop.Handler):
+        def pump(self, ws: wsloop.WebSocket) -> None:
+            while ws.data.get("sent", 0) < total and ws.buffered_amount <= ws.options.write_limit:
+                ws.send(chunk)
+                ws.data["sent"] = ws.data.get("sent", 0) + 1
+
+        def on_message(self, ws: wsloop.WebSocket, data: Any) -> None:
+            self.pump(ws)
+
+        on_writable = pump
+
+    server = wsloop.serve(Pump(), loop=backend.loop, compression=False, write_limit=65536)
+    rec = Recorder(want=total)
+    rec.on_open = lambda ws: (Recorder.on_open(rec, ws), ws.send("go"))  # type: ignore[method-assign]
+    client = wsloop.connect(
+        server.url, rec, loop=backend.loop, compression=False, max_message_size=None
+    )
+    assert backend.run_until(rec.got_all.is_set, timeout=20), len(rec.messages)
+    client.close()
+    server.close()
+    assert backend.run_until(server.closed.is_set)

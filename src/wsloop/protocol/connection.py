@@ -187,6 +187,11 @@ class Connection:
 
     # -- output -----------------------------------------------------------
 
+    @property
+    def bytes_to_send(self) -> int:
+        """How many bytes :meth:`data_to_send` would return now."""
+        return sum(map(len, self._out))
+
     def data_to_send(self) -> bytes:
         """Take the bytes queued for the peer."""
         out = self._out

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """Server side: a valid opening handshake arrived.
 
@@ -31,7 +31,7 @@ class RequestReceived:
     subprotocols: list[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Opened:
     """The handshake completed; messages may flow."""
 
@@ -41,33 +41,33 @@ class Opened:
     response: Response | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HandshakeFailed:
     """The opening handshake failed; the transport should be closed."""
 
     error: HandshakeError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """A whole data message: ``str`` for text, ``bytes`` for binary."""
 
     data: str | bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     """A ping arrived (the pong was already queued)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pong:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Closed:
     """The WebSocket is closed; delivered exactly once, and last.
 

@@ -1,0 +1,389 @@
+"""Benchmark workers, one process each: ``server LIB LOOP`` prints its URL
+and echoes until killed; ``client LIB LOOP URL SIZE COUNT IN_FLIGHT``
+prints one JSON line with messages per second. Used by bench/peers.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+HOST = "127.0.0.1"
+
+
+def aio_run(loop_name: str, coro: Any) -> Any:
+    if loop_name == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+# -- clients ---------------------------------------------------------------------
+
+
+async def pump(send: Any, recv: Any, payload: bytes, count: int, in_flight: int) -> float:
+    start = time.perf_counter()
+    sent = 0
+    for _ in range(min(in_flight, count)):
+        await send(payload)
+        sent += 1
+    for _ in range(count):
+        await recv()
+        if sent < count:
+            await send(payload)
+            sent += 1
+    return count / (time.perf_counter() - start)
+
+
+async def client_wsloop_aio(url: str, payload: bytes, count: int, in_flight: int) -> float:
+    import wsloop
+
+    async with wsloop.connect(
+        url, compression=False, max_message_size=None, ping_interval=None
+    ) as ws:
+        return await pump(ws.send, ws.recv, payload, count, in_flight)
+
+
+async def client_websockets(url: str, payload: bytes, count: int, in_flight: int) -> float:
+    import websockets
+
+    async with websockets.connect(url, compression=None, max_size=None, ping_interval=None) as ws:
+        return await pump(ws.send, ws.recv, payload, count, in_flight)
+
+
+async def client_aiohttp(url: str, payload: bytes, count: int, in_flight: int) -> float:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, max_msg_size=0, autoping=True) as ws,
+    ):
+        return await pump(ws.send_bytes, ws.receive_bytes, payload, count, in_flight)
+
+
+async def client_picows(url: str, payload: bytes, count: int, in_flight: int) -> float:
+    from picows import WSListener, WSMsgType, ws_connect
+
+    done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    class Listener(WSListener):  # type: ignore[misc]
+        def on_ws_connected(self, transport: Any) -> None:
+            self.sent = 0
+            self.received = 0
+            self.start = time.perf_counter()
+            for _ in range(min(in_flight, count)):
+                transport.send(WSMsgType.BINARY, payload)
+                self.sent += 1
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type != WSMsgType.BINARY:
+                return
+            self.received += 1
+            if self.sent < count:
+                transport.send(WSMsgType.BINARY, payload)
+                self.sent += 1
+            elif self.received == count and not done.done():
+                done.set_result(count / (time.perf_counter() - self.start))
+
+    transport, _ = await ws_connect(Listener, url, max_frame_size=1 << 30)
+    rate = await done
+    transport.disconnect()
+    await transport.wait_disconnected()
+    return rate
+
+
+def run_client(lib: str, loop_name: str, url: str, size: int, count: int, in_flight: int) -> float:
+    payload = bytes(size)
+    if lib == "wsloop":
+        from wsloop.bench import measure
+
+        return measure(url, loop_name, size, count, in_flight)
+    fn = {
+        "wsloop-aio": client_wsloop_aio,
+        "websockets": client_websockets,
+        "aiohttp": client_aiohttp,
+        "picows": client_picows,
+    }[lib]
+    return float(aio_run(loop_name, fn(url, payload, count, in_flight)))
+
+
+# -- servers ---------------------------------------------------------------------
+
+
+def serve_wsloop(loop_name: str) -> None:
+    import wsloop
+
+    loop = wsloop.get_loop(loop_name)
+    server = wsloop.serve(
+        host=HOST,
+        port=0,
+        loop=loop,
+        on_message=lambda ws, m: ws.send(m),
+        compression=False,
+        max_message_size=None,
+        ping_interval=None,
+    )
+    print(server.url, flush=True)
+    loop.run()
+
+
+async def serve_wsloop_aio() -> None:
+    import wsloop
+
+    async def echo(ws: Any) -> None:
+        async for m in ws:
+            await ws.send(m)
+
+    async with wsloop.serve(
+        echo, HOST, 0, compression=False, max_message_size=None, ping_interval=None
+    ) as s:
+        print(s.url, flush=True)
+        await asyncio.Future()
+
+
+async def serve_websockets() -> None:
+    import websockets
+
+    async def echo(ws: Any) -> None:
+        async for m in ws:
+            await ws.send(m)
+
+    async with websockets.serve(
+        echo, HOST, 0, compression=None, max_size=None, ping_interval=None
+    ) as s:
+        print(f"ws://{HOST}:{next(iter(s.sockets)).getsockname()[1]}/", flush=True)
+        await asyncio.Future()
+
+
+async def serve_aiohttp() -> None:
+    from aiohttp import WSMsgType, web
+
+    async def handler(request: Any) -> Any:
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    print(f"ws://{HOST}:{port}/", flush=True)
+    await asyncio.Future()
+
+
+async def serve_picows() -> None:
+    from picows import WSListener, WSMsgType, ws_create_server
+
+    class Echo(WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type in (WSMsgType.BINARY, WSMsgType.TEXT):
+                transport.send(frame.msg_type, frame.get_payload_as_bytes())
+            elif frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code(), frame.get_close_message())
+                transport.disconnect()
+
+    server = await ws_create_server(lambda request: Echo(), HOST, 0, max_frame_size=1 << 30)
+    port = server.sockets[0].getsockname()[1]
+    print(f"ws://{HOST}:{port}/", flush=True)
+    await server.serve_forever()
+
+
+def run_server(lib: str, loop_name: str) -> None:
+    if lib == "wsloop":
+        serve_wsloop(loop_name)
+        return
+    fn = {
+        "wsloop-aio": serve_wsloop_aio,
+        "websockets": serve_websockets,
+        "aiohttp": serve_aiohttp,
+        "picows": serve_picows,
+    }[lib]
+    aio_run(loop_name, fn())
+
+
+# -- memory and broadcast with many idle connections ---------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def mem_server(lib: str) -> None:
+    """Prints its URL; then on stdin 'rss' prints RSS, 'broadcast' broadcasts
+    1 KiB to every connection and prints the monotonic start time."""
+    import threading
+
+    message = b"x" * 1024
+
+    if lib == "wsloop":
+        import wsloop
+
+        loop = wsloop.get_loop("builtin")
+        server = wsloop.serve(
+            host=HOST,
+            port=0,
+            loop=loop,
+            compression=False,
+            ping_interval=None,
+            max_connections=None,
+            backlog=4096,
+        )
+
+        def on_command(cmd: str) -> None:
+            if cmd == "rss":
+                print(
+                    json.dumps({"rss": rss_bytes(), "connections": len(server.connections)}),
+                    flush=True,
+                )
+            elif cmd == "broadcast":
+                t0 = time.monotonic()
+                server.broadcast(message)
+                print(json.dumps({"t0": t0}), flush=True)
+
+        def read_stdin() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(on_command, line.strip())
+            loop.call_soon_threadsafe(loop.stop)
+
+        print(server.url, flush=True)
+        threading.Thread(target=read_stdin, daemon=True).start()
+        loop.run()
+        return
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str] = asyncio.Queue()
+
+        def read_stdin() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(queue.put_nowait, line.strip())
+            loop.call_soon_threadsafe(queue.put_nowait, "quit")
+
+        if lib == "websockets":
+            import websockets
+
+            conns: set[Any] = set()
+
+            async def hold(ws: Any) -> None:
+                conns.add(ws)
+                try:
+                    await ws.wait_closed()
+                finally:
+                    conns.discard(ws)
+
+            server = await websockets.serve(
+                hold, HOST, 0, compression=None, ping_interval=None, backlog=4096
+            )
+            port = next(iter(server.sockets)).getsockname()[1]
+
+            def broadcast() -> None:
+                websockets.broadcast(conns, message)
+
+            def count() -> int:
+                return len(conns)
+        else:  # wsloop-aio
+            import wsloop
+
+            async def hold_aio(ws: Any) -> None:
+                await ws.wait_closed()
+
+            srv = await wsloop.serve(
+                hold_aio,
+                HOST,
+                0,
+                compression=False,
+                ping_interval=None,
+                max_connections=None,
+                backlog=4096,
+            )
+            port = srv.port
+
+            def broadcast() -> None:
+                srv.broadcast(message)
+
+            def count() -> int:
+                return len(srv.server.connections)
+
+        print(f"ws://{HOST}:{port}/", flush=True)
+        import threading as th
+
+        th.Thread(target=read_stdin, daemon=True).start()
+        while True:
+            cmd = await queue.get()
+            if cmd == "rss":
+                print(json.dumps({"rss": rss_bytes(), "connections": count()}), flush=True)
+            elif cmd == "broadcast":
+                t0 = time.monotonic()
+                broadcast()
+                print(json.dumps({"t0": t0}), flush=True)
+            else:
+                return
+
+    aio_run("uvloop", main())
+
+
+def mem_client(url: str, n: int) -> None:
+    """Opens n idle connections; prints 'ready'; then prints the monotonic
+    time at which all n received one message."""
+    import wsloop
+
+    loop = wsloop.get_loop("builtin")
+    state = {"open": 0, "got": 0}
+
+    def on_open(ws: Any) -> None:
+        state["open"] += 1
+        if state["open"] == n:
+            print("ready", flush=True)
+
+    def on_message(ws: Any, data: Any) -> None:
+        state["got"] += 1
+        if state["got"] == n:
+            print(json.dumps({"t1": time.monotonic()}), flush=True)
+            loop.stop()
+
+    def open_some(start: int) -> None:
+        for _ in range(start, min(n, start + 200)):
+            wsloop.connect(
+                url,
+                loop=loop,
+                on_open=on_open,
+                on_message=on_message,
+                compression=False,
+                ping_interval=None,
+                open_timeout=60,
+                loop_warning=None,
+            )
+        if start + 200 < n:
+            loop.call_later(0.01, open_some, start + 200)
+
+    loop.call_soon(open_some, 0)
+    loop.run()
+
+
+if __name__ == "__main__":
+    role = sys.argv[1]
+    if role == "server":
+        run_server(sys.argv[2], sys.argv[3])
+    elif role == "memserver":
+        mem_server(sys.argv[2])
+    elif role == "memclient":
+        mem_client(sys.argv[2], int(sys.argv[3]))
+    else:
+        lib, loop_name, url, size, count, in_flight = sys.argv[2:8]
+        rate = run_client(lib, loop_name, url, int(size), int(count), int(in_flight))
+        print(json.dumps({"rate": rate}))

@@ -1,0 +1,251 @@
+"""wsloop beside websockets, aiohttp and picows, measured in one run.
+
+    python bench/peers.py [--quick] [--json results.json] [--markdown docs/performance.md]
+
+Everything runs on 127.0.0.1, every client and server in its own process:
+
+1. clients: each library's client against one common echo server (picows on
+   uvloop, the fastest here, so the client is what is measured): round trips
+   per second with one message in flight, and pipelined messages per second
+   with 100 in flight, at 64 B, 4 KiB and 256 KiB;
+2. servers: each library's echo server against one common client (picows);
+3. idle connections: 10,000 connections held open (client in another
+   process): server memory per connection, and the time for one 1 KiB
+   broadcast to reach all of them.
+
+Prints tables (and writes JSON/Markdown if asked). Numbers on a shared
+machine are noisy: compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+WORKER = [sys.executable, str(HERE / "_workers.py")]
+SIZES = [64, 4096, 262144]
+
+CLIENTS = [
+    ("wsloop asyncio API", "wsloop-aio", "asyncio"),
+    ("wsloop asyncio API", "wsloop-aio", "uvloop"),
+    ("wsloop callbacks", "wsloop", "builtin"),
+    ("wsloop callbacks", "wsloop", "asyncio"),
+    ("wsloop callbacks", "wsloop", "uvloop"),
+    ("wsloop callbacks", "wsloop", "libev"),
+    ("wsloop callbacks", "wsloop", "libuv"),
+    ("wsloop callbacks", "wsloop", "glib"),
+    ("websockets", "websockets", "uvloop"),
+    ("aiohttp", "aiohttp", "uvloop"),
+    ("picows", "picows", "uvloop"),
+]
+SERVERS = [
+    ("wsloop callbacks", "wsloop", "builtin"),
+    ("wsloop callbacks", "wsloop", "uvloop"),
+    ("wsloop callbacks", "wsloop", "libev"),
+    ("wsloop asyncio API", "wsloop-aio", "uvloop"),
+    ("websockets", "websockets", "uvloop"),
+    ("aiohttp", "aiohttp", "uvloop"),
+    ("picows", "picows", "uvloop"),
+]
+
+
+class Server:
+    def __init__(self, lib: str, loop: str, role: str = "server") -> None:
+        self.proc = subprocess.Popen(
+            [*WORKER, role, lib, loop] if role == "server" else [*WORKER, role, lib],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("ws://"):
+            raise RuntimeError(f"{lib} server did not start")
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def client_rate(lib: str, loop: str, url: str, size: int, count: int, in_flight: int) -> float:
+    out = subprocess.run(
+        [*WORKER, "client", lib, loop, url, str(size), str(count), str(in_flight)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr[-2000:])
+        return float("nan")
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+
+
+def counts(size: int, quick: bool) -> tuple[int, int]:
+    base = 3000 if quick else 20000
+    n = max(200, base * 4096 // max(size, 4096)) if size > 4096 else base
+    return n, n * 3
+
+
+def progress(text: str) -> None:
+    sys.stderr.write("\r" + text[:100].ljust(100))
+    sys.stderr.flush()
+
+
+def measure_clients(quick: bool) -> list[dict[str, Any]]:
+    server = Server("picows", "uvloop")
+    rows = []
+    try:
+        for name, lib, loop in CLIENTS:
+            row: dict[str, Any] = {"client": name, "loop": loop}
+            for size in SIZES:
+                n_rt, n_pipe = counts(size, quick)
+                progress(f"client {name} on {loop}, {size} B")
+                row[f"rt_{size}"] = client_rate(lib, loop, server.url, size, n_rt, 1)
+                row[f"pipe_{size}"] = client_rate(lib, loop, server.url, size, n_pipe, 100)
+            rows.append(row)
+    finally:
+        server.stop()
+    return rows
+
+
+def measure_servers(quick: bool) -> list[dict[str, Any]]:
+    rows = []
+    for name, lib, loop in SERVERS:
+        server = Server(lib, loop)
+        try:
+            row: dict[str, Any] = {"server": name, "loop": loop}
+            for size in SIZES:
+                n_rt, n_pipe = counts(size, quick)
+                progress(f"server {name} on {loop}, {size} B")
+                row[f"rt_{size}"] = client_rate("picows", "uvloop", server.url, size, n_rt, 1)
+                row[f"pipe_{size}"] = client_rate("picows", "uvloop", server.url, size, n_pipe, 100)
+            rows.append(row)
+        finally:
+            server.stop()
+    return rows
+
+
+def measure_idle(n: int) -> list[dict[str, Any]]:
+    rows = []
+    for name, lib in [
+        ("wsloop callbacks (builtin)", "wsloop"),
+        ("wsloop asyncio API (uvloop)", "wsloop-aio"),
+        ("websockets (uvloop)", "websockets"),
+    ]:
+        progress(f"{n} idle connections to {name}")
+        server = Server(lib, "", role="memserver")
+        client = None
+        try:
+            before = server.ask("rss")["rss"]
+            client = subprocess.Popen(
+                [*WORKER, "memclient", server.url, str(n)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            assert client.stdout is not None
+            if client.stdout.readline().strip() != "ready":
+                raise RuntimeError("the client could not open its connections")
+            time.sleep(0.5)  # let the server settle the last handshakes before reading RSS
+            after = server.ask("rss")
+            t0 = server.ask("broadcast")["t0"]
+            t1 = json.loads(client.stdout.readline())["t1"]
+            rows.append(
+                {
+                    "server": name,
+                    "connections": after["connections"],
+                    "bytes_per_connection": (after["rss"] - before) / n,
+                    "broadcast_ms": (t1 - t0) * 1000,
+                }
+            )
+        finally:
+            if client is not None:
+                client.terminate()
+                client.wait(10)
+            server.stop()
+    return rows
+
+
+def fmt(v: float) -> str:
+    return "n/a" if v != v else f"{v:,.0f}"
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [f"machine: {results['machine']}", f"versions: {results['versions']}", ""]
+    for title, key, who in [
+        ("Clients against a picows/uvloop echo server", "clients", "client"),
+        ("Servers against a picows/uvloop client", "servers", "server"),
+    ]:
+        lines.append(f"{title} (messages per second; rt = one in flight, pipe = 100 in flight)")
+        head = f"{who:<22} {'loop':<8}" + "".join(
+            f"{'rt ' + str(s):>12}{'pipe ' + str(s):>14}" for s in SIZES
+        )
+        lines.append(head)
+        for row in results[key]:
+            cells = "".join(f"{fmt(row[f'rt_{s}']):>12}{fmt(row[f'pipe_{s}']):>14}" for s in SIZES)
+            lines.append(f"{row[who]:<22} {row['loop']:<8}{cells}")
+        lines.append("")
+    if results.get("idle"):
+        lines.append(f"{results['idle'][0]['connections']} idle connections (no compression)")
+        lines.append(f"{'server':<30} {'bytes/connection':>18} {'1 KiB broadcast to all (ms)':>30}")
+        for row in results["idle"]:
+            per_conn = f"{row['bytes_per_connection']:>18,.0f}"
+            lines.append(f"{row['server']:<30} {per_conn} {row['broadcast_ms']:>30.1f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer messages, 1,000 idle connections"
+    )
+    parser.add_argument("--skip-idle", action="store_true")
+    parser.add_argument("--json", help="write the results to this JSON file")
+    parser.add_argument("--markdown", help="write the tables to this Markdown file")
+    args = parser.parse_args()
+    libs = ["wsloop", "websockets", "aiohttp", "picows", "uvloop", "gevent"]
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
+        f"Python {platform.python_version()}",
+        "versions": ", ".join(f"{lib} {version(lib)}" for lib in libs),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    results["clients"] = measure_clients(args.quick)
+    results["servers"] = measure_servers(args.quick)
+    if not args.skip_idle:
+        results["idle"] = measure_idle(1000 if args.quick else 10_000)
+    sys.stderr.write("\r" + " " * 100 + "\r")
+    text = render(results)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(
+            "# Performance\n\n"
+            f"Measured on {results['date']} with `python bench/peers.py` (one run; a\n"
+            "shared 2-core machine is noisy: compare rows within the table, not across runs).\n\n"
+            "```\n" + text + "\n```\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
