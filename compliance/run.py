@@ -28,7 +28,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WSTEST = HERE / ".venv2" / "bin" / "wstest"
-REPORTS = HERE / "reports"
+DEFAULT_REPORTS = HERE / "reports"
 RESULTS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
 CI_SAMPLE = [
     "12.1.1",
@@ -79,7 +79,9 @@ def agent_name(loop: str) -> str:
     return f"wsloop-{loop}"
 
 
-def test_server(loop: str, cases: list[str], exclude: list[str]) -> dict[str, Any]:
+def run_server_mode(
+    loop: str, cases: list[str], exclude: list[str], reports: Path
+) -> dict[str, Any]:
     """wstest's fuzzing client against a wsloop echo server."""
     server = subprocess.Popen(
         [
@@ -103,7 +105,7 @@ def test_server(loop: str, cases: list[str], exclude: list[str]) -> dict[str, An
     try:
         assert server.stdout is not None
         url = server.stdout.readline().strip()
-        outdir = REPORTS / "servers"
+        outdir = reports / "servers"
         shutil.rmtree(outdir, ignore_errors=True)
         spec = {
             "outdir": str(outdir),
@@ -112,14 +114,14 @@ def test_server(loop: str, cases: list[str], exclude: list[str]) -> dict[str, An
             "exclude-cases": exclude,
             "exclude-agent-cases": {},
         }
-        spec_path = REPORTS / "fuzzingclient.json"
+        spec_path = reports / "fuzzingclient.json"
         spec_path.write_text(json.dumps(spec))
         subprocess.run(
             [str(WSTEST), "-m", "fuzzingclient", "-s", str(spec_path)],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            cwd=REPORTS,
+            cwd=reports,
         )
         return json.loads((outdir / "index.json").read_text())[agent_name(loop)]
     finally:
@@ -127,12 +129,14 @@ def test_server(loop: str, cases: list[str], exclude: list[str]) -> dict[str, An
         server.wait(10)
 
 
-def test_client(loop_name: str, cases: list[str], exclude: list[str]) -> dict[str, Any]:
+def run_client_mode(
+    loop_name: str, cases: list[str], exclude: list[str], reports: Path
+) -> dict[str, Any]:
     """wstest's fuzzing server against wsloop clients on ``loop_name``."""
     import wsloop
 
     port = free_port()
-    outdir = REPORTS / "clients"
+    outdir = reports / "clients"
     shutil.rmtree(outdir, ignore_errors=True)
     spec = {
         "url": f"ws://127.0.0.1:{port}",
@@ -141,13 +145,13 @@ def test_client(loop_name: str, cases: list[str], exclude: list[str]) -> dict[st
         "exclude-cases": exclude,
         "exclude-agent-cases": {},
     }
-    spec_path = REPORTS / "fuzzingserver.json"
+    spec_path = reports / "fuzzingserver.json"
     spec_path.write_text(json.dumps(spec))
     fuzzer = subprocess.Popen(
         [str(WSTEST), "-m", "fuzzingserver", "-s", str(spec_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        cwd=REPORTS,
+        cwd=reports,
     )
     try:
         wait_port(port)
@@ -243,17 +247,21 @@ def main() -> int:
     parser.add_argument(
         "--write-docs", action="store_true", help="write the tables to docs/conformance.md"
     )
+    parser.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help="where wstest writes")
     args = parser.parse_args()
+    reports = args.reports.resolve()
     if not WSTEST.exists():
         print("compliance/run.py: wstest is missing; run compliance/setup first", file=sys.stderr)
         return 2
-    REPORTS.mkdir(exist_ok=True)
+    reports.mkdir(parents=True, exist_ok=True)
     cases, exclude = case_lists(args.cases)
     outputs = []
     failed = False
     for mode in ["server", "client"] if args.mode == "both" else [args.mode]:
         started = time.monotonic()
-        results = (test_server if mode == "server" else test_client)(args.loop, cases, exclude)
+        results = (run_server_mode if mode == "server" else run_client_mode)(
+            args.loop, cases, exclude, reports
+        )
         took = time.monotonic() - started
         title = f"wsloop as {mode}, {args.loop} loop, cases {args.cases} ({took:.0f}s)"
         text = render(title, results)
