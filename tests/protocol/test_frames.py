@@ -7,7 +7,7 @@ import os
 import pytest
 
 from wshelpers import feed, frame, open_client, open_server, parse_frames
-from wsloop.protocol import Message, Ping, Pong, apply_mask, encode_frame
+from wsloop.protocol import Message, Ping, Pong, apply_mask, encode_frame, frames
 from wsloop.protocol.frames import is_valid_close_code
 
 HELLO_MASKED = bytes.fromhex("81 85 37 fa 21 3d 7f 9f 4d 51 58".replace(" ", ""))
@@ -17,12 +17,29 @@ def naive_mask(data: bytes, key: bytes, offset: int = 0) -> bytes:
     return bytes(b ^ key[(i + offset) % 4] for i, b in enumerate(data))
 
 
-@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 63, 64, 65, 127, 1000, 65537])
+IMPLEMENTATIONS = {"python": frames._apply_mask_python, "active": apply_mask}
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 7, 8, 9, 63, 64, 65, 127, 1000, 65537])
 @pytest.mark.parametrize("offset", [0, 1, 2, 3, 7])
-def test_apply_mask_matches_definition(size: int, offset: int) -> None:
+def test_apply_mask_matches_definition(impl: str, size: int, offset: int) -> None:
     data = os.urandom(size)
     key = os.urandom(4)
-    assert apply_mask(data, key, offset) == naive_mask(data, key, offset)
+    assert IMPLEMENTATIONS[impl](data, key, offset) == naive_mask(data, key, offset)
+    assert IMPLEMENTATIONS[impl](bytearray(data), key, offset) == naive_mask(data, key, offset)
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("WSLOOP_NO_SPEEDUPS") or os.environ.get("WSLOOP_NO_EXTENSIONS")),
+    reason="speedups disabled on purpose",
+)
+def test_c_speedups_are_built_and_used() -> None:
+    # scripts/setup builds them (the machine has a C compiler): a silent
+    # fallback to pure Python would halve large-message throughput.
+    assert frames.SPEEDUPS
+    with pytest.raises(ValueError, match="4 bytes"):
+        apply_mask(b"abc", b"k")
 
 
 def test_rfc_5_7_single_frame_unmasked_text() -> None:

@@ -416,7 +416,11 @@ class Connection:
             take = min(self._f_left, avail)
             if take == 0:
                 break
-            chunk = bytes(buf[pos : pos + take])
+            if pos == 0 and take == len(buf):
+                chunk = bytes(buf)  # the common case: one whole frame, one copy
+            else:
+                with memoryview(buf) as view:
+                    chunk = bytes(view[pos : pos + take])  # one copy, not two
             self._consume(take)
             event = self._payload(chunk)
             if event is not None:
