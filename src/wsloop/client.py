@@ -157,13 +157,17 @@ class _Attempt:
         if err in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             self.loop.add_writer(sock, self._connected, addr)
         else:
-            sock.close()
-            self.sock = None
-            name = errno.errorcode.get(err, str(err))
-            self.error = ConnectionRefusedError(
-                err, f"connect to {addr[0]}:{addr[1]} failed: {name}"
-            )
-            self._try_next()
+            self._address_failed(addr, err)
+
+    def _address_failed(self, addr: Any, err: int) -> None:
+        """This address did not work: remember why, try the next one."""
+        assert self.sock is not None
+        self.sock.close()
+        self.sock = None
+        name = errno.errorcode.get(err, str(err))
+        # OSError(errno, ...) is the matching subclass (ConnectionRefusedError...).
+        self.error = OSError(err, f"connect to {addr[0]}:{addr[1]} failed: {name}")
+        self._try_next()
 
     def _connected(self, addr: Any) -> None:
         sock = self.sock
@@ -173,13 +177,7 @@ class _Attempt:
             return
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
-            sock.close()
-            self.sock = None
-            name = errno.errorcode.get(err, str(err))
-            self.error = ConnectionRefusedError(
-                err, f"connect to {addr[0]}:{addr[1]} failed: {name}"
-            )
-            self._try_next()
+            self._address_failed(addr, err)
             return
         self.sock = None
         self.transport = Transport(

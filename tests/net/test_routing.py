@@ -52,31 +52,45 @@ def test_unresolvable_host_is_a_clear_error(backend) -> None:  # type: ignore[no
     assert isinstance(rec.errors[0], OSError) and "no-such-host.invalid" in str(rec.errors[0])
 
 
-class HttpStub:
-    """Answers every request with a fixed response (for redirects)."""
+class Listener:
+    """A plain TCP listener on 127.0.0.1 that hands each connection to
+    ``handle`` in a thread (test peers that are not WebSocket servers)."""
 
-    def __init__(self, response: bytes) -> None:
+    def __init__(self) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
-        self.response = response
-        self.hits = 0
-        threading.Thread(target=self._run, daemon=True).start()
+        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _run(self) -> None:
+    def _accept(self) -> None:
         while True:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            with conn:
-                conn.recv(65536)
-                self.hits += 1
-                conn.sendall(self.response.replace(b"PORT", str(self.port).encode()))
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self.sock.close()
+
+
+class HttpStub(Listener):
+    """Answers every request with a fixed response (for redirects)."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+        self.hits = 0
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            self.hits += 1
+            conn.sendall(self.response.replace(b"PORT", str(self.port).encode()))
 
 
 def test_follows_a_redirect(backend) -> None:  # type: ignore[no-untyped-def]
@@ -103,24 +117,15 @@ def test_redirect_loop_stops(backend) -> None:  # type: ignore[no-untyped-def]
     stub.close()
 
 
-class ConnectProxy:
+class ConnectProxy(Listener):
     """A minimal HTTP CONNECT proxy that sends every tunnel to 127.0.0.1."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
         self.requests: list[bytes] = []
-        threading.Thread(target=self._run, daemon=True).start()
+        super().__init__()
 
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        self._tunnel(conn)
 
     def _tunnel(self, conn: socket.socket) -> None:
         head = b""
@@ -154,9 +159,6 @@ class ConnectProxy:
         t.join(10)
         conn.close()
         upstream.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
