@@ -86,6 +86,7 @@ class WebSocket:
         self._opened = False
         self._lost = False
         self._processing = False
+        self._flush_pending = False
         self._paused = False
         self._pings: dict[bytes, tuple[float, Callable[[float], object] | None]] = {}
         self._ka_ping: bytes | None = None
@@ -289,12 +290,25 @@ class WebSocket:
             self.protocol.send_text(data, compress=compress)
         else:
             self.protocol.send_binary(data, compress=compress)
-        # Inside _process (a callback answering a batch of messages) sends
-        # are written once at the end of the batch: one syscall, not one per
-        # message. buffered_amount counts them meanwhile, and _process makes
-        # sure a sender that saw it over the limit still gets on_writable.
-        if not self._processing:
-            self._flush()
+        # Sends are corked: everything sent while a batch of received
+        # messages is dispatched goes out at the end of _process, and sends
+        # from elsewhere (a timer, a task, another thread) at the end of this
+        # loop iteration: one syscall per burst, not one per message.
+        # buffered_amount counts queued bytes meanwhile, and a sender that
+        # saw it over the limit is still guaranteed an on_writable.
+        if not self._processing and not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush_corked)
+
+    def _flush_corked(self) -> None:
+        self._flush_pending = False
+        transport = self.transport
+        if transport is None or self._lost:
+            return
+        seen = self.buffered_amount
+        self._flush()
+        if seen > self.options.write_limit:
+            self._ensure_drain_event(transport)
 
     def _ping(self, payload: bytes, callback: Callable[[float], object] | None) -> None:
         self.protocol.send_ping(payload)
