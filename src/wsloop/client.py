@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from ._threads import Deadline, resolver_pool, watchdog
 from .handler import Handler
 from .loops import Handle, Loop
 from .options import ClientOptions
@@ -108,9 +109,7 @@ class _Attempt:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self._resolved([(family, socket.SOCK_STREAM, 0, "", (host, port))])
             return
-        threading.Thread(
-            target=self._resolve, args=(host, port), name="wsloop-dns", daemon=True
-        ).start()
+        resolver_pool.submit(self._resolve, host, port)
 
     def _resolve(self, host: str, port: int) -> None:
         try:
@@ -313,7 +312,7 @@ class Client:
         self._closing = False
         self._attempt: _Attempt | None = None
         self._retry: Handle | None = None
-        self._watchdog: threading.Timer | None = None
+        self._watchdog: Deadline | None = None
         self._requested = time.monotonic()
 
     # -- API --------------------------------------------------------------
@@ -322,10 +321,7 @@ class Client:
         """Hand the connect to the loop (done by :func:`wsloop.connect`)."""
         warn_after = self.options.loop_warning
         if warn_after is not None and not self.loop.in_loop_thread():
-            self._watchdog = threading.Timer(warn_after, self._loop_did_not_run)
-            self._watchdog.name = "wsloop-loop-watchdog"
-            self._watchdog.daemon = True
-            self._watchdog.start()
+            self._watchdog = watchdog.after(warn_after, self._loop_did_not_run)
         self._in_loop(self._begin)
         return self
 

@@ -62,3 +62,33 @@ def test_nothing_remains_after_close(any_backend) -> None:  # type: ignore[no-un
         if t.name.startswith("wsloop-"):
             t.join(5)
     assert wsloop_threads() == []
+
+
+def test_helper_threads_stay_few_and_go_away(backend) -> None:  # type: ignore[no-untyped-def]
+    """200 connects by name, requested before the loop runs: one watchdog
+    thread, at most 8 resolver threads, and none left afterwards."""
+    server = wsloop.serve(Echo(), loop=backend.loop)
+    opened: list[int] = []
+    peak = [0]
+
+    def on_open(ws: wsloop.WebSocket) -> None:
+        opened.append(1)
+        peak[0] = max(peak[0], len(wsloop_threads()))
+
+    clients = [
+        wsloop.connect(f"ws://localhost:{server.port}/", loop=backend.loop, on_open=on_open)
+        for _ in range(200)
+    ]
+    assert wsloop_threads() == ["wsloop-watchdog"]
+    assert backend.run_until(lambda: len(opened) == 200, timeout=30)
+    assert peak[0] <= 9, peak
+    for c in clients:
+        c.close()
+    server.close()
+    assert backend.run_until(
+        lambda: server.closed.is_set() and all(c.done.is_set() for c in clients)
+    )
+    for t in threading.enumerate():
+        if t.name.startswith("wsloop-"):
+            t.join(5)
+    assert wsloop_threads() == []
