@@ -23,6 +23,7 @@ import ssl
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -39,6 +40,9 @@ from .websocket import WebSocket
 __all__ = ["Client"]
 
 logger = logging.getLogger("wsloop")
+
+_warned: weakref.WeakSet[Loop] = weakref.WeakSet()
+_warned_lock = threading.Lock()
 
 
 def _is_ip(host: str) -> bool:
@@ -355,6 +359,10 @@ class Client:
             self.loop.call_soon_threadsafe(fn, *args)
 
     def _loop_did_not_run(self) -> None:
+        with _warned_lock:
+            if self.loop in _warned:
+                return  # one warning per loop, however many connects wait on it
+            _warned.add(self.loop)
         logger.warning(
             "wsloop: connect(%r) was requested %.1fs ago, but the %s loop it was handed to has "
             "not run since. wsloop does its work inside that loop: run it (%s).",
