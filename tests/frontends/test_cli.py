@@ -148,3 +148,24 @@ def test_bench_prints_a_table() -> None:
     result = run("bench", "--count", "300", "--sizes", "64,4096", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "round trips/s" in result.stdout and len(result.stdout.splitlines()) == 4
+
+
+def test_serve_broadcast_mode() -> None:
+    proc = subprocess.Popen(
+        [*WSLOOP, "serve", "--port", "0", "--mode", "broadcast"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        import wsloop.sync
+
+        with wsloop.sync.connect(url) as a, wsloop.sync.connect(url) as b:
+            a.send("to everyone")
+            assert a.recv(timeout=5) == "to everyone"
+            assert b.recv(timeout=5) == "to everyone"
+    finally:
+        proc.terminate()
+        proc.wait(10)
