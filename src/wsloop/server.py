@@ -39,6 +39,9 @@ def broadcast(
     """
     if policy not in ("skip", "close"):
         raise ValueError("policy must be 'skip' or 'close'")
+    if not isinstance(message, (str, bytes)):
+        raise TypeError(f"broadcast() takes str or bytes, not {type(message).__name__}")
+    frame = ServerConnection.prepare_message(message)  # encoded once for all
     sent = 0
     for ws in list(connections):
         if ws.state != "open":
@@ -48,7 +51,7 @@ def broadcast(
                 ws.close(1008, "too slow to keep up")
             continue
         try:
-            ws.send(message)
+            ws.send_prepared(frame, message)
         except InvalidStateError:
             continue
         sent += 1

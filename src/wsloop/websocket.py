@@ -174,6 +174,17 @@ class WebSocket:
             self._marshalled += size
         self.loop.call_soon_threadsafe(self._send_marshalled, data, compress, size)
 
+    def send_prepared(self, frame: bytes, data: str | bytes) -> None:
+        """Loop thread only: send a frame from ``Connection.prepare_message``
+        (the same bytes for many connections, as broadcast does), or ``data``
+        the usual way where that frame cannot be used; written at once."""
+        if not self.protocol.send_prepared(frame):
+            if isinstance(data, str):
+                self.protocol.send_text(data)
+            else:
+                self.protocol.send_binary(data)
+        self._flush()
+
     def ping(
         self, data: bytes | str | None = None, callback: Callable[[float], object] | None = None
     ) -> bytes:

@@ -159,3 +159,17 @@ def test_back_to_back_large_frames_across_buffer_compaction() -> None:
     assert feed(client, data) == [Message(bytes([i]) * (65536 + i)) for i in range(4)] + [
         Message("end")
     ]
+
+
+def test_prepared_frames_for_broadcast() -> None:
+    from wshelpers import open_pair
+    from wsloop.protocol import DeflateOptions, ServerConnection
+
+    frame = ServerConnection.prepare_message("tick")
+    client, server = open_pair()
+    assert server.send_prepared(frame)
+    assert feed(client, server.data_to_send()) == [Message("tick")]
+    assert not client.send_prepared(frame), "clients must mask"
+    _, compressing = open_pair(client_deflate=DeflateOptions(), server_deflate=DeflateOptions())
+    assert not compressing.send_prepared(frame), "compressing connections encode their own"
+    assert ServerConnection.prepare_message(b"\x00") == bytes.fromhex("820100")

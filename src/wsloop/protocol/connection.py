@@ -215,6 +215,25 @@ class Connection:
             raise TypeError(f"send_binary() takes bytes-like data, not {type(data).__name__}")
         self._send(_BINARY, bytes(data), compress)
 
+    @staticmethod
+    def prepare_message(data: str | bytes) -> bytes:
+        """An unmasked, uncompressed frame for ``data``, built once and
+        queued on many server connections with :meth:`send_prepared`."""
+        if isinstance(data, str):
+            return b"".join(encode_frame(_TEXT, data.encode("utf-8")))
+        return b"".join(encode_frame(_BINARY, bytes(data)))
+
+    def send_prepared(self, frame: bytes) -> bool:
+        """Queue a frame from :meth:`prepare_message`; False (nothing
+        queued) where it cannot be used as is: a client (frames must be
+        masked) or a connection that compresses."""
+        if self.state is not State.OPEN:
+            raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
+        if self.is_client or self._codec is not None:
+            return False
+        self._out.append(frame)
+        return True
+
     def send_ping(self, data: bytes = b"") -> None:
         """Queue a ping; its payload is at most 125 bytes."""
         self._send_control(_PING, data)
