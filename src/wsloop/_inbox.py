@@ -8,6 +8,7 @@ it is down to half. Each front-end adds only its way of waiting.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from .websocket import WebSocket
 
 
 class Inbox:
-    def __init__(self, ws: WebSocket, max_queue: int, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, ws: WebSocket, max_queue: int, wake: Callable[[], None], *, threaded: bool
+    ) -> None:
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
             raise ValueError(f"max_queue must be a positive int, not {max_queue!r}")
         self.ws = ws
@@ -26,7 +29,10 @@ class Inbox:
         self.messages: deque[str | bytes] = deque()
         self.closed: ConnectionClosed | None = None
         self._paused = False
-        self._lock = threading.Lock()
+        # The blocking API pops from other threads; asyncio pops on the loop.
+        self._lock: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if threaded else contextlib.nullcontext()
+        )
 
     # on the loop's thread
     def push(self, data: str | bytes) -> None:

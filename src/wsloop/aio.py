@@ -52,10 +52,11 @@ class AioWebSocket:
 
     def __init__(self, ws: WebSocket, max_queue: int) -> None:
         self.ws = ws
+        self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
-        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.inbox = Inbox(ws, max_queue, self._wake)
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self.inbox = Inbox(ws, max_queue, self._wake, threaded=False)
 
     # -- state ----------------------------------------------------------------
 
@@ -105,7 +106,7 @@ class AioWebSocket:
                 return data
             if self.inbox.closed is not None:
                 raise self.inbox.closed
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -121,7 +122,7 @@ class AioWebSocket:
             await self._raise_closed()
         limit = self.ws.options.write_limit
         while self.ws.buffered_amount > limit and self.inbox.closed is None:
-            self._drain = asyncio.get_running_loop().create_future()
+            self._drain = self._loop.create_future()
             try:
                 await self._drain
             finally:

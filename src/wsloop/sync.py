@@ -86,7 +86,7 @@ class _Bridge(Handler):
 
     def on_open(self, ws: WebSocket) -> None:
         self.ws = ws
-        self.inbox = Inbox(ws, self.max_queue, self._wake)
+        self.inbox = Inbox(ws, self.max_queue, self._wake, threaded=True)
         self.opened.set()
 
     def on_message(self, ws: WebSocket, data: str | bytes) -> None:

@@ -65,7 +65,10 @@ def test_any_chunking_gives_the_same_events(
     sender.close(1000, "end")
     expected.append(Closed(1000, "end", True))
     got: list[Event] = []
-    for piece in chunked(sender.data_to_send(), cuts):
+    queued = sender.bytes_to_send
+    data = sender.data_to_send()
+    assert len(data) == queued and sender.bytes_to_send == 0
+    for piece in chunked(data, cuts):
         receiver.receive_data(piece)
         got.extend(receiver.events())
     assert got == expected

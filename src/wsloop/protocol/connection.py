@@ -129,6 +129,7 @@ class Connection:
         self._codec: Deflate | None = None
         self._events: deque[Event] = deque()
         self._out: list[bytes] = []
+        self._out_size = 0
         self._in = bytearray()
         self._pos = 0
         self._eof = False
@@ -190,7 +191,7 @@ class Connection:
     @property
     def bytes_to_send(self) -> int:
         """How many bytes :meth:`data_to_send` would return now."""
-        return sum(map(len, self._out))
+        return self._out_size
 
     def data_to_send(self) -> bytes:
         """Take the bytes queued for the peer."""
@@ -199,7 +200,13 @@ class Connection:
             return b""
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self._out_size = 0
         return data
+
+    def _queue(self, pieces: list[bytes] | tuple[bytes, ...]) -> None:
+        self._out.extend(pieces)
+        for piece in pieces:
+            self._out_size += len(piece)
 
     def send_text(self, data: str, *, compress: bool = True) -> None:
         """Queue a text message."""
@@ -231,7 +238,7 @@ class Connection:
             raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
         if self.is_client or self._codec is not None:
             return False
-        self._out.append(frame)
+        self._queue((frame,))
         return True
 
     def send_ping(self, data: bytes = b"") -> None:
@@ -250,7 +257,7 @@ class Connection:
             )
         payload = encode_close_payload(code, reason)
         if self.state is State.OPEN:
-            self._out += encode_frame(_CLOSE, payload, mask_key=self._mask_key())
+            self._queue(encode_frame(_CLOSE, payload, mask_key=self._mask_key()))
             self._close_sent = True
             self.state = State.CLOSING
         elif self.state is State.CONNECTING and self.closed is None:
@@ -281,7 +288,7 @@ class Connection:
         ):
             data = codec.compress(data)
             rsv1 = True
-        self._out += encode_frame(opcode, data, rsv1=rsv1, mask_key=self._mask_key())
+        self._queue(encode_frame(opcode, data, rsv1=rsv1, mask_key=self._mask_key()))
 
     def _send_control(self, opcode: int, data: bytes | str) -> None:
         if isinstance(data, str):
@@ -294,7 +301,7 @@ class Connection:
             raise InvalidStateError(
                 f"cannot send a ping/pong: the connection is {self.state.value}"
             )
-        self._out += encode_frame(opcode, bytes(data), mask_key=self._mask_key())
+        self._queue(encode_frame(opcode, bytes(data), mask_key=self._mask_key()))
 
     def _mask_key(self) -> bytes | None:
         if not self.is_client:
@@ -326,8 +333,8 @@ class Connection:
     def _fail(self, code: int, reason: str) -> Closed:
         if self.state in (State.OPEN, State.CLOSING) and not self._close_sent:
             data = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
-            self._out += encode_frame(
-                _CLOSE, encode_close_payload(code, data), mask_key=self._mask_key()
+            self._queue(
+                encode_frame(_CLOSE, encode_close_payload(code, data), mask_key=self._mask_key())
             )
             self._close_sent = True
         self.close_transport = True
@@ -522,7 +529,7 @@ class Connection:
     def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == _PING:
             if self.state is State.OPEN:
-                self._out += encode_frame(_PONG, payload, mask_key=self._mask_key())
+                self._queue(encode_frame(_PONG, payload, mask_key=self._mask_key()))
             return Ping(payload)
         if opcode == _PONG:
             return Pong(payload)
@@ -541,7 +548,7 @@ class Connection:
                 return self._fail(1007, "invalid UTF-8 in the close reason")
         if not self._close_sent:
             echo = payload[:2] if payload else b""
-            self._out += encode_frame(_CLOSE, echo, mask_key=self._mask_key())
+            self._queue(encode_frame(_CLOSE, echo, mask_key=self._mask_key()))
             self._close_sent = True
         if not self.is_client:
             # The server closes the TCP connection first (RFC 6455 7.1.1).
@@ -607,7 +614,7 @@ class ClientConnection(Connection):
         self._head = HeadParser()
         self._pending: tuple[int, str, Headers, int] | None = None  # a refusal awaiting its body
         self._body = bytearray()
-        self._out.append(self.request.serialize())
+        self._queue((self.request.serialize(),))
 
     def _receive_handshake(self, data: bytes) -> None:
         if self._pending is not None:
@@ -769,7 +776,7 @@ class ServerConnection(Connection):
         for name, value in extra_headers:
             headers.add(name, value)
         response = Response(101, "Switching Protocols", headers)
-        self._out.append(response.serialize())
+        self._queue((response.serialize(),))
         self._open(subprotocol, codec, ext, request, response)
         self._start_frames(b"")
 
@@ -788,7 +795,7 @@ class ServerConnection(Connection):
 
     def _refuse(self, error: HandshakeError) -> None:
         response = error_response(error.status, error.reason, error.headers or ())
-        self._out.append(response.serialize())
+        self._queue((response.serialize(),))
         self.close_transport = True
         self._finish(Closed(1006, error.reason, False))
         self._events.append(HandshakeFailed(error))
