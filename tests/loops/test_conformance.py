@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,6 +109,17 @@ def test_timers_due_together_still_run_in_deadline_order(loop: Loop) -> None:
     threading.Event().wait(0.03)
     assert run_loop(loop)
     assert seen == [0.002, 0.004, 0.006, 0.010]
+
+
+def test_timers_never_fire_early_after_the_loop_was_idle(loop: Loop) -> None:
+    loop.call_soon(loop.stop)
+    assert run_loop(loop)  # the loop has run, then sits idle:
+    threading.Event().wait(0.2)
+    fired: list[float] = []
+    start = time.monotonic()
+    loop.call_later(0.1, lambda: (fired.append(time.monotonic() - start), loop.stop()))
+    assert run_loop(loop)
+    assert fired and fired[0] >= 0.099, fired
 
 
 def test_timer_cancelled_by_an_earlier_callback(loop: Loop) -> None:

@@ -57,6 +57,10 @@ class GeventLoop(Loop):
         return self.native.run_callback(fire)
 
     def _later(self, delay: float, fire: Callable[[], None]) -> Any:
+        # libev and libuv measure timers from the loop's cached "now", which
+        # is stale when the loop has not run for a while: refresh it, or the
+        # timer fires early.
+        self.native.update_now()
         timer = self.native.timer(delay)
 
         def once() -> None:
