@@ -314,12 +314,8 @@ class WebSocket:
     def _flush_corked(self) -> None:
         self._flush_pending = False
         transport = self.transport
-        if transport is None or self._lost:
-            return
-        seen = self.buffered_amount
-        self._flush()
-        if seen > self.options.write_limit:
-            self._ensure_drain_event(transport)
+        if transport is not None and not self._lost:
+            self._flush_queued(transport)
 
     def _ping(self, payload: bytes, callback: Callable[[float], object] | None) -> None:
         self.protocol.send_ping(payload)
@@ -385,12 +381,10 @@ class WebSocket:
         finally:
             self._processing = False
         transport = self.transport
-        seen = self.buffered_amount if transport is not None else 0  # what a sender last saw
-        self._flush()
-        if transport is not None and seen > self.options.write_limit:
-            self._ensure_drain_event(transport)
         if transport is None or self._lost:
+            self._flush()
             return
+        self._flush_queued(transport)
         if proto.close_transport:
             transport.close()
             self._arm_close_timer()
@@ -399,11 +393,16 @@ class WebSocket:
             # to close TCP: never longer than close_timeout.
             self._arm_close_timer()
 
-    def _ensure_drain_event(self, transport: Transport) -> None:
-        """A sender saw the buffer over its limit, partly because of what the
-        batch queued: make sure on_writable follows, whether the kernel took
-        everything (report it now) or not (the transport reports it later)."""
-        if not transport.expect_drain() and not transport.is_closing:
+    def _flush_queued(self, transport: Transport) -> None:
+        """Write what was corked. If a sender saw the buffer over its limit
+        (partly because of what was queued), make sure on_writable follows,
+        whether the kernel took everything (report it now) or not (the
+        transport reports it once drained)."""
+        seen = self.buffered_amount
+        self._flush()
+        if seen <= self.options.write_limit or transport.is_closing:
+            return
+        if not transport.expect_drain():
             self.loop.call_soon(self.write_drained)
 
     def _arm_close_timer(self) -> None:
