@@ -79,9 +79,15 @@ class Echo(wsloop.Handler):
 class Recorder(wsloop.Handler):
     """Client handler that records everything, with events to wait on."""
 
-    def __init__(self, loop: Loop | None = None, want: int | None = None) -> None:
+    def __init__(
+        self,
+        loop: Loop | None = None,
+        want: int | None = None,
+        send: list[str | bytes] | None = None,
+    ) -> None:
         self.loop = loop
         self.want = want
+        self.send_on_open = list(send or [])
         self.messages: list[str | bytes] = []
         self.threads: set[int] = set()
         self.states: list[tuple[str, dict[str, Any]]] = []
@@ -97,6 +103,8 @@ class Recorder(wsloop.Handler):
         self.threads.add(threading.get_ident())
         self.ws = ws
         self.opened.set()
+        for message in self.send_on_open:
+            ws.send(message)
 
     def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
         self.threads.add(threading.get_ident())

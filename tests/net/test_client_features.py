@@ -192,14 +192,7 @@ def test_echo_every_size(backend, peer: LoopThread, secure: bool, compression: b
     for i, size in enumerate(SIZES):
         data = (pattern * (size // 256 + 1))[:size]
         expected.append(data if i % 2 else data.decode("latin-1"))
-    rec = Recorder(want=len(expected))
-
-    def on_open(ws: wsloop.WebSocket) -> None:
-        Recorder.on_open(rec, ws)
-        for message in expected:
-            ws.send(message)
-
-    rec.on_open = on_open  # type: ignore[method-assign]
+    rec = Recorder(want=len(expected), send=expected)
     client = wsloop.connect(
         url, rec, loop=backend.loop, ssl=client_ctx, max_message_size=None, compression=compression
     )
@@ -262,7 +255,7 @@ def test_handler_exception_closes_1011_and_loop_goes_on(backend, peer: LoopThrea
         raise ValueError("bug in the application")
 
     rec.on_each = on_each
-    rec.on_open = lambda ws: (Recorder.on_open(rec, ws), ws.send("hi"))  # type: ignore[method-assign]
+    rec.send_on_open = ["hi"]
     ticks: list[int] = []
 
     def tick() -> None:

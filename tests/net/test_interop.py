@@ -68,14 +68,7 @@ def test_wsloop_client_against_peer_server(
     server = aio.run(
         websockets_echo_server() if peer_name == "websockets" else aiohttp_echo_server()
     )
-    rec = Recorder(want=len(MESSAGES))
-
-    def on_open(ws: wsloop.WebSocket) -> None:
-        Recorder.on_open(rec, ws)
-        for m in MESSAGES:
-            ws.send(m)
-
-    rec.on_open = on_open  # type: ignore[method-assign]
+    rec = Recorder(want=len(MESSAGES), send=MESSAGES)
     client = wsloop.connect(
         f"ws://127.0.0.1:{_port(server)}/",
         rec,

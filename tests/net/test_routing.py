@@ -14,8 +14,7 @@ from netkit import Echo, Recorder
 
 
 def echo_round_trip(backend: Any, url: str, **kwargs: Any) -> Recorder:
-    rec = Recorder(want=1)
-    rec.on_open = lambda ws: (Recorder.on_open(rec, ws), ws.send("ping?"))  # type: ignore[method-assign]
+    rec = Recorder(want=1, send=["ping?"])
     client = wsloop.connect(url, rec, loop=backend.loop, **kwargs)
     assert backend.run_until(lambda: rec.got_all.is_set() or client.done.is_set(), timeout=10), (
         rec.errors

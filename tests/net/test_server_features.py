@@ -242,8 +242,7 @@ def test_pacing_from_inside_a_message_callback(backend) -> None:  # type: ignore
         on_writable = pump
 
     server = wsloop.serve(Pump(), loop=backend.loop, compression=False, write_limit=65536)
-    rec = Recorder(want=total)
-    rec.on_open = lambda ws: (Recorder.on_open(rec, ws), ws.send("go"))  # type: ignore[method-assign]
+    rec = Recorder(want=total, send=["go"])
     client = wsloop.connect(
         server.url, rec, loop=backend.loop, compression=False, max_message_size=None
     )

@@ -19,11 +19,10 @@ def test_nothing_remains_after_close(any_backend) -> None:  # type: ignore[no-un
     server_ctx, client_ctx = tls_contexts()
     server = wsloop.serve(Echo(), loop=b.loop)
     tls_server = wsloop.serve(Echo(), loop=b.loop, ssl=server_ctx)
-    recs = [Recorder(want=1) for _ in range(4)]
+    recs = [Recorder(want=1, send=["x"]) for _ in range(4)]
     clients = []
     for i, rec in enumerate(recs):
         url = server.url if i % 2 == 0 else tls_server.url.replace("127.0.0.1", "localhost")
-        rec.on_open = lambda ws, rec=rec: (Recorder.on_open(rec, ws), ws.send("x"))  # type: ignore[method-assign]
         # Half by name (DNS in a thread), half by IP literal; one from another thread.
         kwargs = {"ssl": client_ctx} if i % 2 else {}
         if i == 3:
