@@ -27,7 +27,10 @@ __all__ = ["StreamProtocol", "Transport"]
 
 logger = logging.getLogger("wsloop")
 
-READ_SIZE = 256 * 1024
+# 64 KiB: socket.recv(n) allocates n bytes per call before shrinking them,
+# and above glibc's mmap threshold that costs a map and an unmap every time:
+# recv(256 KiB) measured 15 us per small message here against 2.5 us.
+READ_SIZE = 64 * 1024
 SEND_SIZE = 1024 * 1024
 
 

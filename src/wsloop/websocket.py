@@ -87,6 +87,7 @@ class WebSocket:
         self._lost = False
         self._processing = False
         self._flush_pending = False
+        self._sent_since_input = False
         self._paused = False
         self._pings: dict[bytes, tuple[float, Callable[[float], object] | None]] = {}
         self._ka_ping: bytes | None = None
@@ -302,17 +303,24 @@ class WebSocket:
         else:
             self.protocol.send_binary(data, compress=compress)
         # Sends are corked: everything sent while a batch of received
-        # messages is dispatched goes out at the end of _process, and sends
-        # from elsewhere (a timer, a task, another thread) at the end of this
-        # loop iteration: one syscall per burst, not one per message.
+        # messages is dispatched goes out at the end of _process. Elsewhere
+        # (a timer, a task, another thread) the first send of a burst goes
+        # out at once, for latency, and the rest of the burst at the end of
+        # this loop iteration: one syscall per burst, not one per message.
         # buffered_amount counts queued bytes meanwhile, and a sender that
         # saw it over the limit is still guaranteed an on_writable.
-        if not self._processing and not self._flush_pending:
+        if self._processing or self._flush_pending:
+            return
+        if not self._sent_since_input:
+            self._sent_since_input = True
+            self._flush()
+        else:
             self._flush_pending = True
             self.loop.call_soon(self._flush_corked)
 
     def _flush_corked(self) -> None:
         self._flush_pending = False
+        self._sent_since_input = False
         transport = self.transport
         if transport is not None and not self._lost:
             self._flush_queued(transport)
@@ -346,6 +354,7 @@ class WebSocket:
         if self._processing:
             return
         self._processing = True
+        self._sent_since_input = False  # new input: the next lone send goes out at once
         proto = self.protocol
         on_message = self.handler.on_message
         try:
