@@ -92,10 +92,6 @@ def require(name: str) -> None:
         raise
 
 
-def later(loop: Loop, fn: Callable[[], None]) -> None:
-    loop.call_soon(fn)
-
-
 def native_run(name: str, native: Any, done: Callable[[], bool], timeout: float = 10.0) -> bool:
     """Run a native loop the way an application would, without wsloop's
     ``run()``, until ``done()`` or ``timeout``; True if done."""

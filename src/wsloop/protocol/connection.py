@@ -64,6 +64,7 @@ from .handshake import (
     WebSocketURL,
     accept_key,
     error_response,
+    new_key,
     parse_extensions,
     parse_request_line,
     parse_status_line,
@@ -591,7 +592,7 @@ class ClientConnection(Connection):
         if isinstance(subprotocols, str):
             raise TypeError("subprotocols must be a list of str, not one str")
         self.offered_subprotocols = list(subprotocols)
-        self.key = key or base64.b64encode(os.urandom(16)).decode("ascii")
+        self.key = key or new_key()
         headers = Headers()
         headers.add("Host", self.url.host_header)
         headers.add("Upgrade", "websocket")

@@ -359,4 +359,5 @@ def parse_url(url: str) -> WebSocketURL:
 
 
 def new_key() -> str:
+    """A fresh random ``Sec-WebSocket-Key`` (16 bytes, base64)."""
     return base64.b64encode(os.urandom(16)).decode("ascii")
