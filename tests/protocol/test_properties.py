@@ -113,3 +113,43 @@ def test_a_flood_of_garbage_is_bounded_in_memory() -> None:
     tracemalloc.stop()
     assert isinstance(events[-1], Closed) and events[-1].code == 1009
     assert peak < 1 << 20
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, 9000), min_size=1, max_size=140),
+    st.lists(st.integers(1, 4000), max_size=60),
+)
+def test_http_head_limits_do_not_depend_on_chunking(
+    line_lengths: list[int], sizes: list[int]
+) -> None:
+    """The incremental line bookkeeping gives the same verdict (a head, or
+    the same refusal) however the bytes are split, byte by byte included."""
+    from wsloop.protocol import HandshakeError
+    from wsloop.protocol.handshake import HeadParser
+
+    head = b"GET / HTTP/1.1\r\n" + b"".join(
+        b"X-%d: " % i + b"a" * n + b"\r\n" for i, n in enumerate(line_lengths)
+    )
+    head += b"\r\n"
+
+    def verdict(pieces: list[bytes]) -> object:
+        parser = HeadParser()
+        try:
+            for piece in pieces:
+                result = parser.feed(piece)
+                if result is not None:
+                    return (result[0], list(result[1]))
+        except HandshakeError as exc:
+            return exc.status
+        return None
+
+    whole = verdict([head])
+    pieces, pos = [], 0
+    for size in sizes or [1]:
+        pieces.append(head[pos : pos + size])
+        pos += size
+    pieces.append(head[pos:])
+    assert verdict(pieces) == whole
+    if len(head) < 20000:
+        assert verdict([head[i : i + 1] for i in range(len(head))]) == whole

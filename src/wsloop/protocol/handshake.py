@@ -166,17 +166,22 @@ class HeadParser:
     Limits violated raise :class:`HandshakeError` with status 431 or 400.
     """
 
-    __slots__ = ("_buf", "_scanned")
+    __slots__ = ("_buf", "_line_start", "_lines", "_scanned")
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._scanned = 0
+        # Line bookkeeping for the incomplete head, kept as bytes arrive:
+        # rescanning the whole buffer on every feed would make a client that
+        # dribbles its head a byte at a time cost quadratic CPU.
+        self._scanned = 0  # CRLFs starting before this index are counted
+        self._lines = 0
+        self._line_start = 0
 
     def feed(self, data: bytes) -> tuple[str, Headers, bytes] | None:
+        start = max(0, len(self._buf) - 3)
         self._buf += data
-        end = self._buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+        end = self._buf.find(b"\r\n\r\n", start)
         if end < 0:
-            self._scanned = len(self._buf)
             self._check_partial()
             return None
         if end + 4 > MAX_HEAD:
@@ -207,10 +212,15 @@ class HeadParser:
         buf = self._buf
         if len(buf) > MAX_HEAD:
             raise HandshakeError(431, f"HTTP head is larger than {MAX_HEAD} bytes")
-        start = buf.rfind(b"\r\n") + 2
-        if len(buf) - start > MAX_LINE:
+        i = buf.find(b"\r\n", self._scanned)
+        while i >= 0:
+            self._lines += 1
+            self._line_start = i + 2
+            i = buf.find(b"\r\n", i + 2)
+        self._scanned = max(self._line_start, len(buf) - 1)
+        if len(buf) - self._line_start > MAX_LINE:
             raise HandshakeError(431, f"a header line is longer than {MAX_LINE} bytes")
-        if buf.count(b"\r\n") > MAX_HEADERS + 1:
+        if self._lines > MAX_HEADERS + 1:
             raise HandshakeError(431, f"more than {MAX_HEADERS} header lines")
 
 
