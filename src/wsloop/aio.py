@@ -15,7 +15,6 @@ waits while the send buffer is over ``write_limit``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -323,7 +322,7 @@ class Serve:
         port: int = 0,
         **options: Any,
     ) -> None:
-        if not inspect.iscoroutinefunction(handler) and not callable(handler):
+        if not callable(handler):
             raise TypeError("handler must be an async function taking the connection")
         self.handler = handler
         self.host = host

@@ -32,7 +32,14 @@ from ._threads import Deadline, resolver_pool, watchdog
 from .handler import Handler
 from .loops import Handle, Loop
 from .options import ClientOptions
-from .protocol import ClientConnection, HandshakeError, RequestReceived, WebSocketURL, parse_url
+from .protocol import (
+    ClientConnection,
+    HandshakeError,
+    InvalidStateError,
+    RequestReceived,
+    WebSocketURL,
+    parse_url,
+)
 from .protocol.handshake import HeadParser, parse_status_line
 from .transport import Transport
 from .websocket import WebSocket
@@ -229,7 +236,7 @@ class _Attempt:
             max_message_size=options.max_message_size,
         )
         self.ws = WebSocket(self.loop, proto, self.client.handler, options, self.client)
-        self.client._attempt_ws(self, self.ws)
+        self.client.ws = self.ws
         assert self.transport is not None
         self.ws.connection_made(self.transport)
 
@@ -333,8 +340,6 @@ class Client:
         """Send on the current connection; raises if there is none open."""
         ws = self.ws
         if ws is None:
-            from .protocol import InvalidStateError
-
             raise InvalidStateError(f"cannot send: the client is {self.state}")
         ws.send(data, compress=compress)
 
@@ -393,9 +398,6 @@ class Client:
             logger.exception("exception in on_state handler of %r", self)
         if state in ("closed", "gave_up"):
             self.done.set()
-
-    def _attempt_ws(self, attempt: _Attempt, ws: WebSocket) -> None:
-        self.ws = ws
 
     def _attempt_failed(self, attempt: _Attempt, exc: BaseException) -> None:
         if attempt is not self._attempt:

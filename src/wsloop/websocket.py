@@ -33,7 +33,7 @@ from .protocol import (
     ServerConnection,
     State,
 )
-from .protocol.frames import is_valid_close_code
+from .protocol.frames import encode_close_payload
 
 if TYPE_CHECKING:
     from .handler import Handler
@@ -205,12 +205,7 @@ class WebSocket:
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; ``on_close`` follows. Harmless twice."""
-        if not isinstance(code, int) or not is_valid_close_code(code):
-            raise ValueError(
-                f"close code {code!r} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
-            )
-        if len(reason.encode("utf-8")) > 123:
-            raise ValueError("close reason must be at most 123 bytes in UTF-8")
+        encode_close_payload(code, reason)  # bad arguments fail here, in the caller's thread
         self._call_in_loop(self._close, code, reason)
 
     def pause_reading(self) -> None:

@@ -252,10 +252,6 @@ class Connection:
 
     def close(self, code: int | None = 1000, reason: str = "") -> None:
         """Start the closing handshake; harmless if already closing or closed."""
-        if code is not None and (not isinstance(code, int) or not is_valid_close_code(code)):
-            raise ValueError(
-                f"close code {code!r} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
-            )
         payload = encode_close_payload(code, reason)
         if self.state is State.OPEN:
             self._queue(encode_frame(_CLOSE, payload, mask_key=self._mask_key()))

@@ -23,7 +23,6 @@ __all__ = [
     "apply_mask",
     "encode_close_payload",
     "encode_frame",
-    "is_sendable_close_code",
     "is_valid_close_code",
 ]
 
@@ -70,8 +69,6 @@ def is_valid_close_code(code: int) -> bool:
     """
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
-
-is_sendable_close_code = is_valid_close_code
 
 _TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
 _SMALL = 64
@@ -144,11 +141,19 @@ def encode_frame(
 
 
 def encode_close_payload(code: int | None, reason: str) -> bytes:
-    """The payload of a close frame: empty, or a 2-byte code and a UTF-8 reason."""
+    """The payload of a close frame: empty, or a 2-byte code and a UTF-8 reason.
+
+    Raises ValueError, saying what to pass, for a code that may not be sent
+    or a reason that does not fit; the one check behind every ``close()``.
+    """
     if code is None:
         if reason:
             raise ValueError("a close reason needs a close code")
         return b""
+    if isinstance(code, bool) or not isinstance(code, int) or not is_valid_close_code(code):
+        raise ValueError(
+            f"close code {code!r} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
+        )
     data = reason.encode("utf-8")
     if len(data) > 123:
         raise ValueError(f"close reason is {len(data)} bytes in UTF-8; at most 123 fit in a frame")
