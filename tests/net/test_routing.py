@@ -25,13 +25,31 @@ def echo_round_trip(backend: Any, url: str, **kwargs: Any) -> Recorder:
     return rec
 
 
-def test_hostname_tries_each_address(backend) -> None:  # type: ignore[no-untyped-def]
-    # "localhost" may resolve to ::1 first; the server listens on 127.0.0.1 only.
+def test_hostname_tries_each_address(backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A name with two addresses, the first refusing: the client moves on.
+
+    The resolver's answer is the test's (this machine's "localhost" has one
+    address); both connection attempts are real TCP on the loopback.
+    """
     server = wsloop.serve(Echo(), "127.0.0.1", loop=backend.loop)
-    rec = echo_round_trip(backend, f"ws://localhost:{server.port}/")
+    real = socket.getaddrinfo
+
+    def two_addresses(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "two-addresses.test":
+            return real(host, port, *args, **kwargs)
+        stream = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+        return [(*stream, ("127.0.0.2", port)), (*stream, ("127.0.0.1", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    rec = echo_round_trip(backend, f"ws://two-addresses.test:{server.port}/")
     assert rec.messages == ["ping?"]
+    assert rec.ws is not None and rec.ws.remote_address[0] == "127.0.0.1"
+    # And with no address answering, the last error is reported.
+    server_port = server.port
     server.close()
     assert backend.run_until(server.closed.is_set)
+    rec = echo_round_trip(backend, f"ws://two-addresses.test:{server_port}/")
+    assert isinstance(rec.errors[0], ConnectionRefusedError) and "127.0.0.1" in str(rec.errors[0])
 
 
 def test_ipv6_literal(backend) -> None:  # type: ignore[no-untyped-def]
