@@ -110,3 +110,14 @@ def parse_frames(data: bytes) -> list[tuple[int, bool, int, bytes]]:
             payload = apply_mask(payload, key)
         out.append((b0 & 0x0F, bool(b0 & 0x80), (b0 >> 4) & 7, payload))
     return out
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at the given points (taken modulo its length)."""
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces = []
+    last = 0
+    for p in [*points, len(data)]:
+        pieces.append(data[last:p])
+        last = p
+    return [p for p in pieces if p]

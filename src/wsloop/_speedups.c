@@ -1,13 +1,40 @@
-/* Optional C accelerator for wsloop's per-byte work: WebSocket masking.
+/* Optional C accelerator for wsloop's hot paths.
  *
- * wsloop works without it (frames.py has a pure-Python fallback at about
- * 500 MB/s); built, masking runs at memory speed. It is compiled by the
- * build hook in hatch_build.py when a C compiler is available.
+ * - apply_mask: WebSocket masking at memory speed (the pure-Python fallback
+ *   in frames.py runs at about 500 MB/s).
+ * - encode_frame: one frame's header and (masked) payload as one bytes.
+ * - read_frame: the common case of parsing, a whole unfragmented data frame
+ *   already buffered. Anything else (control frames, fragments, RSV bits,
+ *   partial frames, every protocol error) returns None and is left to the
+ *   Python parser in protocol/connection.py, which stays the reference:
+ *   this function may only ever agree with it or decline.
+ *
+ * wsloop works without this module. It is compiled by the build hook in
+ * hatch_build.py when a C compiler is available.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+static void
+xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *k)
+{
+    uint64_t k64;
+    unsigned char rolled[8];
+    Py_ssize_t i = 0;
+    for (int j = 0; j < 8; j++)
+        rolled[j] = k[j & 3];
+    memcpy(&k64, rolled, 8);
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, src + i, 8);
+        w ^= k64;
+        memcpy(dst + i, &w, 8);
+    }
+    for (; i < n; i++)
+        dst[i] = src[i] ^ k[i & 3];
+}
 
 static PyObject *
 apply_mask(PyObject *self, PyObject *args)
@@ -26,24 +53,12 @@ apply_mask(PyObject *self, PyObject *args)
     if (out == NULL)
         goto done;
     {
-        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
-        const unsigned char *src = (const unsigned char *)data.buf;
-        const unsigned char *k = (const unsigned char *)key.buf;
-        unsigned char rolled[8];
-        uint64_t k64;
-        Py_ssize_t n = data.len, i = 0;
-        for (int j = 0; j < 8; j++)
-            rolled[j] = k[(j + (offset & 3)) & 3];
-        memcpy(&k64, rolled, 8);
+        unsigned char rolled[4];
+        for (int j = 0; j < 4; j++)
+            rolled[j] = ((const unsigned char *)key.buf)[(j + offset) & 3];
         Py_BEGIN_ALLOW_THREADS
-        for (; i + 8 <= n; i += 8) {
-            uint64_t w;
-            memcpy(&w, src + i, 8);
-            w ^= k64;
-            memcpy(dst + i, &w, 8);
-        }
-        for (; i < n; i++)
-            dst[i] = src[i] ^ rolled[i & 3];
+        xor_mask((unsigned char *)PyBytes_AS_STRING(out), (const unsigned char *)data.buf,
+                 data.len, rolled);
         Py_END_ALLOW_THREADS
     }
 done:
@@ -52,7 +67,169 @@ done:
     return out;
 }
 
+/* encode_frame(first_byte, payload, mask_key) -> bytes */
+static PyObject *
+encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer payload;
+    PyObject *out = NULL;
+    unsigned char head[14];
+    Py_ssize_t hlen, n;
+    const unsigned char *key = NULL;
+    long b0;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "encode_frame(first_byte, payload, mask_key)");
+        return NULL;
+    }
+    b0 = PyLong_AsLong(args[0]);
+    if (b0 == -1 && PyErr_Occurred())
+        return NULL;
+    if (args[2] != Py_None) {
+        if (!PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) != 4) {
+            PyErr_SetString(PyExc_ValueError, "the masking key must be 4 bytes or None");
+            return NULL;
+        }
+        key = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    }
+    if (PyObject_GetBuffer(args[1], &payload, PyBUF_SIMPLE) < 0)
+        return NULL;
+    n = payload.len;
+    head[0] = (unsigned char)b0;
+    if (n < 126) {
+        head[1] = (unsigned char)n;
+        hlen = 2;
+    } else if (n < 65536) {
+        head[1] = 126;
+        head[2] = (unsigned char)(n >> 8);
+        head[3] = (unsigned char)n;
+        hlen = 4;
+    } else {
+        uint64_t v = (uint64_t)n;
+        head[1] = 127;
+        for (int j = 0; j < 8; j++)
+            head[2 + j] = (unsigned char)(v >> (56 - 8 * j));
+        hlen = 10;
+    }
+    if (key != NULL) {
+        head[1] |= 0x80;
+        memcpy(head + hlen, key, 4);
+        hlen += 4;
+    }
+    out = PyBytes_FromStringAndSize(NULL, hlen + n);
+    if (out != NULL) {
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
+        memcpy(dst, head, hlen);
+        if (key != NULL)
+            xor_mask(dst + hlen, (const unsigned char *)payload.buf, n, key);
+        else
+            memcpy(dst + hlen, payload.buf, n);
+    }
+    PyBuffer_Release(&payload);
+    return out;
+}
+
+/* read_frame(buf, pos, is_client, limit) -> (data, end) | None
+ *
+ * data is str for a text frame, bytes for a binary one; end is the offset
+ * just past the frame. limit < 0 means no size limit. */
+static PyObject *
+read_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer buf;
+    Py_ssize_t pos, limit, avail, head = 2;
+    uint64_t length;
+    int is_client, masked, opcode;
+    const unsigned char *p;
+    PyObject *data = NULL, *result = NULL;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "read_frame(buf, pos, is_client, limit)");
+        return NULL;
+    }
+    pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    is_client = PyObject_IsTrue(args[2]);
+    if (is_client < 0)
+        return NULL;
+    limit = PyLong_AsSsize_t(args[3]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0)
+        return NULL;
+    avail = buf.len - pos;
+    if (pos < 0 || avail < 2)
+        goto decline;
+    p = (const unsigned char *)buf.buf + pos;
+    opcode = p[0] & 0x0F;
+    masked = (p[1] & 0x80) != 0;
+    /* FIN, no RSV bits, a text or binary frame, masked iff from a client. */
+    if ((p[0] & 0xF0) != 0x80 || (opcode != 1 && opcode != 2) || masked == is_client)
+        goto decline;
+    length = p[1] & 0x7F;
+    if (length == 126) {
+        if (avail < 4)
+            goto decline;
+        length = ((uint64_t)p[2] << 8) | p[3];
+        head = 4;
+        if (length < 126)
+            goto decline;
+    } else if (length == 127) {
+        if (avail < 10)
+            goto decline;
+        length = 0;
+        for (int j = 0; j < 8; j++)
+            length = (length << 8) | p[2 + j];
+        head = 10;
+        if (length < 65536)
+            goto decline;
+    }
+    if (masked)
+        head += 4;
+    if ((uint64_t)avail < (uint64_t)head || length > (uint64_t)(avail - head))
+        goto decline;
+    if (limit >= 0 && length > (uint64_t)limit)
+        goto decline;
+    if (masked) {
+        PyObject *raw = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+        if (raw == NULL)
+            goto done;
+        xor_mask((unsigned char *)PyBytes_AS_STRING(raw), p + head, (Py_ssize_t)length,
+                 p + head - 4);
+        if (opcode == 1) {
+            data = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(raw), (Py_ssize_t)length, "strict");
+            Py_DECREF(raw);
+        } else {
+            data = raw;
+        }
+    } else if (opcode == 1) {
+        data = PyUnicode_DecodeUTF8((const char *)p + head, (Py_ssize_t)length, "strict");
+    } else {
+        data = PyBytes_FromStringAndSize((const char *)p + head, (Py_ssize_t)length);
+    }
+    if (data == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            PyErr_Clear(); /* invalid UTF-8: the Python parser fails the connection */
+            goto decline;
+        }
+        goto done;
+    }
+    result = Py_BuildValue("(Nn)", data, pos + head + (Py_ssize_t)length);
+    goto done;
+decline:
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"encode_frame", (PyCFunction)(void (*)(void))encode_frame, METH_FASTCALL,
+     "encode_frame(first_byte, payload, mask_key) -> bytes: one whole frame."},
+    {"read_frame", (PyCFunction)(void (*)(void))read_frame, METH_FASTCALL,
+     "read_frame(buf, pos, is_client, limit) -> (data, end) or None: a whole\n"
+     "unfragmented text/binary frame at buf[pos:], or None to use the Python parser."},
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, key, offset=0) -> bytes: XOR data with the 4-byte key stream."},
     {NULL, NULL, 0, NULL},

@@ -7,7 +7,7 @@ import tracemalloc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wshelpers import open_pair
+from wshelpers import chunked, open_pair
 from wsloop.protocol import (
     ClientConnection,
     Closed,
@@ -28,16 +28,6 @@ messages = st.lists(
     ),
     max_size=12,
 )
-
-
-def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces = []
-    last = 0
-    for p in [*points, len(data)]:
-        pieces.append(data[last:p])
-        last = p
-    return [p for p in pieces if p]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

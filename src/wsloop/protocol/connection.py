@@ -54,6 +54,7 @@ from .frames import (
     encode_close_payload,
     encode_frame,
     is_valid_close_code,
+    read_frame,
 )
 from .handshake import (
     MAX_HEAD,
@@ -350,6 +351,16 @@ class Connection:
     def _parse(self) -> Event | None:
         """Parse input until one event is ready or more bytes are needed."""
         buf = self._in
+        if len(buf) <= self._pos:
+            return None
+        if self._f_left < 0 and not self._m_op and read_frame is not None:
+            # The common case, a whole unfragmented message, in C when it
+            # can; whatever it declines is parsed below, from the same place.
+            limit = self.max_message_size
+            got = read_frame(buf, self._pos, self.is_client, -1 if limit is None else limit)
+            if got is not None:
+                self._consume(got[1] - self._pos)
+                return Message(got[0])
         while True:
             pos = self._pos
             avail = len(buf) - pos

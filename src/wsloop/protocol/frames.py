@@ -16,6 +16,7 @@ import os
 import struct
 from collections.abc import Callable
 from enum import IntEnum
+from types import ModuleType
 
 __all__ = [
     "CloseCode",
@@ -93,20 +94,29 @@ def _apply_mask_python(data: bytes, key: bytes, offset: int = 0) -> bytes:
     return bytes(out)
 
 
-def _load_speedups() -> Callable[..., bytes] | None:
+def _load_speedups() -> ModuleType | None:
     if os.environ.get("WSLOOP_NO_SPEEDUPS"):
         return None
     try:
         from .. import _speedups
     except ImportError:
         return None
-    return _speedups.apply_mask
+    return _speedups
 
 
-_c_apply_mask = _load_speedups()
+_speedups = _load_speedups()
 #: Whether the optional C accelerator (wsloop._speedups) is in use.
-SPEEDUPS = _c_apply_mask is not None
-apply_mask = _c_apply_mask or _apply_mask_python
+SPEEDUPS = _speedups is not None
+apply_mask: Callable[..., bytes] = (
+    _speedups.apply_mask if _speedups is not None else _apply_mask_python
+)
+_c_encode_frame = _speedups.encode_frame if _speedups is not None else None
+#: ``read_frame(buf, pos, is_client, limit)``: the C parser's fast path for a
+#: whole unfragmented text/binary frame (``(data, end)``), or None where it
+#: declines; None altogether without the accelerator. See _speedups.c.
+read_frame: Callable[[bytearray, int, bool, int], tuple[str | bytes, int] | None] | None = (
+    _speedups.read_frame if _speedups is not None else None
+)
 
 _pack_b = struct.Struct("!BB").pack
 _pack_h = struct.Struct("!BBH").pack
@@ -127,6 +137,8 @@ def encode_frame(
     Lengths always use the shortest encoding (RFC 6455 5.2).
     """
     b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
+    if _c_encode_frame is not None:
+        return [_c_encode_frame(b0, payload, mask_key)]
     m = 0x80 if mask_key is not None else 0
     n = len(payload)
     if n < 126:
