@@ -68,8 +68,8 @@ def test_rfc_5_7_ping_and_masked_pong() -> None:
 
 
 def test_rfc_5_7_length_encodings() -> None:
-    assert b"".join(encode_frame(2, b"\0" * 256))[:4] == bytes.fromhex("827e0100")
-    assert b"".join(encode_frame(2, b"\0" * 65536))[:10] == bytes.fromhex("827f0000000000010000")
+    assert encode_frame(2, b"\0" * 256)[:4] == bytes.fromhex("827e0100")
+    assert encode_frame(2, b"\0" * 65536)[:10] == bytes.fromhex("827f0000000000010000")
     client = open_client()
     assert feed(client, bytes.fromhex("827e0100") + b"\1" * 256) == [Message(b"\1" * 256)]
     assert feed(client, bytes.fromhex("827f0000000000010000") + b"\2" * 65536) == [
@@ -79,7 +79,7 @@ def test_rfc_5_7_length_encodings() -> None:
 
 def test_encode_masked_frame_round_trips() -> None:
     key = bytes.fromhex("37fa213d")
-    assert b"".join(encode_frame(1, b"Hello", mask_key=key)) == HELLO_MASKED
+    assert encode_frame(1, b"Hello", mask_key=key) == HELLO_MASKED
 
 
 def test_client_masks_every_frame_with_fresh_keys() -> None:

@@ -51,6 +51,7 @@ from .frames import (
     CONTROL_OPCODES,
     KNOWN_OPCODES,
     apply_mask,
+    build_frame,
     encode_close_payload,
     encode_frame,
     is_valid_close_code,
@@ -153,8 +154,10 @@ class Connection:
 
     # -- input ------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes from the peer; call :meth:`next_event` next."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer bytes from the peer; call :meth:`next_event` next.
+
+        ``data`` is copied: the caller may reuse its buffer afterwards."""
         if self._eof:
             raise InvalidStateError("receive_data() after receive_eof()")
         if self.closed is not None or not data:
@@ -205,10 +208,9 @@ class Connection:
         self._out_size = 0
         return data
 
-    def _queue(self, pieces: list[bytes] | tuple[bytes, ...]) -> None:
-        self._out.extend(pieces)
-        for piece in pieces:
-            self._out_size += len(piece)
+    def _queue(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
 
     def send_text(self, data: str, *, compress: bool = True) -> None:
         """Queue a text message."""
@@ -229,8 +231,8 @@ class Connection:
         """An unmasked, uncompressed frame for ``data``, built once and
         queued on many server connections with :meth:`send_prepared`."""
         if isinstance(data, str):
-            return b"".join(encode_frame(_TEXT, data.encode("utf-8")))
-        return b"".join(encode_frame(_BINARY, bytes(data)))
+            return encode_frame(_TEXT, data.encode("utf-8"))
+        return encode_frame(_BINARY, bytes(data))
 
     def send_prepared(self, frame: bytes) -> bool:
         """Queue a frame from :meth:`prepare_message`; False (nothing
@@ -240,7 +242,7 @@ class Connection:
             raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
         if self.is_client or self._codec is not None:
             return False
-        self._queue((frame,))
+        self._queue(frame)
         return True
 
     def send_ping(self, data: bytes = b"") -> None:
@@ -276,7 +278,7 @@ class Connection:
     def _send(self, opcode: int, data: bytes, compress: bool) -> None:
         if self.state is not State.OPEN:
             raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
-        rsv1 = False
+        first_byte = 0x80 | opcode
         codec = self._codec
         if (
             codec is not None
@@ -285,8 +287,10 @@ class Connection:
             and len(data) >= codec.options.min_size
         ):
             data = codec.compress(data)
-            rsv1 = True
-        self._queue(encode_frame(opcode, data, rsv1=rsv1, mask_key=self._mask_key()))
+            first_byte |= 0x40  # RSV1: compressed
+        frame = build_frame(first_byte, data, self._mask_key() if self.is_client else None)
+        self._out.append(frame)
+        self._out_size += len(frame)
 
     def _send_control(self, opcode: int, data: bytes | str) -> None:
         if isinstance(data, str):
@@ -311,7 +315,7 @@ class Connection:
         self._mask_i = i + 4
         return self._mask_pool[i : i + 4]
 
-    def _receive_handshake(self, data: bytes) -> None:
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         raise NotImplementedError
 
     def _start_frames(self, rest: bytes) -> None:
@@ -622,9 +626,9 @@ class ClientConnection(Connection):
         self._head = HeadParser()
         self._pending: tuple[int, str, Headers, int] | None = None  # a refusal awaiting its body
         self._body = bytearray()
-        self._queue((self.request.serialize(),))
+        self._queue(self.request.serialize())
 
-    def _receive_handshake(self, data: bytes) -> None:
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         if self._pending is not None:
             self._body += data
             self._maybe_refused()
@@ -727,7 +731,7 @@ class ServerConnection(Connection):
         self._head: HeadParser | None = HeadParser()
         self._key = ""
 
-    def _receive_handshake(self, data: bytes) -> None:
+    def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         if self._head is None:  # request received, answer pending
             self._in += data
             return
@@ -784,7 +788,7 @@ class ServerConnection(Connection):
         for name, value in extra_headers:
             headers.add(name, value)
         response = Response(101, "Switching Protocols", headers)
-        self._queue((response.serialize(),))
+        self._queue(response.serialize())
         self._open(subprotocol, codec, ext, request, response)
         self._start_frames(b"")
 
@@ -803,7 +807,7 @@ class ServerConnection(Connection):
 
     def _refuse(self, error: HandshakeError) -> None:
         response = error_response(error.status, error.reason, error.headers or ())
-        self._queue((response.serialize(),))
+        self._queue(response.serialize())
         self.close_transport = True
         self._finish(Closed(1006, error.reason, False))
         self._events.append(HandshakeFailed(error))

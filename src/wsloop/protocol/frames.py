@@ -22,6 +22,7 @@ __all__ = [
     "CloseCode",
     "Opcode",
     "apply_mask",
+    "build_frame",
     "encode_close_payload",
     "encode_frame",
     "is_valid_close_code",
@@ -110,7 +111,6 @@ SPEEDUPS = _speedups is not None
 apply_mask: Callable[..., bytes] = (
     _speedups.apply_mask if _speedups is not None else _apply_mask_python
 )
-_c_encode_frame = _speedups.encode_frame if _speedups is not None else None
 #: ``read_frame(buf, pos, is_client, limit)``: the C parser's fast path for a
 #: whole unfragmented text/binary frame (``(data, end)``), or None where it
 #: declines; None altogether without the accelerator. See _speedups.c.
@@ -123,6 +123,27 @@ _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
 
 
+def _build_frame_python(first_byte: int, payload: bytes, mask_key: bytes | None) -> bytes:
+    m = 0x80 if mask_key is not None else 0
+    n = len(payload)
+    if n < 126:
+        head = _pack_b(first_byte, m | n)
+    elif n < 65536:
+        head = _pack_h(first_byte, m | 126, n)
+    else:
+        head = _pack_q(first_byte, m | 127, n)
+    if mask_key is not None:
+        return head + mask_key + apply_mask(payload, mask_key)
+    return head + payload
+
+
+#: ``build_frame(first_byte, payload, mask_key)``: one whole frame as bytes,
+#: given its first byte (FIN, RSV1-3, opcode); the hot path of every send.
+build_frame: Callable[[int, bytes, bytes | None], bytes] = (
+    _speedups.encode_frame if _speedups is not None else _build_frame_python
+)
+
+
 def encode_frame(
     opcode: int,
     payload: bytes,
@@ -130,26 +151,13 @@ def encode_frame(
     fin: bool = True,
     rsv1: bool = False,
     mask_key: bytes | None = None,
-) -> list[bytes]:
-    """Serialise one frame; returns the pieces to write, in order.
+) -> bytes:
+    """Serialise one frame.
 
     ``mask_key`` is the fresh 4-byte key a client must use; servers pass None.
     Lengths always use the shortest encoding (RFC 6455 5.2).
     """
-    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
-    if _c_encode_frame is not None:
-        return [_c_encode_frame(b0, payload, mask_key)]
-    m = 0x80 if mask_key is not None else 0
-    n = len(payload)
-    if n < 126:
-        head = _pack_b(b0, m | n)
-    elif n < 65536:
-        head = _pack_h(b0, m | 126, n)
-    else:
-        head = _pack_q(b0, m | 127, n)
-    if mask_key is not None:
-        return [head + mask_key, apply_mask(payload, mask_key)]
-    return [head, payload]
+    return build_frame((0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode, payload, mask_key)
 
 
 def encode_close_payload(code: int | None, reason: str) -> bytes:
