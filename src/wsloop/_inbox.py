@@ -8,7 +8,6 @@ it is down to half. Each front-end adds only its way of waiting.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -29,21 +28,28 @@ class Inbox:
         self.messages: deque[str | bytes] = deque()
         self.closed: ConnectionClosed | None = None
         self._paused = False
-        # The blocking API pops from other threads; asyncio pops on the loop.
-        self._lock: threading.Lock | contextlib.nullcontext[None] = (
-            threading.Lock() if threaded else contextlib.nullcontext()
-        )
+        # The blocking API pops from other threads and needs the lock;
+        # asyncio pops on the loop's thread and goes without (once per message).
+        self._lock = threading.Lock() if threaded else None
 
     # on the loop's thread
     def push(self, data: str | bytes) -> None:
-        with self._lock:
-            self.messages.append(data)
-            full = len(self.messages) >= self.max_queue and not self._paused
-            if full:
-                self._paused = True
+        if self._lock is None:
+            full = self._append(data)
+        else:
+            with self._lock:
+                full = self._append(data)
         if full:
             self.ws.pause_reading()
         self.wake()
+
+    def _append(self, data: str | bytes) -> bool:
+        """Queue ``data``; True if reading must pause now."""
+        self.messages.append(data)
+        if len(self.messages) >= self.max_queue and not self._paused:
+            self._paused = True
+            return True
+        return False
 
     def close(self, code: int, reason: str, clean: bool) -> None:
         self.closed = ConnectionClosed.make(code, reason, clean)
@@ -52,13 +58,24 @@ class Inbox:
     # on the application's side
     def pop(self) -> str | bytes | None:
         """A message, or None if none is queued (check ``closed`` then)."""
-        with self._lock:
-            if not self.messages:
-                return None
-            data = self.messages.popleft()
-            resume = self._paused and len(self.messages) <= self.max_queue // 2
-            if resume:
-                self._paused = False
+        if self._lock is None:
+            got = self._take()
+        else:
+            with self._lock:
+                got = self._take()
+        if got is None:
+            return None
+        data, resume = got
         if resume:
             self.ws.resume_reading()
         return data
+
+    def _take(self) -> tuple[str | bytes, bool] | None:
+        """The oldest message and whether reading may resume now."""
+        if not self.messages:
+            return None
+        data = self.messages.popleft()
+        if self._paused and len(self.messages) <= self.max_queue // 2:
+            self._paused = False
+            return data, True
+        return data, False

@@ -242,7 +242,7 @@ class _Attempt:
 
     # -- transport protocol while tunnelling through a proxy / during TLS --
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self._tunnel is None or self.done:
             return
         try:

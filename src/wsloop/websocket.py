@@ -242,7 +242,7 @@ class WebSocket:
         transport.set_protocol(self)
         self._process()
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         self.protocol.receive_data(data)
         self._process()
 
@@ -402,8 +402,11 @@ class WebSocket:
         (partly because of what was queued), make sure on_writable follows,
         whether the kernel took everything (report it now) or not (the
         transport reports it once drained)."""
-        seen = self.buffered_amount
-        self._flush()
+        proto = self.protocol
+        seen = self._marshalled + proto.bytes_to_send + transport.buffered  # buffered_amount
+        data = proto.data_to_send()
+        if data:
+            transport.write(data)
         if seen <= self.options.write_limit or transport.is_closing:
             return
         if not transport.expect_drain():

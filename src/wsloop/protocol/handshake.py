@@ -177,7 +177,7 @@ class HeadParser:
         self._lines = 0
         self._line_start = 0
 
-    def feed(self, data: bytes) -> tuple[str, Headers, bytes] | None:
+    def feed(self, data: bytes | bytearray | memoryview) -> tuple[str, Headers, bytes] | None:
         start = max(0, len(self._buf) - 3)
         self._buf += data
         end = self._buf.find(b"\r\n\r\n", start)
