@@ -1,4 +1,4 @@
-"""Per-byte costs of the sans-I/O core on 16 MiB payloads.
+"""Per-byte and per-message costs of the sans-I/O core, in memory.
 
     python bench/core.py [--mib 16]
 
@@ -6,6 +6,8 @@ Masking (every client frame, every frame a server reads) and UTF-8
 validation (every text message) are the core's per-byte work. Prints MB/s
 for wsloop's implementations, a naive byte loop (timed on 1 MiB, for
 scale), and the end-to-end cost of parsing one masked 16 MiB text frame.
+Then the per-message cost: microseconds for a client to take in one 64 B
+binary frame and queue a 64 B reply, with the C accelerator and without.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from unittest import mock
 
-from wsloop.protocol import ServerConnection, apply_mask
-from wsloop.protocol.frames import SPEEDUPS, _apply_mask_python, encode_frame
+from wsloop.protocol import ClientConnection, ServerConnection, apply_mask, connection
+from wsloop.protocol.frames import SPEEDUPS, _apply_mask_python, _build_frame_python, encode_frame
 
 
 def timed(fn, *args, repeat=5):  # type: ignore[no-untyped-def]
@@ -29,6 +32,27 @@ def timed(fn, *args, repeat=5):  # type: ignore[no-untyped-def]
 
 def naive_mask(data: bytes, key: bytes) -> bytes:
     return bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+def echo_cost(count: int = 200_000) -> float:
+    """Microseconds per 64 B echo through an open client connection."""
+    client = ClientConnection("ws://bench/", deflate=None, max_message_size=None)
+    server = ServerConnection(deflate=None)
+    server.receive_data(client.data_to_send())
+    server.next_event()
+    server.accept()
+    client.receive_data(server.data_to_send())
+    client.next_event()
+    frame = encode_frame(2, bytes(64))
+    payload = bytes(64)
+    start = time.perf_counter()
+    for _ in range(count):
+        client.receive_data(frame)
+        client.next_event()
+        client.next_event()
+        client.send_binary(payload)
+        client.data_to_send()
+    return (time.perf_counter() - start) / count * 1e6
 
 
 def main() -> None:
@@ -65,7 +89,7 @@ def main() -> None:
         ("byte loop doing nothing (1 MiB)", 1.048576 / timed(naive_utf8, text[: 1 << 20], repeat=1))
     )
 
-    frame = b"".join(encode_frame(1, text, mask_key=key))
+    frame = encode_frame(1, text, mask_key=key)
 
     def parse() -> None:
         server = ServerConnection()
@@ -79,6 +103,17 @@ def main() -> None:
     print(f"{'operation on ' + str(size >> 20) + ' MiB':<42} {'MB/s':>10}")
     for name, rate in rows:
         print(f"{name:<42} {rate:10.1f}")
+    print()
+    print(f"{'per message (64 B echo, client side)':<42} {'us':>10}")
+    if SPEEDUPS:
+        best = min(echo_cost() for _ in range(3))
+        print(f"{'wsloop with the C accelerator':<42} {best:10.2f}")
+    with (
+        mock.patch.object(connection, "read_frame", None),
+        mock.patch.object(connection, "build_frame", _build_frame_python),
+    ):
+        best = min(echo_cost() for _ in range(3))
+        print(f"{'wsloop Python parser and encoder':<42} {best:10.2f}")
 
 
 if __name__ == "__main__":

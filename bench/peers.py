@@ -1,5 +1,6 @@
 """wsloop beside websockets, aiohttp and picows, measured in one run.
 
+    pip install -e ".[bench]"   # wsloop with every backend, and the peers
     python bench/peers.py [--quick] [--json results.json] [--markdown docs/performance.md]
 
 Everything runs on 127.0.0.1, every client and server in its own process:
