@@ -34,6 +34,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 WORKER = [sys.executable, str(HERE / "_workers.py")]
 SIZES = [64, 4096, 262144]
+NOTES = "## Notes"
 
 CLIENTS = [
     ("wsloop asyncio API", "wsloop-aio", "asyncio"),
@@ -239,11 +240,15 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     if args.markdown:
-        Path(args.markdown).write_text(
+        out = Path(args.markdown)
+        # Hand-written notes below the table survive a rerun.
+        old = out.read_text() if out.exists() else ""
+        notes = old[old.index(NOTES) :] if NOTES in old else ""
+        out.write_text(
             "# Performance\n\n"
             f"Measured on {results['date']} with `python bench/peers.py` (one run; a\n"
             "shared 2-core machine is noisy: compare rows within the table, not across runs).\n\n"
-            "```\n" + text + "\n```\n"
+            "```\n" + text + "\n```\n" + ("\n" + notes if notes else "")
         )
     return 0
 

@@ -3,5 +3,5 @@ def encode_frame(
     first_byte: int, payload: bytes | bytearray | memoryview, mask_key: bytes | None, /
 ) -> bytes: ...
 def read_frame(
-    buf: bytearray | bytes, pos: int, is_client: bool, limit: int, /
+    buf: bytes | bytearray | memoryview, pos: int, is_client: bool, limit: int, /
 ) -> tuple[str | bytes, int] | None: ...

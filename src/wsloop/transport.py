@@ -33,7 +33,7 @@ logger = logging.getLogger("wsloop")
 # above glibc's mmap threshold that is a map, page faults and an unmap each
 # time (recv(256 KiB) measured 15 us per small message here against 2.5 us).
 # The protocol copies what it keeps before data_received returns.
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024  # per thread, not per connection: a 256 KiB message is one read
 SEND_SIZE = 1024 * 1024
 _read_buffers = threading.local()
 

@@ -13,7 +13,9 @@ calls made on it: it owns no socket, no clock and no thread. The I/O layer
 Parsing is lazy (as in h11): ``receive_data`` only buffers, and every call to
 ``next_event`` parses just far enough to produce one event. That ordering is
 observable: when a valid message is followed by a bad frame, the application
-sees (and can answer) the message before the connection fails.
+sees (and can answer) the message before the connection fails. (One
+shortcut keeps that order: with the C accelerator, whole data frames that
+arrive into an empty buffer are decoded on arrival, sparing a copy.)
 
 Data frames are consumed as their payload arrives rather than once complete:
 each chunk is unmasked, inflated and UTF-8 checked immediately, so an invalid
@@ -164,8 +166,20 @@ class Connection:
             return
         if self.state is State.CONNECTING and not self._frames:
             self._receive_handshake(data)
-        else:
+        elif self._in or read_frame is None or self._f_left >= 0 or self._m_op:
             self._in += data
+        else:
+            # Nothing buffered: whole data frames at the head of ``data`` are
+            # decoded straight from it by the C fast path (the copy into the
+            # buffer saved) and queued as events; the rest is buffered and
+            # parsed lazily as usual, so nothing changes order.
+            limit = self.max_message_size
+            pos = 0
+            while got := read_frame(data, pos, self.is_client, -1 if limit is None else limit):
+                self._events.append(Message(got[0]))
+                pos = got[1]
+            if pos < len(data):
+                self._in += data[pos:] if pos else data
 
     def receive_eof(self) -> None:
         """The peer closed its end of the TCP connection."""

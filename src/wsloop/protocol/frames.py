@@ -114,9 +114,10 @@ apply_mask: Callable[..., bytes] = (
 #: ``read_frame(buf, pos, is_client, limit)``: the C parser's fast path for a
 #: whole unfragmented text/binary frame (``(data, end)``), or None where it
 #: declines; None altogether without the accelerator. See _speedups.c.
-read_frame: Callable[[bytearray, int, bool, int], tuple[str | bytes, int] | None] | None = (
-    _speedups.read_frame if _speedups is not None else None
-)
+read_frame: (
+    Callable[[bytes | bytearray | memoryview, int, bool, int], tuple[str | bytes, int] | None]
+    | None
+) = _speedups.read_frame if _speedups is not None else None
 
 _pack_b = struct.Struct("!BB").pack
 _pack_h = struct.Struct("!BBH").pack
