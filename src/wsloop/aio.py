@@ -52,7 +52,7 @@ class AioWebSocket:
     def __init__(self, ws: WebSocket, max_queue: int) -> None:
         self.ws = ws
         self._loop = asyncio.get_running_loop()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[str | bytes | None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self.inbox = Inbox(ws, max_queue, self._wake, threaded=False)
@@ -105,11 +105,23 @@ class AioWebSocket:
                 return data
             if self.inbox.closed is not None:
                 raise self.inbox.closed
-            self._waiter = self._loop.create_future()
+            # The waiter's result is the message itself when one arrives
+            # while this waits (handed over without the queue), or None for
+            # "look again" (queued messages, close).
+            waiter: asyncio.Future[str | bytes | None] = self._loop.create_future()
+            self._waiter = waiter
             try:
-                await self._waiter
+                data = await waiter
+            except asyncio.CancelledError:
+                if not waiter.cancelled() and waiter.done():
+                    handed = waiter.result()
+                    if handed is not None:  # cancelled after the hand-over: keep it
+                        self.inbox.messages.appendleft(handed)
+                raise
             finally:
                 self._waiter = None
+            if data is not None:
+                return data
 
     async def send(self, data: str | bytes, *, compress: bool = True) -> None:
         """Send a message; waits while the send buffer is over its limit."""
@@ -201,7 +213,12 @@ class _Bridge(Handler):
         self.opened(aws)
 
     def on_message(self, ws: WebSocket, data: str | bytes) -> None:
-        ws.data["aio"].inbox.push(data)
+        aws: AioWebSocket = ws.data["aio"]
+        waiter = aws._waiter
+        if waiter is not None and not waiter.done() and not aws.inbox.messages:
+            waiter.set_result(data)  # a recv() is waiting: hand it over directly
+        else:
+            aws.inbox.push(data)
 
     def on_writable(self, ws: WebSocket) -> None:
         ws.data["aio"]._writable()

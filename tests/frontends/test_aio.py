@@ -49,6 +49,48 @@ def test_round_trip_iteration_ping_close(flavour: str) -> None:
 
 
 @flavours
+def test_a_recv_cancelled_after_its_message_arrived_loses_nothing(flavour: str) -> None:
+    # A waiting recv() is handed the next message directly; if the task is
+    # cancelled before it runs again (asyncio.wait_for timing out at that
+    # moment), the message must go back to the queue, in order.
+    async def main() -> None:
+        async with wsloop.serve(echo) as server, wsloop.connect(server.url) as ws:
+            waiting = asyncio.ensure_future(ws.recv())
+            await asyncio.sleep(0)  # now parked in recv()
+            bridge = ws.ws.handler
+            deliver = bridge.on_message
+
+            def deliver_then_cancel(conn: wsloop.WebSocket, data: str | bytes) -> None:
+                deliver(conn, data)
+                waiting.cancel()
+
+            bridge.on_message = deliver_then_cancel  # type: ignore[method-assign]
+            await ws.send("first")
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            bridge.on_message = deliver  # type: ignore[method-assign]
+            await ws.send("second")
+            assert [await ws.recv(), await ws.recv()] == ["first", "second"]
+
+    run(flavour, main)
+
+
+@flavours
+def test_messages_of_one_read_arrive_in_order(flavour: str) -> None:
+    async def burst(ws: AioWebSocket) -> None:
+        await ws.recv()
+        for i in range(50):
+            await ws.send(str(i))  # corked: several frames per write
+
+    async def main() -> None:
+        async with wsloop.serve(burst) as server, wsloop.connect(server.url) as ws:
+            await ws.send("go")
+            assert [await ws.recv() for _ in range(50)] == [str(i) for i in range(50)]
+
+    run(flavour, main)
+
+
+@flavours
 def test_async_for_stops_on_normal_close(flavour: str) -> None:
     async def handler(ws: AioWebSocket) -> None:
         for i in range(5):
