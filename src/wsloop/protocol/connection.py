@@ -302,9 +302,7 @@ class Connection:
         ):
             data = codec.compress(data)
             first_byte |= 0x40  # RSV1: compressed
-        frame = build_frame(first_byte, data, self._mask_key() if self.is_client else None)
-        self._out.append(frame)
-        self._out_size += len(frame)
+        self._queue(build_frame(first_byte, data, self._mask_key() if self.is_client else None))
 
     def _send_control(self, opcode: int, data: bytes | str) -> None:
         if isinstance(data, str):

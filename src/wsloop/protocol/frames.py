@@ -8,6 +8,11 @@ pure-Python fallback XORs through ``bytes.translate`` on the four byte lanes
 (``data[i::4]``), about 500 MB/s on this project's reference machine against
 ~15 MB/s for a byte loop; small payloads take the ``int`` XOR path, whose
 constant cost is lower. ``WSLOOP_NO_SPEEDUPS=1`` forces the fallback.
+
+The accelerator also carries the per-message hot paths: :func:`build_frame`
+(a whole frame in one allocation) and :data:`read_frame` (a whole
+unfragmented data frame, decoded; it declines anything else, which the
+Python parser in connection.py handles as the reference).
 """
 
 from __future__ import annotations
