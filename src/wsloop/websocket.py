@@ -402,11 +402,8 @@ class WebSocket:
         (partly because of what was queued), make sure on_writable follows,
         whether the kernel took everything (report it now) or not (the
         transport reports it once drained)."""
-        proto = self.protocol
-        seen = self._marshalled + proto.bytes_to_send + transport.buffered  # buffered_amount
-        data = proto.data_to_send()
-        if data:
-            transport.write(data)
+        seen = self.buffered_amount
+        self._flush()
         if seen <= self.options.write_limit or transport.is_closing:
             return
         if not transport.expect_drain():

@@ -6,10 +6,9 @@ one-shot timer, queue a callback, poke the loop from another thread, run and
 stop. :class:`Loop` builds the public, asyncio-flavoured API on top of them
 and owns everything that must be the same on every loop:
 
-* every callback is shielded (:meth:`Loop._invoke`, inlined for fd
-  watchers): whatever it raises is logged and handed to
-  :attr:`Loop.exception_handler`, so no exception ever reaches (or stops) a
-  foreign loop;
+* every callback runs through :meth:`Loop._invoke`, which catches whatever
+  it raises, logs it and hands it to :attr:`Loop.exception_handler`, so no
+  exception ever reaches (or stops) a foreign loop;
 * every watcher, timer and queued callback wsloop created is recorded, so
   :meth:`Loop.close` can leave a foreign loop exactly as it found it;
 * calls from other threads go through one locked queue and one coalesced
@@ -293,17 +292,10 @@ class Loop(ABC):
         old = table.pop(fd, None)
         if old is not None:
             self._io_stop(old[0])
-        report = self._report
-        get_ident = threading.get_ident
+        invoke = self._invoke
 
         def fire(*_: object) -> None:
-            # _invoke inlined: this runs once per socket event, the hottest
-            # path there is, and a call level costs as much as the rest.
-            self._thread_id = get_ident()
-            try:
-                cb(*args)
-            except Exception as exc:
-                report(exc, cb)
+            invoke(cb, args)
 
         table[fd] = (self._io_start(fd, writable, fire), cb, args)
 
