@@ -21,6 +21,19 @@ from wsloop.protocol import (
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
 
+def http_head(line: str, headers: dict[str, str], over: dict[str, str | None]) -> bytes:
+    """An HTTP head: ``headers`` with ``over`` applied (``Sec_WebSocket_Key``
+    style names; None removes a header)."""
+    headers = dict(headers)
+    for k, v in over.items():
+        k = k.replace("_", "-")
+        if v is None:
+            headers.pop(k, None)
+        else:
+            headers[k] = v
+    return (line + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+
+
 def request(**over: str | None) -> bytes:
     headers = {
         "Host": "server.example.com",
@@ -30,13 +43,7 @@ def request(**over: str | None) -> bytes:
         "Sec-WebSocket-Version": "13",
     }
     line = over.pop("line", None) or "GET /chat HTTP/1.1"
-    for k, v in over.items():
-        k = k.replace("_", "-")
-        if v is None:
-            headers.pop(k, None)
-        else:
-            headers[k] = v
-    return (line + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+    return http_head(line, headers, over)
 
 
 def refused(data: bytes) -> tuple[int, bytes, ServerConnection]:
@@ -181,18 +188,7 @@ def client_and_response(**headers: str | None) -> tuple[ClientConnection, bytes]
         "Connection": "Upgrade",
         "Sec-WebSocket-Accept": "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
     }
-    for k, v in headers.items():
-        k = k.replace("_", "-")
-        if v is None:
-            h.pop(k, None)
-        else:
-            h[k] = v
-    data = (
-        "HTTP/1.1 101 Switching Protocols\r\n"
-        + "".join(f"{k}: {v}\r\n" for k, v in h.items())
-        + "\r\n"
-    )
-    return client, data.encode()
+    return client, http_head("HTTP/1.1 101 Switching Protocols", h, headers)
 
 
 def test_client_request_has_what_rfc_needs() -> None:
