@@ -18,6 +18,7 @@ import socket as _socket
 import threading
 from typing import Any, overload
 
+from ._accel import COMPILED  # first: it decides where the modules below come from
 from .client import Client
 from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from .handler import Handler
@@ -37,6 +38,7 @@ from .websocket import WebSocket
 __version__ = "0.1.0"
 
 __all__ = [
+    "COMPILED",
     "Client",
     "ClientOptions",
     "CloseCode",

@@ -20,7 +20,7 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from .loops import Loop
 
@@ -285,9 +285,12 @@ class Transport:
         tls = self._tls
         assert tls is not None
         buffer = _read_buffer()
+        # Given a buffer, SSLObject.read returns a count; typeshed says bytes,
+        # and compiled code checks what the annotation says.
+        read_into: Any = tls.read
         while not self._paused and not self._closed:
             try:
-                n = cast(int, tls.read(READ_SIZE, buffer))  # with a buffer: a count
+                n: int = read_into(READ_SIZE, buffer)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:

@@ -77,11 +77,14 @@ def is_valid_close_code(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
+#: What payload arguments accept (annotations are enforced where compiled).
+BytesLike = bytes | bytearray | memoryview
+
 _TABLES = [bytes(b ^ k for b in range(256)) for k in range(256)]
 _SMALL = 64
 
 
-def _apply_mask_python(data: bytes, key: bytes, offset: int = 0) -> bytes:
+def _apply_mask_python(data: BytesLike, key: bytes, offset: int = 0) -> bytes:
     """XOR ``data`` with the 4-byte masking ``key``, starting ``offset`` bytes
     into the key stream (so a frame's payload can be unmasked in chunks)."""
     n = len(data)
@@ -96,7 +99,7 @@ def _apply_mask_python(data: bytes, key: bytes, offset: int = 0) -> bytes:
         return (int.from_bytes(data, "little") ^ k).to_bytes(n, "little")
     out = bytearray(data)
     for i in range(4):
-        out[i::4] = data[i::4].translate(_TABLES[key[i]])
+        out[i::4] = out[i::4].translate(_TABLES[key[i]])
     return bytes(out)
 
 
@@ -129,7 +132,7 @@ _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
 
 
-def _build_frame_python(first_byte: int, payload: bytes, mask_key: bytes | None) -> bytes:
+def _build_frame_python(first_byte: int, payload: BytesLike, mask_key: bytes | None) -> bytes:
     m = 0x80 if mask_key is not None else 0
     n = len(payload)
     if n < 126:
@@ -145,14 +148,14 @@ def _build_frame_python(first_byte: int, payload: bytes, mask_key: bytes | None)
 
 #: ``build_frame(first_byte, payload, mask_key)``: one whole frame as bytes,
 #: given its first byte (FIN, RSV1-3, opcode); the hot path of every send.
-build_frame: Callable[[int, bytes, bytes | None], bytes] = (
+build_frame: Callable[[int, BytesLike, bytes | None], bytes] = (
     _speedups.encode_frame if _speedups is not None else _build_frame_python
 )
 
 
 def encode_frame(
     opcode: int,
-    payload: bytes,
+    payload: BytesLike,
     *,
     fin: bool = True,
     rsv1: bool = False,
