@@ -19,6 +19,7 @@ Nothing here knows about WebSockets.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -292,11 +293,8 @@ class Loop(ABC):
         old = table.pop(fd, None)
         if old is not None:
             self._io_stop(old[0])
-        invoke = self._invoke
-
-        def fire(*_: object) -> None:
-            invoke(cb, args)
-
+        # A partial, not a closure: one Python frame fewer on every event.
+        fire = functools.partial(self._invoke, cb, args)
         table[fd] = (self._io_start(fd, writable, fire), cb, args)
 
     def _remove_io(self, table: dict[int, Any], fd: int) -> bool:
