@@ -29,17 +29,21 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 #: Compiled with mypyc. Left out on purpose: options.py (its dataclasses
 #: validate user input with their own messages, which compiled attribute
-#: checks would pre-empt), errors.py (exception classes), handler.py and
-#: loops/ (applications subclass them), aio.py (async generators),
-#: and the front-ends that are not on the per-message path.
+#: checks would pre-empt), errors.py (exception classes), loops/ (a
+#: compiled Loop with interpreted backends crashed on weak references),
+#: aio.py (async generators; its per-message half is _aiows.py), and the
+#: front-ends that are not on the per-message path. handler.py is compiled
+#: with allow_interpreted_subclasses: applications subclass Handler.
 COMPILED = [
     "wsloop/protocol/connection.py",
     "wsloop/protocol/deflate.py",
     "wsloop/protocol/events.py",
     "wsloop/protocol/frames.py",
     "wsloop/protocol/handshake.py",
+    "wsloop/_aiows.py",
     "wsloop/_inbox.py",
     "wsloop/client.py",
+    "wsloop/handler.py",
     "wsloop/server.py",
     "wsloop/transport.py",
     "wsloop/websocket.py",
@@ -55,9 +59,10 @@ config, scratch, *modules = sys.argv[1:]
 setup(
     name="wsloop-compiled",
     ext_modules=mypycify(
-        ["--config-file", config, *modules], group_name="wsloop._compiled", target_dir=scratch
+        ["--config-file", config, "--cache-dir", scratch, *modules],
+        group_name="wsloop._compiled", target_dir=scratch
     ),
-    script_args=["build_ext", "--inplace", "--build-temp", scratch, "-q"],
+    script_args=["build_ext", "--inplace", "--build-temp", scratch, "--build-lib", scratch, "-q"],
 )
 """
 

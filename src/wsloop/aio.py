@@ -7,7 +7,8 @@
 
 It is a thin layer over the callback API: the same :class:`~wsloop.Client`
 and :class:`~wsloop.WebSocket` run on the running asyncio loop (through its
-adapter), and this module turns their callbacks into awaitables. Received
+adapter), and :class:`AioWebSocket` (in ``_aiows.py``, compiled with the
+rest of the per-message path) turns their callbacks into awaitables. Received
 messages wait in a bounded queue; when it is full reading pauses. ``send``
 waits while the send buffer is over ``write_limit``.
 """
@@ -20,215 +21,18 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
-from ._inbox import Inbox
+from ._aiows import AioWebSocket, Bridge, fail, resolve
 from .client import Client
-from .errors import ConnectionClosed, ConnectionClosedOK, InvalidStateError
-from .handler import Handler
+from .errors import ConnectionClosed
 from .loops import get_loop
 from .options import ClientOptions, Reconnect, ServerOptions
 from .server import Server
-from .websocket import WebSocket
 
 __all__ = ["AioServer", "AioWebSocket", "Connect", "Serve", "connect", "serve"]
 
 logger = logging.getLogger("wsloop")
 
 DEFAULT_MAX_QUEUE = 32
-
-
-def _set(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-
-
-class AioWebSocket:
-    """A connection seen from asyncio. Use it from the loop it runs on."""
-
-    def __init__(self, ws: WebSocket, max_queue: int) -> None:
-        self.ws = ws
-        self._loop = asyncio.get_running_loop()
-        self._waiter: asyncio.Future[str | bytes | None] | None = None
-        self._drain: asyncio.Future[None] | None = None
-        self._closed: asyncio.Future[None] = self._loop.create_future()
-        self.inbox = Inbox(ws, max_queue, self._wake, threaded=False)
-
-    # -- state ----------------------------------------------------------------
-
-    @property
-    def subprotocol(self) -> str | None:
-        return self.ws.subprotocol
-
-    @property
-    def extensions(self) -> list[str]:
-        return self.ws.extensions
-
-    @property
-    def remote_address(self) -> Any:
-        return self.ws.remote_address
-
-    @property
-    def latency(self) -> float | None:
-        return self.ws.latency
-
-    @property
-    def buffered_amount(self) -> int:
-        return self.ws.buffered_amount
-
-    @property
-    def close_code(self) -> int | None:
-        return self.ws.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        return self.ws.close_reason
-
-    @property
-    def request(self) -> Any:
-        return self.ws.request
-
-    @property
-    def state(self) -> str:
-        return self.ws.state
-
-    # -- operations -------------------------------------------------------
-
-    async def recv(self) -> str | bytes:
-        """The next message; raises :class:`ConnectionClosed` once closed."""
-        while True:
-            data = self.inbox.pop()
-            if data is not None:
-                return data
-            if self.inbox.closed is not None:
-                raise self.inbox.closed
-            # The waiter's result is the message itself when one arrives
-            # while this waits (handed over without the queue), or None for
-            # "look again" (queued messages, close).
-            waiter: asyncio.Future[str | bytes | None] = self._loop.create_future()
-            self._waiter = waiter
-            try:
-                data = await waiter
-            except asyncio.CancelledError:
-                if not waiter.cancelled() and waiter.done():
-                    handed = waiter.result()
-                    if handed is not None:  # cancelled after the hand-over: keep it
-                        self.inbox.messages.appendleft(handed)
-                raise
-            finally:
-                self._waiter = None
-            if data is not None:
-                return data
-
-    async def send(self, data: str | bytes, *, compress: bool = True) -> None:
-        """Send a message; waits while the send buffer is over its limit."""
-        if self.inbox.closed is not None:
-            raise self.inbox.closed
-        try:
-            self.ws.send(data, compress=compress)
-        except InvalidStateError:
-            await self._raise_closed()
-        limit = self.ws.options.write_limit
-        while self.ws.buffered_amount > limit and self.inbox.closed is None:
-            self._drain = self._loop.create_future()
-            try:
-                await self._drain
-            finally:
-                self._drain = None
-
-    async def ping(self, data: bytes | None = None) -> float:
-        """Send a ping and return the round-trip time in seconds."""
-        loop = asyncio.get_running_loop()
-        pong: asyncio.Future[float] = loop.create_future()
-        try:
-            self.ws.ping(data, lambda rtt: _set(pong, rtt))
-        except InvalidStateError:
-            await self._raise_closed()
-        waiting: set[asyncio.Future[Any]] = {pong, self._closed}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if pong.done():
-            return pong.result()
-        await self._raise_closed()
-        raise AssertionError  # unreachable
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close and wait until the connection is closed."""
-        if self.ws.state in ("connecting", "open"):
-            self.ws.close(code, reason)
-        await self.wait_closed()
-
-    async def wait_closed(self) -> None:
-        await asyncio.shield(self._closed)
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]:
-        return self._messages()
-
-    async def _messages(self) -> AsyncIterator[str | bytes]:
-        while True:
-            try:
-                yield await self.recv()
-            except ConnectionClosedOK:
-                return
-
-    async def _raise_closed(self) -> None:
-        await self.wait_closed()
-        assert self.inbox.closed is not None
-        raise self.inbox.closed
-
-    # -- from the bridge (loop thread) ---------------------------------------
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _writable(self) -> None:
-        drain = self._drain
-        if drain is not None and not drain.done():
-            drain.set_result(None)
-
-    def _on_close(self, code: int, reason: str, clean: bool) -> None:
-        self.inbox.close(code, reason, clean)
-        self._writable()
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    def __repr__(self) -> str:
-        return f"<AioWebSocket {self.ws!r}>"
-
-
-class _Bridge(Handler):
-    """Callbacks -> the AioWebSocket of each connection (kept in ws.data)."""
-
-    def __init__(self, max_queue: int, opened: Callable[[AioWebSocket], None]) -> None:
-        self.max_queue = max_queue
-        self.opened = opened
-        self.failed: Callable[[BaseException], None] | None = None
-
-    def on_open(self, ws: WebSocket) -> None:
-        aws = ws.data["aio"] = AioWebSocket(ws, self.max_queue)
-        self.opened(aws)
-
-    def on_message(self, ws: WebSocket, data: str | bytes) -> None:
-        aws: AioWebSocket = ws.data["aio"]
-        waiter = aws._waiter
-        if waiter is not None and not waiter.done() and not aws.inbox.messages:
-            waiter.set_result(data)  # a recv() is waiting: hand it over directly
-        else:
-            aws.inbox.push(data)
-
-    def on_writable(self, ws: WebSocket) -> None:
-        ws.data["aio"]._writable()
-
-    def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
-        ws.data["aio"]._on_close(code, reason, clean)
-
-    def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
-        if ws is None and self.failed is not None:
-            self.failed(error)
 
 
 def _split_max_queue(options: dict[str, Any]) -> int:
@@ -249,8 +53,8 @@ class Connect:
     async def _open(self) -> AioWebSocket:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[AioWebSocket] = loop.create_future()
-        bridge = _Bridge(self.max_queue, lambda aws: _set(opened, aws))
-        bridge.failed = lambda exc: _fail(opened, exc)
+        bridge = Bridge(self.max_queue, lambda aws: resolve(opened, aws))
+        bridge.failed = lambda exc: fail(opened, exc)
         client = Client(self.url, bridge, get_loop(loop), self.options).start()
         try:
             return await opened
@@ -301,7 +105,7 @@ class AioServer:
         self.server = server
         closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = closed
-        server.add_done_callback(lambda: _set(closed, None))
+        server.add_done_callback(lambda: resolve(closed, None))
 
     @property
     def port(self) -> int:
@@ -369,7 +173,7 @@ class Serve:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        bridge = _Bridge(self.max_queue, opened)
+        bridge = Bridge(self.max_queue, opened)
         server = Server(
             bridge, get_loop(loop), self.options, host=self.host, port=self.port, sock=self.sock
         )

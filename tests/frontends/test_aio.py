@@ -58,17 +58,17 @@ def test_a_recv_cancelled_after_its_message_arrived_loses_nothing(flavour: str) 
             waiting = asyncio.ensure_future(ws.recv())
             await asyncio.sleep(0)  # now parked in recv()
             bridge = ws.ws.handler
-            deliver = bridge.on_message
 
-            def deliver_then_cancel(conn: wsloop.WebSocket, data: str | bytes) -> None:
-                deliver(conn, data)
-                waiting.cancel()
+            class DeliverThenCancel(wsloop.Handler):
+                def on_message(self, conn: wsloop.WebSocket, data: str | bytes) -> None:
+                    bridge.on_message(conn, data)
+                    waiting.cancel()
 
-            bridge.on_message = deliver_then_cancel  # type: ignore[method-assign]
+            ws.ws.handler = DeliverThenCancel()
             await ws.send("first")
             with pytest.raises(asyncio.CancelledError):
                 await waiting
-            bridge.on_message = deliver  # type: ignore[method-assign]
+            ws.ws.handler = bridge
             await ws.send("second")
             assert [await ws.recv(), await ws.recv()] == ["first", "second"]
 
