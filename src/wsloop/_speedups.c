@@ -215,7 +215,14 @@ read_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         goto done;
     }
-    result = Py_BuildValue("(Nn)", data, pos + head + (Py_ssize_t)length);
+    {
+        /* Built by hand: Py_BuildValue parses its format on every call. */
+        PyObject *end = PyLong_FromSsize_t(pos + head + (Py_ssize_t)length);
+        if (end != NULL)
+            result = PyTuple_Pack(2, data, end);
+        Py_XDECREF(end);
+        Py_DECREF(data);
+    }
     goto done;
 decline:
     result = Py_NewRef(Py_None);
