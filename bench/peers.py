@@ -14,8 +14,10 @@ Everything runs on 127.0.0.1, every client and server in its own process:
    process): server memory per connection, and the time for one 1 KiB
    broadcast to reach all of them.
 
-Prints tables (and writes JSON/Markdown if asked). Numbers on a shared
-machine are noisy: compare within one run.
+Prints tables (and writes JSON/Markdown if asked). Each rate is the median
+of ``--rounds`` rounds (3 by default), run one library after another so a
+slow spell of a shared machine does not land on one row; the JSON keeps
+every sample. Compare within one run.
 """
 
 from __future__ import annotations
@@ -109,38 +111,61 @@ def progress(text: str) -> None:
     sys.stderr.flush()
 
 
-def measure_clients(quick: bool) -> list[dict[str, Any]]:
+def median(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def summarise(rows: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each cell: the median of its rounds; the samples kept beside it."""
+    out = []
+    for row in rows.values():
+        done = dict(row)
+        for key, samples in row.items():
+            if isinstance(samples, list):
+                done[key] = median(samples)
+                done[key + "_samples"] = samples
+        out.append(done)
+    return out
+
+
+def measure_clients(quick: bool, rounds: int) -> list[dict[str, Any]]:
     server = Server("picows", "uvloop")
-    rows = []
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     try:
-        for name, lib, loop in CLIENTS:
-            row: dict[str, Any] = {"client": name, "loop": loop}
-            for size in SIZES:
-                n_rt, n_pipe = counts(size, quick)
-                progress(f"client {name} on {loop}, {size} B")
-                row[f"rt_{size}"] = client_rate(lib, loop, server.url, size, n_rt, 1)
-                row[f"pipe_{size}"] = client_rate(lib, loop, server.url, size, n_pipe, 100)
-            rows.append(row)
+        # Rounds outermost: each library is measured early and late, so a
+        # slow spell of a shared machine does not land on one row.
+        for r in range(rounds):
+            for name, lib, loop in CLIENTS:
+                row = rows.setdefault((name, loop), {"client": name, "loop": loop})
+                for size in SIZES:
+                    n_rt, n_pipe = counts(size, quick)
+                    progress(f"round {r + 1}/{rounds}: client {name} on {loop}, {size} B")
+                    for key, in_flight, n in (("rt", 1, n_rt), ("pipe", 100, n_pipe)):
+                        rate = client_rate(lib, loop, server.url, size, n, in_flight)
+                        row.setdefault(f"{key}_{size}", []).append(rate)
     finally:
         server.stop()
-    return rows
+    return summarise(rows)
 
 
-def measure_servers(quick: bool) -> list[dict[str, Any]]:
-    rows = []
-    for name, lib, loop in SERVERS:
-        server = Server(lib, loop)
-        try:
-            row: dict[str, Any] = {"server": name, "loop": loop}
-            for size in SIZES:
-                n_rt, n_pipe = counts(size, quick)
-                progress(f"server {name} on {loop}, {size} B")
-                row[f"rt_{size}"] = client_rate("picows", "uvloop", server.url, size, n_rt, 1)
-                row[f"pipe_{size}"] = client_rate("picows", "uvloop", server.url, size, n_pipe, 100)
-            rows.append(row)
-        finally:
-            server.stop()
-    return rows
+def measure_servers(quick: bool, rounds: int) -> list[dict[str, Any]]:
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in range(rounds):
+        for name, lib, loop in SERVERS:
+            row = rows.setdefault((name, loop), {"server": name, "loop": loop})
+            server = Server(lib, loop)
+            try:
+                for size in SIZES:
+                    n_rt, n_pipe = counts(size, quick)
+                    progress(f"round {r + 1}/{rounds}: server {name} on {loop}, {size} B")
+                    for key, in_flight, n in (("rt", 1, n_rt), ("pipe", 100, n_pipe)):
+                        rate = client_rate("picows", "uvloop", server.url, size, n, in_flight)
+                        row.setdefault(f"{key}_{size}", []).append(rate)
+            finally:
+                server.stop()
+    return summarise(rows)
 
 
 def measure_idle(n: int) -> list[dict[str, Any]]:
@@ -184,6 +209,17 @@ def measure_idle(n: int) -> list[dict[str, Any]]:
     return rows
 
 
+def wsloop_compiled() -> bool:
+    """Whether the workers run wsloop's compiled modules (see wsloop._accel)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import wsloop; print(wsloop.COMPILED)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip() == "True"
+
+
 def fmt(v: float) -> str:
     return "n/a" if v != v else f"{v:,.0f}"
 
@@ -194,7 +230,10 @@ def render(results: dict[str, Any]) -> str:
         ("Clients against a picows/uvloop echo server", "clients", "client"),
         ("Servers against a picows/uvloop client", "servers", "server"),
     ]:
-        lines.append(f"{title} (messages per second; rt = one in flight, pipe = 100 in flight)")
+        lines.append(
+            f"{title} (messages per second, median of {results['rounds']} rounds; "
+            "rt = one in flight, pipe = 100 in flight)"
+        )
         head = f"{who:<22} {'loop':<8}" + "".join(
             f"{'rt ' + str(s):>12}{'pipe ' + str(s):>14}" for s in SIZES
         )
@@ -219,6 +258,9 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="fewer messages, 1,000 idle connections"
     )
+    parser.add_argument(
+        "--rounds", type=int, help="rounds per cell, reported as the median (default 3; 1 quick)"
+    )
     parser.add_argument("--skip-idle", action="store_true")
     parser.add_argument("--json", help="write the results to this JSON file")
     parser.add_argument("--markdown", help="write the tables to this Markdown file")
@@ -227,11 +269,16 @@ def main() -> int:
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
         f"Python {platform.python_version()}",
-        "versions": ", ".join(f"{lib} {version(lib)}" for lib in libs),
+        "versions": ", ".join(f"{lib} {version(lib)}" for lib in libs)
+        + f" (wsloop {'compiled' if wsloop_compiled() else 'interpreted'})",
         "date": time.strftime("%Y-%m-%d"),
     }
-    results["clients"] = measure_clients(args.quick)
-    results["servers"] = measure_servers(args.quick)
+    rounds = args.rounds or (1 if args.quick else 3)
+    if rounds < 1:
+        parser.error("--rounds must be at least 1")
+    results["rounds"] = rounds
+    results["clients"] = measure_clients(args.quick, rounds)
+    results["servers"] = measure_servers(args.quick, rounds)
     if not args.skip_idle:
         results["idle"] = measure_idle(1000 if args.quick else 10_000)
     sys.stderr.write("\r" + " " * 100 + "\r")
@@ -246,8 +293,9 @@ def main() -> int:
         notes = old[old.index(NOTES) :] if NOTES in old else ""
         out.write_text(
             "# Performance\n\n"
-            f"Measured on {results['date']} with `python bench/peers.py` (one run; a\n"
-            "shared 2-core machine is noisy: compare rows within the table, not across runs).\n\n"
+            f"Measured on {results['date']} with `python bench/peers.py` (each cell the median\n"
+            f"of {results['rounds']} rounds, the rounds interleaved across libraries; a shared\n"
+            "2-core machine is noisy: compare rows within the table, not across runs).\n\n"
             "```\n" + text + "\n```\n" + ("\n" + notes if notes else "")
         )
     return 0
