@@ -85,3 +85,9 @@ def test_the_choice_compiled_pure_or_stale(package_copy: Path) -> None:
     assert got["compiled"] is False
     assert all(str(f).endswith(".py") for f in got["files"].values())  # type: ignore[union-attr]
     assert "wsloop.websocket changed since compiled" in stderr
+
+    # No sources at all to fall back to (a frozen application): compiled.
+    for name in json.loads(_accel._MANIFEST.read_text()):
+        package_copy.joinpath(*name.split(".")).with_suffix(".py").unlink()
+    got, _ = report(package_copy)
+    assert got["compiled"] is True

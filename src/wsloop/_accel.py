@@ -61,11 +61,11 @@ def _choose() -> bool:
     sources = {
         name: _PACKAGE.parent.joinpath(*name.split(".")).with_suffix(".py") for name in manifest
     }
+    if not all(path.exists() for path in sources.values()):
+        return True  # no sources to fall back to (e.g. a frozen application)
     if not os.environ.get("WSLOOP_NO_SPEEDUPS"):
         changed = [
-            name
-            for name, digest in manifest.items()
-            if not sources[name].exists() or source_hash(sources[name]) != digest
+            name for name, digest in manifest.items() if source_hash(sources[name]) != digest
         ]
         if not changed:
             return True
