@@ -1,14 +1,16 @@
-"""The transport's read path: one reused buffer per thread, lent to the
-protocol only for the duration of ``data_received``."""
+"""The transport's buffers: reads go into one reused buffer per thread, lent
+to the protocol only for the duration of ``data_received``; the last large
+buffer written is held until the next one, not freed at once."""
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
-from wsloop.transport import READ_SIZE, Transport
+from wsloop.transport import READ_SIZE, RETIRE_COUNT, RETIRE_MIN, Transport
 
 
 class Recorder:
@@ -55,5 +57,45 @@ def test_reads_reuse_one_buffer_and_lend_it_only_during_the_call(backend: Any) -
                 raise AssertionError("a lent view outlived data_received")
     finally:
         writer.join(10)
+        transport.abort()
+        theirs.close()
+
+
+def receive_exactly(sock: socket.socket, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "peer closed early"
+        data += chunk
+    return bytes(data)
+
+
+def test_the_last_large_buffers_written_are_held_until_replaced(backend: Any) -> None:
+    # Freed at once, every large frame lets glibc trim its heap, and the
+    # next large object is page-faulted in again (docs/performance.md).
+    # The last RETIRE_COUNT large buffers per thread are held; small ones
+    # never replace them.
+    assert RETIRE_COUNT == 2
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    theirs.settimeout(10)
+    transport = Transport(backend.loop, ours, Recorder())
+    try:
+        large = [os.urandom(RETIRE_MIN + i) for i in range(3)]
+        small = os.urandom(RETIRE_MIN - 1)
+        refs = [sys.getrefcount(large[i]) for i in range(3)]
+
+        def held() -> list[bool]:
+            return [sys.getrefcount(large[i]) > refs[i] for i in range(3)]
+
+        expected = ([True, False, False], [True, True, False], [False, True, True])
+        for i in range(3):
+            transport.write(large[i])  # taken by the socket at once
+            assert receive_exactly(theirs, len(large[i])) == large[i]
+            assert held() == expected[i]
+        transport.write(small)
+        assert receive_exactly(theirs, len(small)) == small
+        assert held() == [False, True, True]
+    finally:
         transport.abort()
         theirs.close()
