@@ -54,9 +54,9 @@ def _read_buffer() -> memoryview:
 # connection, so at most RETIRE_COUNT * RETIRE_MAX bytes each) keeps the
 # freed space inside the heap, where the next large objects reuse it. Two,
 # because an await API frees the received message before it sends, a
-# callback after: with one, only the callback API stopped faulting
-# (256 KiB round trips against picows: callbacks ~3k -> ~6k per second,
-# asyncio API ~3k -> ~3.7k; with two, the asyncio API too, ~6k).
+# callback after: with one, only the callback API stopped faulting (brk
+# calls per 1,000 256 KiB round trips of the asyncio client: 1,546 with
+# one, 52 with two). docs/performance.md has the round trips per second.
 RETIRE_MIN = 64 * 1024
 RETIRE_MAX = 4 * 1024 * 1024
 RETIRE_COUNT = 2
