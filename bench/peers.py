@@ -102,7 +102,9 @@ def client_rate(lib: str, loop: str, url: str, size: int, count: int, in_flight:
 
 def counts(size: int, quick: bool) -> tuple[int, int]:
     base = 3000 if quick else 20000
-    n = max(200, base * 4096 // max(size, 4096)) if size > 4096 else base
+    # Large messages: fewer, but not so few that the first ones (heap still
+    # growing) dominate: 1,250 per 256 KiB sample, about a third of a second.
+    n = max(200, base * 16384 // size) if size > 4096 else base
     return n, n * 3
 
 
