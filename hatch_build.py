@@ -31,9 +31,10 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 #: validate user input with their own messages, which compiled attribute
 #: checks would pre-empt), errors.py (exception classes), loops/ (a
 #: compiled Loop with interpreted backends crashed on weak references),
-#: aio.py (async generators; its per-message half is _aiows.py), and the
-#: front-ends that are not on the per-message path. handler.py is compiled
-#: with allow_interpreted_subclasses: applications subclass Handler.
+#: aio.py (async generators; its per-message half is _aiows.py), handler.py
+#: (applications subclass Handler, duck-type it and call its methods with
+#: stand-ins, which compiled argument checks would refuse), and the
+#: front-ends that are not on the per-message path.
 COMPILED = [
     "wsloop/protocol/connection.py",
     "wsloop/protocol/deflate.py",
@@ -43,7 +44,6 @@ COMPILED = [
     "wsloop/_aiows.py",
     "wsloop/_inbox.py",
     "wsloop/client.py",
-    "wsloop/handler.py",
     "wsloop/server.py",
     "wsloop/transport.py",
     "wsloop/websocket.py",
@@ -108,8 +108,15 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             package / f"_compiled__mypyc{suffix}",
             *(src / (module[: -len(".py")] + suffix) for module in COMPILED),
         ]
-        # Whatever an earlier build left must not outlive a failed one.
-        for path in (manifest, *targets):
+        # Whatever an earlier build left must not outlive a failed one, nor a
+        # module no longer compiled (its stale .so would shadow the source).
+        try:
+            earlier = [
+                src / (name.replace(".", "/") + suffix) for name in json.loads(manifest.read_text())
+            ]
+        except (OSError, ValueError):
+            earlier = []
+        for path in (manifest, *targets, *earlier):
             path.unlink(missing_ok=True)
         # The hash of each source as compiled: wsloop/_accel.py runs the
         # sources instead when one was edited since.

@@ -18,6 +18,14 @@ from .errors import ConnectionClosedOK, InvalidStateError
 from .handler import Handler
 from .websocket import WebSocket
 
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # only the compiler reads the decorator (hatch_build.py)
+
+    def mypyc_attr(*_: object, **__: object) -> Callable[[Any], Any]:  # type: ignore[misc]
+        return lambda cls: cls
+
+
 __all__ = ["AioWebSocket", "Bridge", "fail", "resolve"]
 
 
@@ -185,6 +193,10 @@ class AioWebSocket:
         return f"<AioWebSocket {self.ws!r}>"
 
 
+# Handler stays interpreted (applications subclass it, duck-type it and set
+# attributes on it); a compiled class may only extend it as a plain Python
+# class, whose methods are still compiled.
+@mypyc_attr(native_class=False)
 class Bridge(Handler):
     """Callbacks -> the AioWebSocket of each connection (kept in ws.data)."""
 

@@ -10,16 +10,7 @@ it never reaches the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-try:
-    from mypy_extensions import mypyc_attr
-except ImportError:  # only the compiler reads the decorator (hatch_build.py)
-
-    def mypyc_attr(*_: object, **__: object) -> Callable[[Any], Any]:  # type: ignore[misc]
-        return lambda cls: cls
-
 
 if TYPE_CHECKING:
     from .client import Client
@@ -39,8 +30,6 @@ EVENTS = (
 )
 
 
-# Compiled, Handler must still be subclassable by applications.
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Handler:
     """No-op base class; override the events you care about."""
 
@@ -74,44 +63,11 @@ class Handler:
 
 
 class _Combined(Handler):
-    """Calls the given ``on_*`` functions, else the base object's methods.
-    (Methods, not instance attributes: compiled, instances have no dict.)"""
-
     def __init__(self, base: Any, overrides: dict[str, Any]) -> None:
-        self.calls: dict[str, Callable[..., object]] = {}
         for name in EVENTS:
             fn = overrides.get(name) or getattr(base, name, None)
             if fn is not None:
-                self.calls[name] = fn
-
-    def _call(self, name: str, *args: Any) -> None:
-        fn = self.calls.get(name)
-        if fn is not None:
-            fn(*args)
-
-    def on_open(self, ws: WebSocket) -> None:
-        self._call("on_open", ws)
-
-    def on_message(self, ws: WebSocket, data: str | bytes) -> None:
-        self._call("on_message", ws, data)
-
-    def on_ping(self, ws: WebSocket, data: bytes) -> None:
-        self._call("on_ping", ws, data)
-
-    def on_pong(self, ws: WebSocket, data: bytes) -> None:
-        self._call("on_pong", ws, data)
-
-    def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
-        self._call("on_close", ws, code, reason, clean)
-
-    def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
-        self._call("on_error", ws, error)
-
-    def on_writable(self, ws: WebSocket) -> None:
-        self._call("on_writable", ws)
-
-    def on_state(self, client: Client, state: str, detail: dict[str, Any]) -> None:
-        self._call("on_state", client, state, detail)
+                setattr(self, name, fn)
 
 
 def resolve_handler(handler: Any, callbacks: dict[str, Any]) -> Handler:
