@@ -1,12 +1,11 @@
 """Build hook: compile wsloop's optional accelerators.
 
 1. ``src/wsloop/_speedups.c``: masking and the whole-frame fast paths, in C.
-2. The modules every message goes through (the protocol core, the
-   connection, the transport, the client and server), compiled from their
-   own typed Python source by mypyc: the same code, without the
+2. The modules every message goes through (``COMPILED`` below), compiled
+   from their own typed Python source by mypyc: the same code, without the
    interpreter's per-call and per-attribute cost. The ``.py`` files stay
-   beside the compiled modules; ``WSLOOP_NO_SPEEDUPS=1`` at run time imports
-   them instead (see ``wsloop/_pure.py``).
+   beside the compiled modules; ``wsloop/_accel.py`` imports them instead
+   with ``WSLOOP_NO_SPEEDUPS=1`` or when one was edited since compiled.
 
 Without a C compiler (or mypyc), or with ``WSLOOP_NO_EXTENSIONS=1``, the
 build goes on and wsloop runs as pure Python.

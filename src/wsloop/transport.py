@@ -62,9 +62,9 @@ RETIRE_MAX = 4 * 1024 * 1024
 RETIRE_COUNT = 2
 
 
-def _retire(data: bytes | memoryview) -> None:
+def _retire(data: bytes) -> None:
     if RETIRE_MIN <= len(data) <= RETIRE_MAX:
-        retired: deque[bytes | memoryview] | None = getattr(_per_thread, "retired", None)
+        retired: deque[bytes] | None = getattr(_per_thread, "retired", None)
         if retired is None:
             retired = _per_thread.retired = deque(maxlen=RETIRE_COUNT)
         retired.append(data)
