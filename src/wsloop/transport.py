@@ -1,4 +1,10 @@
-"""A non-blocking stream socket driven by any :class:`~wsloop.loops.Loop`.
+"""A connected stream, with optional TLS, driven by any :class:`~wsloop.loops.Loop`.
+
+:class:`Transport` is what the layers above see. Two kinds move its bytes:
+:class:`SocketTransport` reads and writes a non-blocking socket on the
+loop's fd watches (every backend), and :class:`AsyncioTransport` hands the
+socket to an asyncio loop's own transport, used on uvloop, whose
+transports do their reads and writes in C (:func:`open_transport` picks).
 
 TLS runs through :class:`ssl.SSLObject` and a pair of :class:`ssl.MemoryBIO`
 buffers rather than ``ssl.SSLSocket``: the loop only ever sees the raw
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -24,7 +31,7 @@ from typing import Any, Protocol
 
 from .loops import Loop
 
-__all__ = ["StreamProtocol", "Transport"]
+__all__ = ["AsyncioTransport", "SocketTransport", "StreamProtocol", "Transport", "open_transport"]
 
 logger = logging.getLogger("wsloop")
 
@@ -35,6 +42,9 @@ logger = logging.getLogger("wsloop")
 # The protocol copies what it keeps before data_received returns.
 READ_SIZE = 1024 * 1024  # per thread, not per connection: a 256 KiB message is one read
 SEND_SIZE = 1024 * 1024
+# Use uvloop's own transports (AsyncioTransport) where available; set
+# WSLOOP_NATIVE_TRANSPORTS=0 to run every loop on fd watches.
+NATIVE_TRANSPORTS = os.environ.get("WSLOOP_NATIVE_TRANSPORTS", "1") != "0"
 _per_thread = threading.local()
 
 
@@ -84,30 +94,30 @@ class StreamProtocol(Protocol):
 
 
 class Transport:
-    """One connected socket. Create it on the loop's thread."""
+    """One connected stream: what the layers above write to and pause.
+
+    This base holds everything that does not depend on how bytes reach the
+    peer: TLS, the protocol's callbacks, closing. Subclasses move the raw
+    bytes. Create one on the loop's thread; use it only there.
+    """
 
     def __init__(
         self,
         loop: Loop,
-        sock: socket.socket,
         protocol: StreamProtocol,
-        *,
-        high_water: int = 64 * 1024,
-        low_water: int | None = None,
+        high_water: int,
+        low_water: int | None,
     ) -> None:
-        sock.setblocking(False)
         self.loop = loop
-        self.sock = sock
         self.protocol = protocol
         self.high_water = high_water
         self.low_water = high_water // 4 if low_water is None else low_water
-        self._fd = sock.fileno()
-        self._buf: deque[bytes] = deque()
-        self._buffered = 0
+        #: The peer's and our own address, as the socket reports them.
+        self.peername: Any = None
+        self.sockname: Any = None
         self._over_high = False
         self._reading = False
         self._paused = False
-        self._writer = False
         self._closing = False
         self._closed = False
         self._eof = False
@@ -115,22 +125,23 @@ class Transport:
         self._tls_in: ssl.MemoryBIO | None = None
         self._tls_out: ssl.MemoryBIO | None = None
         self._tls_done: Callable[[BaseException | None], None] | None = None
+
+    def _addresses(self, sock: socket.socket) -> None:
         try:
-            self.peername: Any = sock.getpeername()
+            self.peername = sock.getpeername()
         except OSError:
             self.peername = None
         try:
-            self.sockname: Any = sock.getsockname()
+            self.sockname = sock.getsockname()
         except OSError:
             self.sockname = None
-        self._start_reading()
 
     # -- public ---------------------------------------------------------------
 
     @property
     def buffered(self) -> int:
         """Bytes accepted by :meth:`write` and not yet taken by the kernel."""
-        return self._buffered
+        return self._buffered_bytes()
 
     @property
     def is_closing(self) -> bool:
@@ -143,7 +154,7 @@ class Transport:
     def expect_drain(self) -> bool:
         """Ask for ``write_drained`` once the buffer falls to the low
         watermark; False if it already has (nothing will be reported)."""
-        if self._buffered > self.low_water:
+        if self._buffered_bytes() > self.low_water:
             self._over_high = True
             return True
         return False
@@ -159,7 +170,7 @@ class Transport:
         server_hostname: str | None,
         done: Callable[[BaseException | None], None],
     ) -> None:
-        """Run a TLS handshake over this socket, then call ``done(None)`` (or
+        """Run a TLS handshake over this stream, then call ``done(None)`` (or
         ``done(error)``); from then on data is encrypted transparently."""
         self._tls_in = ssl.MemoryBIO()
         self._tls_out = ssl.MemoryBIO()
@@ -196,7 +207,7 @@ class Transport:
             if not self._closed and not self._eof:
                 self._start_reading()
                 if self._tls is not None and self._tls.pending():
-                    self.loop.call_soon(self._on_readable)
+                    self.loop.call_soon(self._read_tls)
 
     def close(self) -> None:
         """Close once everything written so far has been sent."""
@@ -210,88 +221,40 @@ class Transport:
             except (ssl.SSLError, ValueError):
                 pass
             self._flush_tls()
-        if not self._buf:
-            self._finish(None)
+        self._close_raw()
 
     def abort(self, exc: BaseException | None = None) -> None:
         """Close now, dropping whatever is still buffered."""
         self._finish(exc)
 
-    # -- internals ----------------------------------------------------------
+    # -- what a subclass provides ---------------------------------------------
+
+    def _buffered_bytes(self) -> int:
+        raise NotImplementedError
 
     def _start_reading(self) -> None:
-        if not self._reading and not self._closed:
-            self._reading = True
-            self.loop.add_reader(self._fd, self._on_readable)
+        raise NotImplementedError
 
     def _stop_reading(self) -> None:
-        if self._reading:
-            self._reading = False
-            self.loop.remove_reader(self._fd)
+        raise NotImplementedError
 
     def _write_raw(self, data: bytes) -> None:
-        if not self._buf:
-            try:
-                sent = self.sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                self._fatal(exc)
-                return
-            if sent == len(data):
-                _retire(data)
-                return
-            data = data[sent:]
-        self._buf.append(data)
-        self._buffered += len(data)
-        if not self._writer:
-            self._writer = True
-            self.loop.add_writer(self._fd, self._on_writable)
-        if self._buffered > self.high_water:
-            self._over_high = True
+        """Send ``data`` as is (already encrypted), buffering what waits."""
+        raise NotImplementedError
 
-    def _on_writable(self) -> None:
-        buf = self._buf
-        while buf:
-            data = buf[0]
-            chunk = memoryview(data)[:SEND_SIZE]
-            try:
-                sent = self.sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self._fatal(exc)
-                return
-            self._buffered -= sent
-            if sent == len(data):
-                _retire(buf.popleft())
-            else:
-                buf[0] = data[sent:]
-                break
-        if not buf:
-            self._writer = False
-            self.loop.remove_writer(self._fd)
-            if self._closing:
-                self._finish(None)
-                return
-        if self._over_high and self._buffered <= self.low_water:
-            self._over_high = False
-            self.protocol.write_drained()
+    def _close_raw(self) -> None:
+        """Close once the buffer is sent, then call :meth:`_finish`."""
+        raise NotImplementedError
 
-    def _on_readable(self) -> None:
-        if self._closed:
-            return
-        buffer = _read_buffer()
-        try:
-            n = self.sock.recv_into(buffer)
-        except (BlockingIOError, InterruptedError):
-            n = -1
-        except OSError as exc:
-            self._fatal(exc)
-            return
-        if n == 0:
-            self._on_eof()
-            return
+    def _release_raw(self) -> None:
+        """Drop the buffer and the stream now (from :meth:`_finish`)."""
+        raise NotImplementedError
+
+    # -- shared by both -------------------------------------------------------
+
+    def _received(self, buffer: memoryview, n: int) -> None:
+        """``n`` bytes arrived in ``buffer``, or none yet (-1): decrypt and
+        pass them on."""
         if self._tls is None:
             if n > 0:
                 # Released after the call: a protocol that kept the view
@@ -383,15 +346,7 @@ class Transport:
         self._closed = True
         self._closing = True
         self._stop_reading()
-        if self._writer:
-            self._writer = False
-            self.loop.remove_writer(self._fd)
-        self._buf.clear()
-        self._buffered = 0
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        self._release_raw()
         if self._tls_done is not None:
             done, self._tls_done = self._tls_done, None
             done(exc or ConnectionResetError("connection closed during the TLS handshake"))
@@ -401,3 +356,295 @@ class Transport:
             self.protocol.connection_lost(exc)
         else:
             self.loop.call_soon(self.protocol.connection_lost, exc)
+
+
+class SocketTransport(Transport):
+    """A non-blocking socket on the loop's fd watches: works on every backend."""
+
+    def __init__(
+        self,
+        loop: Loop,
+        sock: socket.socket,
+        protocol: StreamProtocol,
+        *,
+        high_water: int = 64 * 1024,
+        low_water: int | None = None,
+    ) -> None:
+        super().__init__(loop, protocol, high_water, low_water)
+        sock.setblocking(False)
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._buf: deque[bytes] = deque()
+        self._buffered = 0
+        self._writer = False
+        self._addresses(sock)
+        self._start_reading()
+
+    def _buffered_bytes(self) -> int:
+        return self._buffered
+
+    def _start_reading(self) -> None:
+        if not self._reading and not self._closed:
+            self._reading = True
+            self.loop.add_reader(self._fd, self._on_readable)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self.loop.remove_reader(self._fd)
+
+    def _write_raw(self, data: bytes) -> None:
+        if not self._buf:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if sent == len(data):
+                _retire(data)
+                return
+            data = data[sent:]
+        self._buf.append(data)
+        self._buffered += len(data)
+        if not self._writer:
+            self._writer = True
+            self.loop.add_writer(self._fd, self._on_writable)
+        if self._buffered > self.high_water:
+            self._over_high = True
+
+    def _close_raw(self) -> None:
+        if not self._buf:
+            self._finish(None)
+
+    def _release_raw(self) -> None:
+        if self._writer:
+            self._writer = False
+            self.loop.remove_writer(self._fd)
+        self._buf.clear()
+        self._buffered = 0
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _on_writable(self) -> None:
+        buf = self._buf
+        while buf:
+            data = buf[0]
+            chunk = memoryview(data)[:SEND_SIZE]
+            try:
+                sent = self.sock.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            self._buffered -= sent
+            if sent == len(data):
+                _retire(buf.popleft())
+            else:
+                buf[0] = data[sent:]
+                break
+        if not buf:
+            self._writer = False
+            self.loop.remove_writer(self._fd)
+            if self._closing:
+                self._finish(None)
+                return
+        if self._over_high and self._buffered <= self.low_water:
+            self._over_high = False
+            self.protocol.write_drained()
+
+    def _on_readable(self) -> None:
+        if self._closed:
+            return
+        buffer = _read_buffer()
+        try:
+            n = self.sock.recv_into(buffer)
+        except (BlockingIOError, InterruptedError):
+            n = -1
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if n == 0:
+            self._on_eof()
+            return
+        self._received(buffer, n)
+
+
+class AsyncioTransport(Transport):
+    """The socket handed to an asyncio loop's own transport, which does the
+    reads and writes; TLS, buffering policy and the protocol stay here.
+
+    Worth it on uvloop, whose transports read and write in C, straight into
+    our read buffer (this class is a buffered protocol to it). On the
+    standard asyncio loop its transports allocate a new ``bytes`` per read
+    and measured slower than fd watches (``bench/asyncio_transports.py``),
+    so :func:`open_transport` uses this class on uvloop only.
+
+    The native loop calls the protocol methods below directly, not through
+    :meth:`Loop._invoke <wsloop.loops.Loop>`, so each one shields the loop
+    from what it raises in the same way.
+    """
+
+    def __init__(
+        self,
+        loop: Loop,
+        sock: socket.socket,
+        protocol: StreamProtocol,
+        *,
+        high_water: int = 64 * 1024,
+        low_water: int | None = None,
+    ) -> None:
+        super().__init__(loop, protocol, high_water, low_water)
+        sock.setblocking(False)
+        self._addresses(sock)
+        self._sock: socket.socket | None = sock  # until the native transport owns it
+        self._native: Any = None  # the asyncio transport, from connection_made
+        self._native_lost = False
+        self._native_paused = False
+        # What is written before the native transport exists (the client's
+        # handshake request): adopting a socket takes a loop iteration.
+        self._early: list[bytes] = []
+        self._reading = True  # asyncio transports start reading at once
+        self._lent: memoryview = _read_buffer()
+        loop.track(self)
+        native_loop: Any = loop.native
+        task = native_loop.create_task(native_loop.connect_accepted_socket(self._this, sock))
+        task.add_done_callback(self._adopted)
+
+    def _this(self) -> AsyncioTransport:
+        return self
+
+    def _adopted(self, task: Any) -> None:
+        """The adoption task ended: report a failure (a success already
+        called connection_made)."""
+        exc = None if task.cancelled() else task.exception()
+        if exc is None:
+            return
+        try:
+            self._fatal(exc)
+        except Exception as error:
+            self.loop._report(error, self._adopted)
+
+    # -- raw operations ----------------------------------------------------
+
+    def _buffered_bytes(self) -> int:
+        native = self._native
+        if native is None or self._native_lost:
+            return sum(len(data) for data in self._early)
+        size: int = native.get_write_buffer_size()
+        return size
+
+    def expect_drain(self) -> bool:
+        # The native transport reports resume_writing only after it paused.
+        if self._native_paused:
+            self._over_high = True
+            return True
+        return False
+
+    def _start_reading(self) -> None:
+        if not self._reading and not self._closed:
+            self._reading = True
+            if self._native is not None:
+                self._native.resume_reading()
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            if self._native is not None and not self._native_lost:
+                self._native.pause_reading()
+
+    def _write_raw(self, data: bytes) -> None:
+        native = self._native
+        if native is None:
+            self._early.append(data)
+        elif not self._native_lost:
+            native.write(data)
+            _retire(data)  # the native transport lets go of it once sent
+
+    def _close_raw(self) -> None:
+        if self._native is not None and not self._native_lost:
+            self._native.close()  # connection_lost follows once sent
+
+    def _release_raw(self) -> None:
+        self.loop.untrack(self)
+        self._early.clear()
+        if self._native is None:
+            if self._sock is not None:
+                self._sock.close()  # deferred by asyncio if it holds the socket
+        elif not self._native_lost:
+            self._native.abort()
+
+    # -- the asyncio protocol the native transport calls -------------------
+
+    def connection_made(self, native: Any) -> None:
+        self._native = native
+        self._sock = None
+        try:
+            if self._closed:
+                native.abort()
+                return
+            native.set_write_buffer_limits(self.high_water, self.low_water)
+            if not self._reading:
+                native.pause_reading()
+            early, self._early = self._early, []
+            if early:
+                native.writelines(early)
+            if self._closing:
+                native.close()
+        except Exception as exc:
+            self.loop._report(exc, self.connection_made)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._lent
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._closed:
+            return
+        try:
+            self._received(self._lent, nbytes)
+        except Exception as exc:
+            self.loop._report(exc, self.protocol.data_received)
+
+    def eof_received(self) -> bool:
+        try:
+            self._on_eof()
+        except Exception as exc:
+            self.loop._report(exc, self.protocol.eof_received)
+        return True  # half-closed: the protocol above decides when to close
+
+    def pause_writing(self) -> None:
+        self._native_paused = True
+        self._over_high = True
+
+    def resume_writing(self) -> None:
+        self._native_paused = False
+        if self._over_high and not self._closed:
+            self._over_high = False
+            try:
+                self.protocol.write_drained()
+            except Exception as exc:
+                self.loop._report(exc, self.protocol.write_drained)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._native_lost = True
+        try:
+            self._finish(exc)
+        except Exception as error:
+            self.loop._report(error, self.protocol.connection_lost)
+
+
+def open_transport(
+    loop: Loop,
+    sock: socket.socket,
+    protocol: StreamProtocol,
+    *,
+    high_water: int = 64 * 1024,
+) -> Transport:
+    """The faster transport for ``loop``: uvloop's own, else fd watches."""
+    if loop.name == "uvloop" and NATIVE_TRANSPORTS:
+        return AsyncioTransport(loop, sock, protocol, high_water=high_water)
+    return SocketTransport(loop, sock, protocol, high_water=high_water)

@@ -178,7 +178,8 @@ def test_graceful_shutdown_closes_with_1001(backend) -> None:  # type: ignore[no
         lambda: server.closed.is_set() and all(c.done.is_set() for c in clients)
     )
     assert all(r.closes == [(1001, "server shutting down", True)] for r in recs)
-    assert backend.loop.stats()["readers"] == 0 and backend.loop.stats()["writers"] == 0
+    stats = backend.loop.stats()
+    assert stats["readers"] == stats["writers"] == stats["tracked"] == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 

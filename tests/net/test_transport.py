@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import Any
 
-from wsloop.transport import READ_SIZE, RETIRE_COUNT, RETIRE_MIN, Transport
+from wsloop.transport import READ_SIZE, RETIRE_COUNT, RETIRE_MIN, SocketTransport, Transport
 
 
 class Recorder:
@@ -35,10 +35,15 @@ class Recorder:
 
 
 def test_reads_reuse_one_buffer_and_lend_it_only_during_the_call(backend: Any) -> None:
+    check_reads_reuse_one_buffer(backend, SocketTransport)
+
+
+def check_reads_reuse_one_buffer(backend: Any, kind: type[Transport]) -> None:
+    """Also run for uvloop's transports (test_native_transport.py)."""
     ours, theirs = socket.socketpair()
     payload = os.urandom(3 * READ_SIZE + 12345)
     recorder = Recorder()
-    transport = Transport(backend.loop, ours, recorder)
+    transport = kind(backend.loop, ours, recorder)  # type: ignore[call-arg]
     writer = threading.Thread(target=theirs.sendall, args=(payload,))
     writer.start()
     try:
@@ -79,7 +84,7 @@ def test_the_last_large_buffers_written_are_held_until_replaced(backend: Any) ->
     ours, theirs = socket.socketpair()
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     theirs.settimeout(10)
-    transport = Transport(backend.loop, ours, Recorder())
+    transport = SocketTransport(backend.loop, ours, Recorder())
     try:
         large = [os.urandom(RETIRE_MIN + i) for i in range(3)]
         small = os.urandom(RETIRE_MIN - 1)
