@@ -474,6 +474,10 @@ class SocketTransport(Transport):
         self._received(buffer, n)
 
 
+def _unset(*_: object) -> Any:
+    raise AssertionError("the native transport does not exist yet")
+
+
 class AsyncioTransport(Transport):
     """The socket handed to an asyncio loop's own transport, which does the
     reads and writes; TLS, buffering policy and the protocol stay here.
@@ -503,6 +507,9 @@ class AsyncioTransport(Transport):
         self._addresses(sock)
         self._sock: socket.socket | None = sock  # until the native transport owns it
         self._native: Any = None  # the asyncio transport, from connection_made
+        # Its two methods called per message, looked up once.
+        self._native_write: Callable[[bytes], object] = _unset
+        self._native_buffered: Callable[[], int] = _unset
         self._native_lost = False
         self._native_paused = False
         # What is written before the native transport exists (the client's
@@ -532,10 +539,9 @@ class AsyncioTransport(Transport):
     # -- raw operations ----------------------------------------------------
 
     def _buffered_bytes(self) -> int:
-        native = self._native
-        if native is None or self._native_lost:
+        if self._native is None or self._native_lost:
             return sum(len(data) for data in self._early)
-        size: int = native.get_write_buffer_size()
+        size: int = self._native_buffered()
         return size
 
     def expect_drain(self) -> bool:
@@ -558,11 +564,10 @@ class AsyncioTransport(Transport):
                 self._native.pause_reading()
 
     def _write_raw(self, data: bytes) -> None:
-        native = self._native
-        if native is None:
+        if self._native is None:
             self._early.append(data)
         elif not self._native_lost:
-            native.write(data)
+            self._native_write(data)
             _retire(data)  # the native transport lets go of it once sent
 
     def _close_raw(self) -> None:
@@ -582,6 +587,8 @@ class AsyncioTransport(Transport):
 
     def connection_made(self, native: Any) -> None:
         self._native = native
+        self._native_write = native.write
+        self._native_buffered = native.get_write_buffer_size
         self._sock = None
         try:
             if self._closed:

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .loops import Handle, Loop
@@ -163,7 +164,7 @@ class WebSocket:
         """
         if not isinstance(data, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
-        if self.loop.in_loop_thread():
+        if self.loop._thread_id == get_ident():  # Loop.in_loop_thread, inlined: once per send
             self._send(data, compress)
             return
         if self.state != "open":
