@@ -2,9 +2,10 @@
 
 :class:`Transport` is what the layers above see. Two kinds move its bytes:
 :class:`SocketTransport` reads and writes a non-blocking socket on the
-loop's fd watches (every backend), and :class:`AsyncioTransport` hands the
-socket to an asyncio loop's own transport, used on uvloop, whose
-transports do their reads and writes in C (:func:`open_transport` picks).
+loop's fd watches (every backend, the default), and, on request
+(``WSLOOP_NATIVE_TRANSPORTS=1``), :class:`AsyncioTransport` hands the
+socket to uvloop's own transport, which reads and writes in C
+(:func:`open_transport` picks).
 
 TLS runs through :class:`ssl.SSLObject` and a pair of :class:`ssl.MemoryBIO`
 buffers rather than ``ssl.SSLSocket``: the loop only ever sees the raw
@@ -42,9 +43,11 @@ logger = logging.getLogger("wsloop")
 # The protocol copies what it keeps before data_received returns.
 READ_SIZE = 1024 * 1024  # per thread, not per connection: a 256 KiB message is one read
 SEND_SIZE = 1024 * 1024
-# Use uvloop's own transports (AsyncioTransport) where available; set
-# WSLOOP_NATIVE_TRANSPORTS=0 to run every loop on fd watches.
-NATIVE_TRANSPORTS = os.environ.get("WSLOOP_NATIVE_TRANSPORTS", "1") != "0"
+# uvloop's own transports (AsyncioTransport) are opt-in: on this project's
+# machine they were no faster than fd watches for round trips, a third
+# slower for a broadcast to 10,000 connections and 0.5 KB more per
+# connection (docs/performance.md). WSLOOP_NATIVE_TRANSPORTS=1 turns them on.
+NATIVE_TRANSPORTS = os.environ.get("WSLOOP_NATIVE_TRANSPORTS", "0") == "1"
 _per_thread = threading.local()
 
 
@@ -482,11 +485,11 @@ class AsyncioTransport(Transport):
     """The socket handed to an asyncio loop's own transport, which does the
     reads and writes; TLS, buffering policy and the protocol stay here.
 
-    Worth it on uvloop, whose transports read and write in C, straight into
-    our read buffer (this class is a buffered protocol to it). On the
-    standard asyncio loop its transports allocate a new ``bytes`` per read
-    and measured slower than fd watches (``bench/asyncio_transports.py``),
-    so :func:`open_transport` uses this class on uvloop only.
+    Meant for uvloop, whose transports read and write in C, straight into
+    our read buffer (this class is a buffered protocol to it); the standard
+    asyncio loop's transports allocate a new ``bytes`` per read and measured
+    far slower than fd watches (``bench/asyncio_transports.py``). Opt-in
+    (see ``NATIVE_TRANSPORTS``): on uvloop too, fd watches measured as fast.
 
     The native loop calls the protocol methods below directly, not through
     :meth:`Loop._invoke <wsloop.loops.Loop>`, so each one shields the loop
@@ -519,8 +522,10 @@ class AsyncioTransport(Transport):
         self._lent: memoryview = _read_buffer()
         loop.track(self)
         native_loop: Any = loop.native
-        task = native_loop.create_task(native_loop.connect_accepted_socket(self._this, sock))
-        task.add_done_callback(self._adopted)
+        self._adoption: Any = native_loop.create_task(
+            native_loop.connect_accepted_socket(self._this, sock)
+        )
+        self._adoption.add_done_callback(self._adopted)
 
     def _this(self) -> AsyncioTransport:
         return self
@@ -578,8 +583,12 @@ class AsyncioTransport(Transport):
         self.loop.untrack(self)
         self._early.clear()
         if self._native is None:
+            # Closed before adoption finished: the cancelled task closes the
+            # native transport if it made one; the socket is closed here
+            # (asyncio defers that while it holds the socket).
+            self._adoption.cancel()
             if self._sock is not None:
-                self._sock.close()  # deferred by asyncio if it holds the socket
+                self._sock.close()
         elif not self._native_lost:
             self._native.abort()
 
@@ -651,7 +660,8 @@ def open_transport(
     *,
     high_water: int = 64 * 1024,
 ) -> Transport:
-    """The faster transport for ``loop``: uvloop's own, else fd watches."""
+    """The transport for ``loop``: fd watches, or uvloop's own transport
+    when ``WSLOOP_NATIVE_TRANSPORTS=1`` and the loop is uvloop."""
     if loop.name == "uvloop" and NATIVE_TRANSPORTS:
         return AsyncioTransport(loop, sock, protocol, high_water=high_water)
     return SocketTransport(loop, sock, protocol, high_water=high_water)

@@ -1,7 +1,8 @@
-"""On uvloop, connections run on uvloop's own transports (AsyncioTransport):
-the same contract as the fd-watch transport, including what happens before
-the native transport exists (adopting a socket takes a loop iteration), a
-protocol that raises, back-pressure and closing the loop adapter."""
+"""uvloop's own transports (AsyncioTransport, opt-in with
+WSLOOP_NATIVE_TRANSPORTS=1): the same contract as the fd-watch transport,
+including what happens before the native transport exists (adopting a
+socket takes a loop iteration), a protocol that raises, back-pressure and
+closing the loop adapter."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ def uv(request: pytest.FixtureRequest) -> Iterator[Uv]:
     require("uvloop")
     u = Uv(request.param == "foreign")
     yield u
+    if not u.loop.closed:
+        # As an application would: let the loop run on a little after the
+        # test closed its transports, so uvloop closes their handles.
+        u.run_until(lambda: False, timeout=0.02)
     u.loop.close()
     if u.native is not None:
         u.native.close()
@@ -72,7 +77,10 @@ def receive_all(sock: socket.socket) -> bytes:
     return bytes(data)
 
 
-def test_connections_on_uvloop_use_its_transports(uv: Uv) -> None:
+def test_opted_in_connections_on_uvloop_use_its_transports(
+    uv: Uv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wsloop.transport, "NATIVE_TRANSPORTS", True)
     server = wsloop.serve(Echo(), loop=uv.loop)
     rec = Recorder(want=2, send=["text", b"\x00binary"])
     client = wsloop.connect(server.url, rec, loop=uv.loop)
@@ -92,8 +100,13 @@ def test_reads_land_in_our_buffer_lent_only_during_the_call(uv: Uv) -> None:
     check_reads_reuse_one_buffer(uv, AsyncioTransport)
 
 
-def test_other_loops_use_fd_watches() -> None:
-    loop = wsloop.get_loop("asyncio")  # asyncio's transports measured slower
+@pytest.mark.parametrize(("name", "opted_in"), [("uvloop", False), ("asyncio", True)])
+def test_fd_watches_by_default_and_on_other_loops(
+    name: str, opted_in: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wsloop.transport, "NATIVE_TRANSPORTS", opted_in)
+    require(name)
+    loop = wsloop.get_loop(name)
     a, b = socket.socketpair()
     try:
         transport = wsloop.transport.open_transport(loop, a, Stream())

@@ -107,6 +107,7 @@ class Loop(ABC):
         self._ts_poked = False
         self._waker: Any = None
         self._tracked: set[Any] = set()
+        self._ever_tracked = False  # for _release: is there native cleanup to let run?
 
     # -- the native operations a backend provides -------------------------
 
@@ -225,6 +226,7 @@ class Loop(ABC):
         calls its ``abort()`` unless :meth:`untrack` came first."""
         self._check_open()
         self._tracked.add(resource)
+        self._ever_tracked = True
 
     def untrack(self, resource: Any) -> None:
         self._tracked.discard(resource)
