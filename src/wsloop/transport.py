@@ -107,10 +107,12 @@ class Transport:
     def __init__(
         self,
         loop: Loop,
+        sock: socket.socket,
         protocol: StreamProtocol,
         high_water: int,
         low_water: int | None,
     ) -> None:
+        sock.setblocking(False)
         self.loop = loop
         self.protocol = protocol
         self.high_water = high_water
@@ -118,6 +120,14 @@ class Transport:
         #: The peer's and our own address, as the socket reports them.
         self.peername: Any = None
         self.sockname: Any = None
+        try:
+            self.peername = sock.getpeername()
+        except OSError:
+            pass
+        try:
+            self.sockname = sock.getsockname()
+        except OSError:
+            pass
         self._over_high = False
         self._reading = False
         self._paused = False
@@ -128,16 +138,6 @@ class Transport:
         self._tls_in: ssl.MemoryBIO | None = None
         self._tls_out: ssl.MemoryBIO | None = None
         self._tls_done: Callable[[BaseException | None], None] | None = None
-
-    def _addresses(self, sock: socket.socket) -> None:
-        try:
-            self.peername = sock.getpeername()
-        except OSError:
-            self.peername = None
-        try:
-            self.sockname = sock.getsockname()
-        except OSError:
-            self.sockname = None
 
     # -- public ---------------------------------------------------------------
 
@@ -373,14 +373,12 @@ class SocketTransport(Transport):
         high_water: int = 64 * 1024,
         low_water: int | None = None,
     ) -> None:
-        super().__init__(loop, protocol, high_water, low_water)
-        sock.setblocking(False)
+        super().__init__(loop, sock, protocol, high_water, low_water)
         self.sock = sock
         self._fd = sock.fileno()
         self._buf: deque[bytes] = deque()
         self._buffered = 0
         self._writer = False
-        self._addresses(sock)
         self._start_reading()
 
     def _buffered_bytes(self) -> int:
@@ -505,9 +503,7 @@ class AsyncioTransport(Transport):
         high_water: int = 64 * 1024,
         low_water: int | None = None,
     ) -> None:
-        super().__init__(loop, protocol, high_water, low_water)
-        sock.setblocking(False)
-        self._addresses(sock)
+        super().__init__(loop, sock, protocol, high_water, low_water)
         self._sock: socket.socket | None = sock  # until the native transport owns it
         self._native: Any = None  # the asyncio transport, from connection_made
         # Its two methods called per message, looked up once.
