@@ -28,7 +28,7 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from .loops import Loop
 
@@ -70,9 +70,11 @@ def _read_buffer() -> memoryview:
 # callback after: with one, only the callback API stopped faulting (brk
 # calls per 1,000 256 KiB round trips of the asyncio client: 1,546 with
 # one, 52 with two). docs/performance.md has the round trips per second.
-RETIRE_MIN = 64 * 1024
-RETIRE_MAX = 4 * 1024 * 1024
-RETIRE_COUNT = 2
+# (Final: compiled code inlines the numbers; writers test RETIRE_MIN first,
+# which rules out every small message without a call.)
+RETIRE_MIN: Final = 64 * 1024
+RETIRE_MAX: Final = 4 * 1024 * 1024
+RETIRE_COUNT: Final = 2
 
 
 def _retire(data: bytes) -> None:
@@ -138,6 +140,9 @@ class Transport:
         self._tls_in: ssl.MemoryBIO | None = None
         self._tls_out: ssl.MemoryBIO | None = None
         self._tls_done: Callable[[BaseException | None], None] | None = None
+        # This thread's read buffer, looked up once: the transport is used
+        # only on the thread that created it (the loop's).
+        self._view = _read_buffer()
 
     # -- public ---------------------------------------------------------------
 
@@ -262,8 +267,12 @@ class Transport:
             if n > 0:
                 # Released after the call: a protocol that kept the view
                 # instead of copying fails loudly instead of seeing it change.
-                with buffer[:n] as data:
+                # (try/finally, not `with`: no __enter__/__exit__ lookups.)
+                data = buffer[:n]
+                try:
                     self.protocol.data_received(data)
+                finally:
+                    data.release()
             return
         assert self._tls_in is not None
         if n > 0:
@@ -276,7 +285,7 @@ class Transport:
     def _read_tls(self) -> None:
         tls = self._tls
         assert tls is not None
-        buffer = _read_buffer()
+        buffer = self._view
         # Given a buffer, SSLObject.read returns a count; typeshed says bytes,
         # and compiled code checks what the annotation says.
         read_into: Any = tls.read
@@ -376,6 +385,10 @@ class SocketTransport(Transport):
         super().__init__(loop, sock, protocol, high_water, low_water)
         self.sock = sock
         self._fd = sock.fileno()
+        # Bound once: the two socket calls of every message, without a
+        # method lookup each time.
+        self._sock_send = sock.send
+        self._sock_recv_into = sock.recv_into
         self._buf: deque[bytes] = deque()
         self._buffered = 0
         self._writer = False
@@ -397,14 +410,15 @@ class SocketTransport(Transport):
     def _write_raw(self, data: bytes) -> None:
         if not self._buf:
             try:
-                sent = self.sock.send(data)
+                sent = self._sock_send(data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
                 self._fatal(exc)
                 return
             if sent == len(data):
-                _retire(data)
+                if sent >= RETIRE_MIN:
+                    _retire(data)
                 return
             data = data[sent:]
         self._buf.append(data)
@@ -436,7 +450,7 @@ class SocketTransport(Transport):
             data = buf[0]
             chunk = memoryview(data)[:SEND_SIZE]
             try:
-                sent = self.sock.send(chunk)
+                sent = self._sock_send(chunk)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -461,9 +475,9 @@ class SocketTransport(Transport):
     def _on_readable(self) -> None:
         if self._closed:
             return
-        buffer = _read_buffer()
+        buffer = self._view
         try:
-            n = self.sock.recv_into(buffer)
+            n = self._sock_recv_into(buffer)
         except (BlockingIOError, InterruptedError):
             n = -1
         except OSError as exc:
@@ -515,7 +529,6 @@ class AsyncioTransport(Transport):
         # handshake request): adopting a socket takes a loop iteration.
         self._early: list[bytes] = []
         self._reading = True  # asyncio transports start reading at once
-        self._lent: memoryview = _read_buffer()
         loop.track(self)
         native_loop: Any = loop.native
         self._adoption: Any = native_loop.create_task(
@@ -569,7 +582,8 @@ class AsyncioTransport(Transport):
             self._early.append(data)
         elif not self._native_lost:
             self._native_write(data)
-            _retire(data)  # the native transport lets go of it once sent
+            if len(data) >= RETIRE_MIN:
+                _retire(data)  # the native transport lets go of it once sent
 
     def _close_raw(self) -> None:
         if self._native is not None and not self._native_lost:
@@ -611,13 +625,13 @@ class AsyncioTransport(Transport):
             self.loop._report(exc, self.connection_made)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._lent
+        return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._closed:
             return
         try:
-            self._received(self._lent, nbytes)
+            self._received(self._view, nbytes)
         except Exception as exc:
             self.loop._report(exc, self.protocol.data_received)
 
