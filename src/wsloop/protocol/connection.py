@@ -33,9 +33,9 @@ from __future__ import annotations
 import base64
 import codecs
 import os
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from enum import Enum
+from typing import Final
 
 from .deflate import Deflate, DeflateOptions
 from .errors import HandshakeError, InvalidStateError, ProtocolError
@@ -86,8 +86,15 @@ __all__ = [
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
-_TEXT, _BINARY, _CLOSE, _PING, _PONG = 1, 2, 8, 9, 10
+# Final: compiled code inlines them instead of looking them up per frame.
+_TEXT: Final = 1
+_BINARY: Final = 2
+_CLOSE: Final = 8
+_PING: Final = 9
+_PONG: Final = 10
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+# Final: compiled code keeps it in a C static, not a module-dict lookup per read.
+_read_frame: Final = read_frame
 
 
 class State(Enum):
@@ -132,7 +139,11 @@ class Connection:
         #: The Closed event, once there is one.
         self.closed: Closed | None = None
         self._codec: Deflate | None = None
-        self._events: deque[Event] = deque()
+        # Events not yet taken: a list read from _ev_next on (cleared once
+        # all are taken), because compiled code appends to and indexes a
+        # list natively where deque methods are generic calls.
+        self._events: list[Event] = []
+        self._ev_next = 0
         self._out: list[bytes] = []
         self._out_size = 0
         self._in = bytearray()
@@ -166,7 +177,7 @@ class Connection:
             return
         if self.state is State.CONNECTING and not self._frames:
             self._receive_handshake(data)
-        elif self._in or read_frame is None or self._f_left >= 0 or self._m_op:
+        elif len(self._in) or _read_frame is None or self._f_left >= 0 or self._m_op:
             self._in += data
         else:
             # Nothing buffered: whole data frames at the head of ``data`` are
@@ -174,9 +185,15 @@ class Connection:
             # buffer saved) and queued as events; the rest is buffered and
             # parsed lazily as usual, so nothing changes order.
             limit = self.max_message_size
+            size_limit = -1 if limit is None else limit
+            is_client = self.is_client
+            events = self._events
             pos = 0
-            while got := read_frame(data, pos, self.is_client, -1 if limit is None else limit):
-                self._events.append(Message(got[0]))
+            while True:
+                got = _read_frame(data, pos, is_client, size_limit)
+                if got is None:
+                    break
+                events.append(Message(got[0]))
                 pos = got[1]
             if pos < len(data):
                 self._in += data[pos:] if pos else data
@@ -189,7 +206,7 @@ class Connection:
     def next_event(self) -> Event | None:
         """The next event, or None when more input is needed."""
         if self._events:
-            return self._events.popleft()
+            return self._take_event()
         if self.closed is not None:
             return None
         if self._frames:
@@ -199,6 +216,17 @@ class Connection:
         if self._eof:
             return self._on_eof()
         return None
+
+    def _take_event(self) -> Event:
+        events = self._events
+        i = self._ev_next
+        event = events[i]
+        if i + 1 == len(events):
+            events.clear()
+            self._ev_next = 0
+        else:
+            self._ev_next = i + 1
+        return event
 
     def events(self) -> Iterator[Event]:
         """Iterate :meth:`next_event` until it returns None."""
@@ -236,9 +264,11 @@ class Connection:
 
     def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> None:
         """Queue a binary message."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"send_binary() takes bytes-like data, not {type(data).__name__}")
-        self._send(_BINARY, bytes(data), compress)
+        if type(data) is not bytes:  # bytes, the usual case, go as they are
+            if not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(f"send_binary() takes bytes-like data, not {type(data).__name__}")
+            data = bytes(data)  # the caller may reuse its buffer
+        self._send(_BINARY, data, compress)
 
     @staticmethod
     def prepare_message(data: str | bytes) -> bytes:
@@ -692,7 +722,7 @@ class ClientConnection(Connection):
     def _handshake_eof(self) -> Event | None:
         if self._pending is not None:
             self._maybe_refused(eof=True)
-            return self._events.popleft() if self._events else None
+            return self._take_event() if self._events else None
         return super()._handshake_eof()
 
     def _check_response(self, headers: Headers) -> tuple[str | None, Deflate | None, list[str]]:
