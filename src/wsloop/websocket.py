@@ -15,8 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from threading import get_ident
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .loops import Handle, Loop
 from .options import ConnectionOptions
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["WebSocket"]
 
 logger = logging.getLogger("wsloop")
+get_ident: Final = threading.get_ident  # Final: a C static when compiled (once per send)
 
 
 class Owner(Protocol):
@@ -162,7 +162,12 @@ class WebSocket:
         :attr:`buffered_amount` and ``on_writable`` to pace large sends.
         Raises :class:`~wsloop.protocol.InvalidStateError` if not open.
         """
-        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+        kind = type(data)  # exact types first: a tuple isinstance costs more
+        if (
+            kind is not bytes
+            and kind is not str
+            and not isinstance(data, (str, bytes, bytearray, memoryview))
+        ):
             raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
         if self.loop._thread_id == get_ident():  # Loop.in_loop_thread, inlined: once per send
             self._send(data, compress)
