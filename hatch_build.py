@@ -29,7 +29,8 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 #: Compiled with mypyc. Left out on purpose: options.py (its dataclasses
 #: validate user input with their own messages, which compiled attribute
 #: checks would pre-empt), errors.py (exception classes), loops/ (a
-#: compiled Loop with interpreted backends crashed on weak references),
+#: compiled Loop with interpreted backends crashed on weak references;
+#: only its per-event helper, loops/_invoke.py, is compiled),
 #: aio.py (async generators; its per-message half is _aiows.py), handler.py
 #: (applications subclass Handler, duck-type it and call its methods with
 #: stand-ins, which compiled argument checks would refuse), and the
@@ -42,6 +43,7 @@ COMPILED = [
     "wsloop/protocol/handshake.py",
     "wsloop/_aiows.py",
     "wsloop/_inbox.py",
+    "wsloop/loops/_invoke.py",
     "wsloop/client.py",
     "wsloop/server.py",
     "wsloop/transport.py",

@@ -6,9 +6,10 @@ one-shot timer, queue a callback, poke the loop from another thread, run and
 stop. :class:`Loop` builds the public, asyncio-flavoured API on top of them
 and owns everything that must be the same on every loop:
 
-* every callback runs through :meth:`Loop._invoke`, which catches whatever
-  it raises, logs it and hands it to :attr:`Loop.exception_handler`, so no
-  exception ever reaches (or stops) a foreign loop;
+* every callback runs through :func:`~wsloop.loops._invoke.invoke` (compiled
+  with the per-message modules), which catches whatever it raises, logs it
+  and hands it to :attr:`Loop.exception_handler`, so no exception ever
+  reaches (or stops) a foreign loop;
 * every watcher, timer and queued callback wsloop created is recorded (and
   whatever it runs by the native loop's own means, :meth:`Loop.track`), so
   :meth:`Loop.close` can leave a foreign loop exactly as it found it;
@@ -28,6 +29,8 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from ._invoke import invoke
 
 __all__ = ["Handle", "Loop"]
 
@@ -292,11 +295,7 @@ class Loop(ABC):
             raise RuntimeError(f"the {self.name} loop adapter is closed")
 
     def _invoke(self, callback: Callback, args: tuple[Any, ...]) -> None:
-        self._thread_id = threading.get_ident()
-        try:
-            callback(*args)
-        except Exception as exc:
-            self._report(exc, callback)
+        invoke(self, callback, args)
 
     def _report(self, exc: BaseException, callback: Callback) -> None:
         logger.error("exception in %r on the %s loop", callback, self.name, exc_info=exc)
@@ -314,8 +313,9 @@ class Loop(ABC):
         old = table.pop(fd, None)
         if old is not None:
             self._io_stop(old[0])
-        # A partial, not a closure: one Python frame fewer on every event.
-        fire = functools.partial(self._invoke, cb, args)
+        # A partial of the compiled invoke, not a closure or a bound method:
+        # no Python frame on every event.
+        fire = functools.partial(invoke, self, cb, args)
         table[fd] = (self._io_start(fd, writable, fire), cb, args)
 
     def _remove_io(self, table: dict[int, Any], fd: int) -> bool:
