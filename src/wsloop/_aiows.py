@@ -124,7 +124,7 @@ class AioWebSocket:
             self.ws.send(data, compress=compress)
         except InvalidStateError:
             await self._raise_closed()
-        limit = self.ws.options.write_limit
+        limit = self.ws._write_limit
         while self.ws.buffered_amount > limit and self.inbox.closed is None:
             self._drain = self._loop.create_future()
             try:

@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 __all__ = ["WebSocket"]
 
 logger = logging.getLogger("wsloop")
-get_ident: Final = threading.get_ident  # Final: a C static when compiled (once per send)
+# Final: a C static when compiled (once per send); typed object so the
+# thread id is compared as it comes, not converted to a C int and back.
+get_ident: Final[Callable[[], object]] = threading.get_ident
 
 
 class Owner(Protocol):
@@ -78,6 +80,9 @@ class WebSocket:
         self.protocol = protocol
         self.handler = handler
         self.options = options
+        # Read on every flush and by the asyncio front-end on every send: a
+        # native int here, not an attribute lookup on the (frozen) options.
+        self._write_limit = options.write_limit
         self.owner = owner
         self.transport: Transport | None = None
         #: Round-trip time of the last answered ping, in seconds.
@@ -410,7 +415,7 @@ class WebSocket:
         transport reports it once drained)."""
         seen = self.buffered_amount
         self._flush()
-        if seen <= self.options.write_limit or transport.is_closing:
+        if seen <= self._write_limit or transport.is_closing:
             return
         if not transport.expect_drain():
             self.loop.call_soon(self.write_drained)

@@ -15,7 +15,9 @@ from typing import Any, Final
 
 __all__ = ["invoke"]
 
-get_ident: Final = threading.get_ident  # Final: a C static when compiled
+# Final: a C static when compiled; typed object so the thread id is stored
+# as it comes, not converted to a C int and back.
+get_ident: Final[Callable[[], object]] = threading.get_ident
 
 
 def invoke(loop: Any, callback: Callable[..., object], args: tuple[Any, ...]) -> None:

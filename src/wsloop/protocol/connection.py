@@ -93,8 +93,9 @@ _CLOSE: Final = 8
 _PING: Final = 9
 _PONG: Final = 10
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
-# Final: compiled code keeps it in a C static, not a module-dict lookup per read.
+# Final: compiled code keeps them in C statics, not a module-dict lookup per frame.
 _read_frame: Final = read_frame
+_build_frame: Final = build_frame
 
 
 class State(Enum):
@@ -332,7 +333,7 @@ class Connection:
         ):
             data = codec.compress(data)
             first_byte |= 0x40  # RSV1: compressed
-        self._queue(build_frame(first_byte, data, self._mask_key() if self.is_client else None))
+        self._queue(_build_frame(first_byte, data, self._mask_key() if self.is_client else None))
 
     def _send_control(self, opcode: int, data: bytes | str) -> None:
         if isinstance(data, str):
