@@ -95,6 +95,86 @@ async def client_picows(url: str, payload: bytes, count: int, in_flight: int) ->
     return rate
 
 
+async def client_bare(url: str, payload: bytes, count: int, in_flight: int) -> float:
+    """No WebSocket library: the floor under any await API on this loop. A
+    hand-made handshake, then one prebuilt masked frame written per message
+    through a plain asyncio Protocol and one future awaited per echo
+    (fixed-size binary echoes from the server are counted by bytes)."""
+    import base64
+    import os
+    import struct
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x82, 0x80 | size])
+    elif size < 65536:
+        head = bytes([0x82, 0x80 | 126]) + struct.pack("!H", size)
+    else:
+        head = bytes([0x82, 0x80 | 127]) + struct.pack("!Q", size)
+    frame = head + mask + masked
+    echo = len(head) + size  # the server's unmasked frame
+    key = base64.b64encode(os.urandom(16)).decode()
+
+    class Bare(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.waiter: asyncio.Future[None] | None = None
+            self.upgraded = False
+            self.pending = b""
+            self.got = 0  # bytes of echoes received
+            self.want = 0
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            if not self.upgraded:
+                self.pending += data
+                end = self.pending.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                self.upgraded = True
+                data = self.pending[end + 4 :]
+            self.got += len(data)
+            waiter = self.waiter
+            if waiter is not None and self.got >= self.want and not waiter.done():
+                waiter.set_result(None)
+
+        async def wait_for(self, total: int) -> None:
+            self.want = total
+            if self.got < total:
+                self.waiter = loop.create_future()
+                await self.waiter
+
+    transport, bare = await loop.create_connection(Bare, parts.hostname, parts.port)
+    request = (
+        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    bare.want = -1
+    transport.write(request.encode())
+    while not bare.upgraded:
+        bare.waiter = loop.create_future()
+        await bare.waiter
+    start = time.perf_counter()
+    sent = 0
+    for _ in range(min(in_flight, count)):
+        transport.write(frame)
+        sent += 1
+    for i in range(count):
+        await bare.wait_for((i + 1) * echo)
+        if sent < count:
+            transport.write(frame)
+            sent += 1
+    rate = count / (time.perf_counter() - start)
+    transport.close()
+    return rate
+
+
 def run_client(lib: str, loop_name: str, url: str, size: int, count: int, in_flight: int) -> float:
     payload = bytes(size)
     if lib == "wsloop":
@@ -106,6 +186,7 @@ def run_client(lib: str, loop_name: str, url: str, size: int, count: int, in_fli
         "websockets": client_websockets,
         "aiohttp": client_aiohttp,
         "picows": client_picows,
+        "bare": client_bare,
     }[lib]
     return float(aio_run(loop_name, fn(url, payload, count, in_flight)))
 

@@ -17,6 +17,11 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("loops.py", ["--rounds", "2000"], "us/round trip"),
         ("core.py", ["--mib", "1"], "MB/s"),
         ("asyncio_transports.py", ["--rounds", "2000"], "fd callbacks"),
+        (
+            "instructions.py",
+            ["--count", "20", "--clients", "wsloop-aio,bare", "--server", "wsloop"],
+            "no library (await floor)",
+        ),
     ],
 )
 def test_bench_script_runs(script: str, args: list[str], expect: str) -> None:

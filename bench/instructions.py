@@ -1,0 +1,128 @@
+"""CPU instructions per message, counted exactly: wsloop beside its peers.
+
+    python bench/instructions.py [--size 64] [--count 2000] [--clients wsloop-aio,aiohttp,...]
+                                 [--server picows]
+
+Round trips per second on a shared machine vary by several percent from run
+to run, and most of a small round trip is spent in the kernel, the same for
+every library. What a library adds is its own CPU work in user space, and
+that can be counted instead of timed: each client runs under valgrind's
+callgrind (which counts every instruction the process executes outside the
+kernel) against one echo server (picows on uvloop unless ``--server`` says
+otherwise; it does not run under valgrind), once
+for ``BASE`` round trips and once for ``BASE + count``; the difference
+divided by ``count`` is the instructions per round trip, with interpreter
+start-up, imports and the handshake cancelled out. Repeated runs agree
+within about 2%. Needs valgrind (``apt-get install valgrind``).
+
+Rows: wsloop's asyncio API and callback API, the peers' clients
+(websockets, aiohttp, picows; all on uvloop), and ``bare``: no WebSocket
+library at all (a plain asyncio Protocol writing one prebuilt frame and
+awaiting one future per echo), the floor under any await API on uvloop.
+Instructions are not time (a cache miss costs more than an add), so read
+this beside ``bench/peers.py``; but a client that executes fewer
+instructions per message is doing less work per message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from peers import WORKER, Server, progress
+
+BASE = 300
+CLIENTS = [
+    ("wsloop asyncio API", "wsloop-aio"),
+    ("wsloop callbacks", "wsloop"),
+    ("websockets", "websockets"),
+    ("aiohttp", "aiohttp"),
+    ("picows", "picows"),
+    ("no library (await floor)", "bare"),
+]
+
+
+def instructions(lib: str, url: str, size: int, count: int, scratch: Path) -> int:
+    """User-space instructions a ``lib`` client executes for ``count`` round trips."""
+    out = scratch / f"{lib}.{count}.callgrind"
+    result = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "-q",
+            f"--callgrind-out-file={out}",
+            *WORKER,
+            "client",
+            lib,
+            "uvloop",
+            url,
+            str(size),
+            str(count),
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{lib} client failed under valgrind: {result.stderr[-1500:]}")
+    totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
+    if totals is None:
+        raise RuntimeError(f"no instruction count in {out}")
+    return int(totals.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=64, help="message size in bytes")
+    parser.add_argument("--count", type=int, default=2000, help="round trips counted")
+    parser.add_argument(
+        "--clients",
+        default=",".join(lib for _, lib in CLIENTS),
+        help="comma-separated: " + ", ".join(lib for _, lib in CLIENTS),
+    )
+    parser.add_argument(
+        "--server", default="picows", help="echo server (a _workers.py server LIB, on uvloop)"
+    )
+    args = parser.parse_args()
+    if args.size < 1 or args.count < 1:
+        parser.error("--size and --count must be positive")
+    names = {lib: label for label, lib in CLIENTS}
+    libs = args.clients.split(",")
+    unknown = [lib for lib in libs if lib not in names]
+    if unknown:
+        parser.error(f"unknown client(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    if shutil.which("valgrind") is None:
+        sys.stderr.write("bench/instructions.py needs valgrind (apt-get install valgrind)\n")
+        return 2
+    server = Server(args.server, "uvloop")
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="wsloop-instructions-") as tmp:
+            for lib in libs:
+                progress(f"{names[lib]}: {BASE} and {BASE + args.count} round trips, callgrind")
+                low = instructions(lib, server.url, args.size, BASE, Path(tmp))
+                high = instructions(lib, server.url, args.size, BASE + args.count, Path(tmp))
+                rows.append((names[lib], (high - low) / args.count))
+    finally:
+        server.stop()
+    progress("")
+    compiled = os.environ.get("WSLOOP_NO_SPEEDUPS") != "1"
+    print(
+        f"User-space instructions per {args.size} B round trip (callgrind, client on uvloop, "
+        f"{args.server}/uvloop echo server; wsloop {'compiled' if compiled else 'pure Python'})"
+    )
+    print(f"{'client':28s} {'instructions':>14s}")
+    for label, per in rows:
+        print(f"{label:28s} {per:14,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
