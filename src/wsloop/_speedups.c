@@ -3,6 +3,9 @@
  * - apply_mask: WebSocket masking at memory speed (the pure-Python fallback
  *   in frames.py runs at about 500 MB/s).
  * - encode_frame: one frame's header and (masked) payload as one bytes.
+ * - new_payload/fill_payload: a large binary message assembled in place, each
+ *   piece copied (and unmasked) once, straight into the bytes object that is
+ *   delivered, instead of buffered, sliced and joined.
  * - read_frame: the common case of parsing, a whole unfragmented data frame
  *   already buffered. Anything else (control frames, fragments, RSV bits,
  *   partial frames, every protocol error) returns None and is left to the
@@ -129,6 +132,91 @@ encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* new_payload(n) -> bytes of n bytes, not yet written.
+ *
+ * The one bytes object a large message is assembled in: fill_payload writes
+ * each piece into it as it arrives, and only once every byte is written is
+ * it handed out (protocol/connection.py keeps it private until then, so no
+ * one sees it change or hashes it early). */
+static PyObject *
+new_payload(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 2) {
+        /* sizes 0 and 1 may be shared singletons: never written in place */
+        PyErr_SetString(PyExc_ValueError, "new_payload() is for payloads of 2 bytes or more");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize(NULL, n);
+}
+
+/* fill_payload(dest, offset, src, start, n, key, key_offset) -> None
+ *
+ * Copy src[start:start + n] into dest (from new_payload) at offset, XORed
+ * with the 4-byte masking key stream from key_offset when key is not None. */
+static PyObject *
+fill_payload(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer src;
+    Py_ssize_t offset, start, n, key_offset;
+    const unsigned char *key = NULL;
+    PyObject *dest;
+
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fill_payload(dest, offset, src, start, n, key, key_offset)");
+        return NULL;
+    }
+    dest = args[0];
+    if (!PyBytes_CheckExact(dest) || PyBytes_GET_SIZE(dest) < 2) {
+        PyErr_SetString(PyExc_TypeError, "fill_payload() writes into a bytes from new_payload()");
+        return NULL;
+    }
+    offset = PyLong_AsSsize_t(args[1]);
+    if (offset == -1 && PyErr_Occurred())
+        return NULL;
+    start = PyLong_AsSsize_t(args[3]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    n = PyLong_AsSsize_t(args[4]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    key_offset = PyLong_AsSsize_t(args[6]);
+    if (key_offset == -1 && PyErr_Occurred())
+        return NULL;
+    if (args[5] != Py_None) {
+        if (!PyBytes_Check(args[5]) || PyBytes_GET_SIZE(args[5]) != 4) {
+            PyErr_SetString(PyExc_ValueError, "the masking key must be 4 bytes or None");
+            return NULL;
+        }
+        key = (const unsigned char *)PyBytes_AS_STRING(args[5]);
+    }
+    if (PyObject_GetBuffer(args[2], &src, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (offset < 0 || start < 0 || n < 0 || start > src.len || n > src.len - start ||
+        offset > PyBytes_GET_SIZE(dest) || n > PyBytes_GET_SIZE(dest) - offset) {
+        PyBuffer_Release(&src);
+        PyErr_SetString(PyExc_ValueError, "fill_payload() range out of bounds");
+        return NULL;
+    }
+    {
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(dest) + offset;
+        const unsigned char *from = (const unsigned char *)src.buf + start;
+        if (key != NULL) {
+            unsigned char rolled[4];
+            for (int j = 0; j < 4; j++)
+                rolled[j] = key[(j + key_offset) & 3];
+            xor_mask(dst, from, n, rolled);
+        } else {
+            memcpy(dst, from, n);
+        }
+    }
+    PyBuffer_Release(&src);
+    Py_RETURN_NONE;
+}
+
 /* read_frame(buf, pos, is_client, limit) -> (data, end) | None
  *
  * data is str for a text frame, bytes for a binary one; end is the offset
@@ -237,6 +325,11 @@ static PyMethodDef methods[] = {
     {"read_frame", (PyCFunction)(void (*)(void))read_frame, METH_FASTCALL,
      "read_frame(buf, pos, is_client, limit) -> (data, end) or None: a whole\n"
      "unfragmented text/binary frame at buf[pos:], or None to use the Python parser."},
+    {"new_payload", new_payload, METH_O,
+     "new_payload(n) -> bytes: room for a message of n >= 2 bytes, for fill_payload."},
+    {"fill_payload", (PyCFunction)(void (*)(void))fill_payload, METH_FASTCALL,
+     "fill_payload(dest, offset, src, start, n, key, key_offset): copy (and unmask)\n"
+     "src[start:start + n] into dest, a bytes from new_payload, at offset."},
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, key, offset=0) -> bytes: XOR data with the 4-byte key stream."},
     {NULL, NULL, 0, NULL},

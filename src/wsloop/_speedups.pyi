@@ -5,3 +5,14 @@ def encode_frame(
 def read_frame(
     buf: bytes | bytearray | memoryview, pos: int, is_client: bool, limit: int, /
 ) -> tuple[str | bytes, int] | None: ...
+def new_payload(n: int, /) -> bytes: ...
+def fill_payload(
+    dest: bytes,
+    offset: int,
+    src: bytes | bytearray | memoryview,
+    start: int,
+    n: int,
+    key: bytes | None,
+    key_offset: int,
+    /,
+) -> None: ...

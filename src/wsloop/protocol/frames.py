@@ -10,9 +10,11 @@ pure-Python fallback XORs through ``bytes.translate`` on the four byte lanes
 constant cost is lower. ``WSLOOP_NO_SPEEDUPS=1`` forces the fallback.
 
 The accelerator also carries the per-message hot paths: :func:`build_frame`
-(a whole frame in one allocation) and :data:`read_frame` (a whole
+(a whole frame in one allocation), :data:`read_frame` (a whole
 unfragmented data frame, decoded; it declines anything else, which the
-Python parser in connection.py handles as the reference).
+Python parser in connection.py handles as the reference) and
+:func:`new_payload`/:func:`fill_payload` (a large message that arrives in
+pieces, copied once into the object that is delivered).
 """
 
 from __future__ import annotations
@@ -126,6 +128,42 @@ read_frame: (
     Callable[[bytes | bytearray | memoryview, int, bool, int], tuple[str | bytes, int] | None]
     | None
 ) = _speedups.read_frame if _speedups is not None else None
+
+
+def _fill_payload_python(
+    dest: bytearray,
+    offset: int,
+    src: BytesLike,
+    start: int,
+    n: int,
+    key: bytes | None,
+    key_offset: int,
+) -> None:
+    with memoryview(src) as view:
+        piece = view[start : start + n]
+        dest[offset : offset + n] = piece if key is None else apply_mask(piece, key, key_offset)
+
+
+#: Where a large binary message is assembled as its pieces arrive:
+#: ``new_payload(n)`` makes room for ``n`` (>= 2) bytes and
+#: ``fill_payload(dest, offset, src, start, n, key, key_offset)`` copies
+#: ``src[start:start + n]`` into it at ``offset``, unmasked with ``key``
+#: from ``key_offset`` (None: copied as is). With the accelerator the room
+#: is the very ``bytes`` object delivered once full (written in place while
+#: private, so each byte is copied once); without it a ``bytearray``, which
+#: :func:`finish_payload` copies into ``bytes``.
+new_payload: Callable[[int], bytes | bytearray] = (
+    _speedups.new_payload if _speedups is not None else bytearray
+)
+fill_payload: Callable[[bytes | bytearray, int, BytesLike, int, int, bytes | None, int], None] = (
+    _speedups.fill_payload if _speedups is not None else _fill_payload_python  # type: ignore[assignment]
+)
+
+
+def finish_payload(dest: bytes | bytearray) -> bytes:
+    """The message assembled in ``dest``, every byte of it filled."""
+    return dest if type(dest) is bytes else bytes(dest)
+
 
 _pack_b = struct.Struct("!BB").pack
 _pack_h = struct.Struct("!BBH").pack
