@@ -1,4 +1,5 @@
-"""Whether wsloop runs its compiled modules or their Python source.
+"""Whether wsloop runs its compiled modules or their Python source, and
+which C accelerator (if any) they use.
 
 The build compiles the modules on the per-message path with mypyc (see
 ``hatch_build.py``) and records a hash of each source it compiled in
@@ -28,7 +29,7 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["COMPILED"]
+__all__ = ["COMPILED", "speedups"]
 
 _PACKAGE = Path(__file__).parent
 _MANIFEST = _PACKAGE / "_compiled.json"
@@ -81,3 +82,15 @@ def _choose() -> bool:
 
 #: True when the mypyc-compiled modules are in use.
 COMPILED = _choose()
+
+
+def speedups() -> ModuleType | None:
+    """The optional C accelerator, ``wsloop._speedups``: None when it was
+    not built or ``WSLOOP_NO_SPEEDUPS=1`` asks for pure Python."""
+    if os.environ.get("WSLOOP_NO_SPEEDUPS"):
+        return None
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    return _speedups

@@ -6,6 +6,10 @@
  * - new_payload/fill_payload: a large binary message assembled in place, each
  *   piece copied (and unmasked) once, straight into the bytes object that is
  *   delivered, instead of buffered, sliced and joined.
+ * - send/recv_into: a non-blocking socket's two calls per message, on its fd,
+ *   keeping the GIL (the call cannot block; releasing and retaking the GIL,
+ *   with the socket module's argument parsing and timeout handling, cost
+ *   more than the rest of the read path). POSIX only.
  * - read_frame: the common case of parsing, a whole unfragmented data frame
  *   already buffered. Anything else (control frames, fragments, RSV bits,
  *   partial frames, every protocol error) returns None and is left to the
@@ -19,6 +23,14 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifndef _WIN32
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#endif
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
 
 static void
 xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *k)
@@ -217,6 +229,103 @@ fill_payload(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+#ifndef _WIN32
+/* Sends this large or larger release the GIL: copying them into the kernel
+ * (and, on loopback, the receiver's processing) takes long enough that
+ * other threads should run meanwhile. */
+#define SEND_KEEPS_GIL (64 * 1024)
+
+static int
+fd_arg(PyObject *arg)
+{
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred())
+        return -2;
+    if (fd < -1 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "a file descriptor is an int >= -1");
+        return -2;
+    }
+    return (int)fd; /* -1 (a closed socket's) fails in the call with EBADF */
+}
+
+/* send(fd, data) -> int: like socket.send on a non-blocking socket (raises
+ * BlockingIOError when the kernel takes nothing, OSError on errors, retries
+ * EINTR after running signal handlers), without SIGPIPE. */
+static PyObject *
+fd_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    Py_ssize_t n;
+    int fd;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "send(fd, data)");
+        return NULL;
+    }
+    if ((fd = fd_arg(args[0])) == -2)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    for (;;) {
+        if (data.len < SEND_KEEPS_GIL) {
+            n = send(fd, data.buf, (size_t)data.len, MSG_NOSIGNAL);
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            n = send(fd, data.buf, (size_t)data.len, MSG_NOSIGNAL);
+            Py_END_ALLOW_THREADS
+        }
+        if (n >= 0 || errno != EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            PyBuffer_Release(&data);
+            return NULL;
+        }
+    }
+    PyBuffer_Release(&data);
+    if (n < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromSsize_t(n);
+}
+
+/* recv_into(fd, buffer) -> int: like socket.recv_into on a non-blocking
+ * socket: bytes read, 0 at end of stream; BlockingIOError when there is
+ * nothing to read. */
+static PyObject *
+fd_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer buf;
+    Py_ssize_t n;
+    int fd;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "recv_into(fd, buffer)");
+        return NULL;
+    }
+    if ((fd = fd_arg(args[0])) == -2)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &buf, PyBUF_WRITABLE) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "recv_into() needs a writable buffer");
+        }
+        return NULL;
+    }
+    for (;;) {
+        n = recv(fd, buf.buf, (size_t)buf.len, 0);
+        if (n >= 0 || errno != EINTR)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            PyBuffer_Release(&buf);
+            return NULL;
+        }
+    }
+    PyBuffer_Release(&buf);
+    if (n < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromSsize_t(n);
+}
+#endif
+
 /* read_frame(buf, pos, is_client, limit) -> (data, end) | None
  *
  * data is str for a text frame, bytes for a binary one; end is the offset
@@ -330,6 +439,12 @@ static PyMethodDef methods[] = {
     {"fill_payload", (PyCFunction)(void (*)(void))fill_payload, METH_FASTCALL,
      "fill_payload(dest, offset, src, start, n, key, key_offset): copy (and unmask)\n"
      "src[start:start + n] into dest, a bytes from new_payload, at offset."},
+#ifndef _WIN32
+    {"send", (PyCFunction)(void (*)(void))fd_send, METH_FASTCALL,
+     "send(fd, data) -> int: socket.send on a non-blocking socket's fd, keeping the GIL."},
+    {"recv_into", (PyCFunction)(void (*)(void))fd_recv_into, METH_FASTCALL,
+     "recv_into(fd, buffer) -> int: socket.recv_into on a non-blocking socket's fd."},
+#endif
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, key, offset=0) -> bytes: XOR data with the 4-byte key stream."},
     {NULL, NULL, 0, NULL},

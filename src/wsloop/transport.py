@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
+from ._accel import speedups
 from .loops import Loop
 
 __all__ = ["AsyncioTransport", "SocketTransport", "StreamProtocol", "Transport", "open_transport"]
@@ -49,6 +50,19 @@ SEND_SIZE = 1024 * 1024
 # connection (docs/performance.md). WSLOOP_NATIVE_TRANSPORTS=1 turns them on.
 NATIVE_TRANSPORTS = os.environ.get("WSLOOP_NATIVE_TRANSPORTS", "0") == "1"
 _per_thread = threading.local()
+_accel = speedups()
+# A socket's two calls per message: the C accelerator's send/recv_into on
+# its fd (same results and exceptions as the socket methods, but the GIL is
+# kept for small messages and no arguments are parsed: together over a
+# tenth of a small round trip's instructions), else the socket's own
+# methods. Each transport keeps what they take (fd or socket) as _io.
+_send: Final[Callable[[Any, bytes | memoryview], int]] = (
+    getattr(_accel, "send", None) or socket.socket.send
+)
+_recv_into: Final[Callable[[Any, memoryview], int]] = (
+    getattr(_accel, "recv_into", None) or socket.socket.recv_into
+)
+_ON_FD: Final = getattr(_accel, "send", None) is not None
 
 
 def _read_buffer() -> memoryview:
@@ -385,10 +399,7 @@ class SocketTransport(Transport):
         super().__init__(loop, sock, protocol, high_water, low_water)
         self.sock = sock
         self._fd = sock.fileno()
-        # Bound once: the two socket calls of every message, without a
-        # method lookup each time.
-        self._sock_send = sock.send
-        self._sock_recv_into = sock.recv_into
+        self._io: Any = self._fd if _ON_FD else sock
         self._buf: deque[bytes] = deque()
         self._buffered = 0
         self._writer = False
@@ -410,7 +421,7 @@ class SocketTransport(Transport):
     def _write_raw(self, data: bytes) -> None:
         if not self._buf:
             try:
-                sent = self._sock_send(data)
+                sent = _send(self._io, data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -439,6 +450,9 @@ class SocketTransport(Transport):
             self.loop.remove_writer(self._fd)
         self._buf.clear()
         self._buffered = 0
+        # Never the fd number again: once closed, the kernel may give it to
+        # another file. -1 fails like a closed socket object (EBADF).
+        self._io = -1 if _ON_FD else self.sock
         try:
             self.sock.close()
         except OSError:
@@ -450,7 +464,7 @@ class SocketTransport(Transport):
             data = buf[0]
             chunk = memoryview(data)[:SEND_SIZE]
             try:
-                sent = self._sock_send(chunk)
+                sent = _send(self._io, chunk)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
@@ -477,7 +491,7 @@ class SocketTransport(Transport):
             return
         buffer = self._view
         try:
-            n = self._sock_recv_into(buffer)
+            n = _recv_into(self._io, buffer)
         except (BlockingIOError, InterruptedError):
             n = -1
         except OSError as exc:

@@ -19,11 +19,11 @@ pieces, copied once into the object that is delivered).
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable
 from enum import IntEnum
-from types import ModuleType
+
+from .._accel import speedups
 
 __all__ = [
     "CloseCode",
@@ -105,17 +105,7 @@ def _apply_mask_python(data: BytesLike, key: bytes, offset: int = 0) -> bytes:
     return bytes(out)
 
 
-def _load_speedups() -> ModuleType | None:
-    if os.environ.get("WSLOOP_NO_SPEEDUPS"):
-        return None
-    try:
-        from .. import _speedups
-    except ImportError:
-        return None
-    return _speedups
-
-
-_speedups = _load_speedups()
+_speedups = speedups()
 #: Whether the optional C accelerator (wsloop._speedups) is in use.
 SPEEDUPS = _speedups is not None
 apply_mask: Callable[..., bytes] = (
