@@ -326,36 +326,45 @@ fd_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 #endif
 
-/* read_frame(buf, pos, is_client, limit) -> (data, end) | None
+/* read_frame(buf, pos, end, is_client, limit) -> (data, frame_end) | None
  *
- * data is str for a text frame, bytes for a binary one; end is the offset
- * just past the frame. limit < 0 means no size limit. */
+ * Looks at buf[pos:end] only (end: how much of a reused read buffer is
+ * filled). data is str for a text frame, bytes for a binary one; frame_end
+ * is the offset just past the frame. limit < 0 means no size limit. */
 static PyObject *
 read_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer buf;
-    Py_ssize_t pos, limit, avail, head = 2;
+    Py_ssize_t pos, end, limit, avail, head = 2;
     uint64_t length;
     int is_client, masked, opcode;
     const unsigned char *p;
     PyObject *data = NULL, *result = NULL;
 
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "read_frame(buf, pos, is_client, limit)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "read_frame(buf, pos, end, is_client, limit)");
         return NULL;
     }
     pos = PyLong_AsSsize_t(args[1]);
     if (pos == -1 && PyErr_Occurred())
         return NULL;
-    is_client = PyObject_IsTrue(args[2]);
+    end = PyLong_AsSsize_t(args[2]);
+    if (end == -1 && PyErr_Occurred())
+        return NULL;
+    is_client = PyObject_IsTrue(args[3]);
     if (is_client < 0)
         return NULL;
-    limit = PyLong_AsSsize_t(args[3]);
+    limit = PyLong_AsSsize_t(args[4]);
     if (limit == -1 && PyErr_Occurred())
         return NULL;
     if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0)
         return NULL;
-    avail = buf.len - pos;
+    if (end > buf.len) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "read_frame() end is past the end of the buffer");
+        return NULL;
+    }
+    avail = end - pos;
     if (pos < 0 || avail < 2)
         goto decline;
     p = (const unsigned char *)buf.buf + pos;
@@ -414,10 +423,10 @@ read_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     {
         /* Built by hand: Py_BuildValue parses its format on every call. */
-        PyObject *end = PyLong_FromSsize_t(pos + head + (Py_ssize_t)length);
-        if (end != NULL)
-            result = PyTuple_Pack(2, data, end);
-        Py_XDECREF(end);
+        PyObject *frame_end = PyLong_FromSsize_t(pos + head + (Py_ssize_t)length);
+        if (frame_end != NULL)
+            result = PyTuple_Pack(2, data, frame_end);
+        Py_XDECREF(frame_end);
         Py_DECREF(data);
     }
     goto done;
@@ -432,8 +441,8 @@ static PyMethodDef methods[] = {
     {"encode_frame", (PyCFunction)(void (*)(void))encode_frame, METH_FASTCALL,
      "encode_frame(first_byte, payload, mask_key) -> bytes: one whole frame."},
     {"read_frame", (PyCFunction)(void (*)(void))read_frame, METH_FASTCALL,
-     "read_frame(buf, pos, is_client, limit) -> (data, end) or None: a whole\n"
-     "unfragmented text/binary frame at buf[pos:], or None to use the Python parser."},
+     "read_frame(buf, pos, end, is_client, limit) -> (data, frame_end) or None: a whole\n"
+     "unfragmented text/binary frame at buf[pos:end], or None to use the Python parser."},
     {"new_payload", new_payload, METH_O,
      "new_payload(n) -> bytes: room for a message of n >= 2 bytes, for fill_payload."},
     {"fill_payload", (PyCFunction)(void (*)(void))fill_payload, METH_FASTCALL,

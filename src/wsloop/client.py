@@ -242,11 +242,11 @@ class _Attempt:
 
     # -- transport protocol while tunnelling through a proxy / during TLS --
 
-    def data_received(self, data: bytes | memoryview) -> None:
+    def data_received(self, data: memoryview, n: int) -> None:
         if self._tunnel is None or self.done:
             return
         try:
-            head = self._tunnel.feed(data)
+            head = self._tunnel.feed(data[:n])
             if head is None:
                 return
             status, reason = parse_status_line(head[0])

@@ -253,8 +253,8 @@ class WebSocket:
         transport.set_protocol(self)
         self._process()
 
-    def data_received(self, data: bytes | memoryview) -> None:
-        self.protocol.receive_data(data)
+    def data_received(self, data: memoryview, n: int) -> None:
+        self.protocol.receive_data(data, n)
         self._process()
 
     def eof_received(self) -> None:

@@ -53,8 +53,8 @@ class Stream:
         self.lost: list[BaseException | None] = []
         self.raise_on = raise_on
 
-    def data_received(self, data: bytes | memoryview) -> None:
-        self.data += data
+    def data_received(self, data: memoryview, n: int) -> None:
+        self.data += data[:n]
         if self.raise_on is not None and self.raise_on in self.data:
             self.raise_on = None
             raise RuntimeError("the protocol's own bug")

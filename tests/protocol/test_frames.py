@@ -173,3 +173,40 @@ def test_prepared_frames_for_broadcast() -> None:
     _, compressing = open_pair(client_deflate=DeflateOptions(), server_deflate=DeflateOptions())
     assert not compressing.send_prepared(frame), "compressing connections encode their own"
     assert ServerConnection.prepare_message(b"\x00") == bytes.fromhex("820100")
+
+
+def test_only_size_bytes_of_a_reused_buffer_count() -> None:
+    # What a transport passes: its read buffer, and how much of it is fresh.
+    # The stale bytes after that must never be parsed, on any path: whole
+    # frames (the C fast path), a frame cut short (buffered), the rest of a
+    # large message (assembled in place), the opening handshake.
+    from wshelpers import open_pair
+    from wsloop.protocol import ClientConnection, RequestReceived, ServerConnection
+
+    stale = frame(1, b"STALE") * 4
+    buffer = bytearray(200_000)
+
+    def fill(data: bytes) -> int:
+        buffer[: len(data)] = data
+        buffer[len(data) : len(data) + len(stale)] = stale
+        return len(data)
+
+    client, _ = open_pair(max_message_size=None)
+    events = []
+    big = os.urandom(150_000)
+    for data in (frame(1, b"one") + frame(2, b"tw"), frame(2, b"o!")[:1], frame(2, b"o!")[1:]):
+        client.receive_data(memoryview(buffer), fill(data))
+        events += client.events()
+    whole = frame(2, big)
+    for i in range(0, len(whole), 40_000):
+        client.receive_data(memoryview(buffer), fill(whole[i : i + 40_000]))
+        events += client.events()
+    assert events == [Message("one"), Message(b"tw"), Message(b"o!"), Message(big)]
+
+    server = ServerConnection()
+    hello = ClientConnection("ws://example.com/").data_to_send()
+    server.receive_data(memoryview(buffer), fill(hello))
+    assert isinstance(server.next_event(), RequestReceived)
+
+    with pytest.raises(ValueError, match="holds only 3 bytes"):
+        server.receive_data(b"abc", 4)

@@ -46,13 +46,17 @@ def test_read_frame_takes_the_common_cases() -> None:
     read = frames.read_frame
     assert read is not None
     key = b"\x01\x02\x03\x04"
-    assert read(bytearray(frame(2, b"abc")), 0, True, -1) == (b"abc", 5)
-    assert read(bytearray(b"xx" + frame(1, "é".encode(), mask=True, key=key)), 2, False, 10) == (
-        "é",
-        10,
-    )
+    assert read(bytearray(frame(2, b"abc")), 0, 5, True, -1) == (b"abc", 5)
+    data = bytearray(b"xx" + frame(1, "é".encode(), mask=True, key=key))
+    assert read(data, 2, 10, False, 10) == ("é", 10)
+    # Only buf[pos:end] counts: a reused read buffer holds stale bytes after.
+    stale = bytearray(frame(2, b"abc") + frame(2, b"old"))
+    assert read(stale, 0, 5, True, -1) == (b"abc", 5)
+    assert read(stale, 5, 9, True, -1) is None  # the frame at 5 is cut at end
+    with pytest.raises(ValueError, match="past the end"):
+        read(stale, 0, 11, True, -1)
     big = os.urandom(70000)
-    assert read(bytearray(frame(2, big)), 0, True, -1) == (big, 70010)
+    assert read(bytearray(frame(2, big)), 0, 70010, True, -1) == (big, 70010)
 
 
 @pytest.mark.parametrize(
@@ -75,7 +79,7 @@ def test_read_frame_takes_the_common_cases() -> None:
 )
 def test_read_frame_declines_what_it_does_not_own(data: bytes, is_client: bool, limit: int) -> None:
     assert frames.read_frame is not None
-    assert frames.read_frame(bytearray(data), 0, is_client, limit) is None
+    assert frames.read_frame(bytearray(data), 0, len(data), is_client, limit) is None
 
 
 def raw_frames(as_client: bool) -> st.SearchStrategy[list[bytes]]:

@@ -184,27 +184,34 @@ class Connection:
 
     # -- input ------------------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview, size: int = -1) -> None:
         """Buffer bytes from the peer; call :meth:`next_event` next.
 
-        ``data`` is copied: the caller may reuse its buffer afterwards."""
+        ``data`` is copied: the caller may reuse its buffer afterwards.
+        ``size``: only the first ``size`` bytes of ``data`` arrived (a read
+        into a reused buffer, passed without slicing it); all by default."""
         if self._eof:
             raise InvalidStateError("receive_data() after receive_eof()")
-        if self.closed is not None or not data:
+        end = len(data)
+        if size >= 0:
+            if size > end:
+                raise ValueError(f"size is {size}, but data holds only {end} bytes")
+            end = size
+        if self.closed is not None or not end:
             return
         if self.state is State.CONNECTING and not self._frames:
-            self._receive_handshake(data)
+            self._receive_handshake(data[:end] if end < len(data) else data)
             return
         pos = 0
         if self._fill is not None and not len(self._in):
             # More of the message being assembled: straight into it.
-            pos = min(self._f_left, len(data))
+            pos = min(self._f_left, end)
             event = self._fill_from(data, 0, pos)
             if event is None:
                 return  # all of data was payload
             self._events.append(event)
         if len(self._in) or _read_frame is None or self._f_left >= 0 or self._m_op:
-            self._in += data[pos:] if pos else data
+            self._in += data[pos:end] if pos or end < len(data) else data
         else:
             # Nothing buffered: whole data frames at the head of ``data`` are
             # decoded straight from it by the C fast path (the copy into the
@@ -215,13 +222,13 @@ class Connection:
             is_client = self.is_client
             events = self._events
             while True:
-                got = _read_frame(data, pos, is_client, size_limit)
+                got = _read_frame(data, pos, end, is_client, size_limit)
                 if got is None:
                     break
                 events.append(Message(got[0]))
                 pos = got[1]
-            if pos < len(data):
-                self._in += data[pos:] if pos else data
+            if pos < end:
+                self._in += data[pos:end] if pos or end < len(data) else data
 
     def receive_eof(self) -> None:
         """The peer closed its end of the TCP connection."""
@@ -429,7 +436,9 @@ class Connection:
             # The common case, a whole unfragmented message, in C when it
             # can; whatever it declines is parsed below, from the same place.
             limit = self.max_message_size
-            got = read_frame(buf, self._pos, self.is_client, -1 if limit is None else limit)
+            got = read_frame(
+                buf, self._pos, len(buf), self.is_client, -1 if limit is None else limit
+            )
             if got is not None:
                 self._consume(got[1] - self._pos)
                 return Message(got[0])

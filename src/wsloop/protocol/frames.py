@@ -111,11 +111,12 @@ SPEEDUPS = _speedups is not None
 apply_mask: Callable[..., bytes] = (
     _speedups.apply_mask if _speedups is not None else _apply_mask_python
 )
-#: ``read_frame(buf, pos, is_client, limit)``: the C parser's fast path for a
-#: whole unfragmented text/binary frame (``(data, end)``), or None where it
-#: declines; None altogether without the accelerator. See _speedups.c.
+#: ``read_frame(buf, pos, end, is_client, limit)``: the C parser's fast path
+#: for a whole unfragmented text/binary frame in ``buf[pos:end]`` (``(data,
+#: frame_end)``), or None where it declines; None altogether without the
+#: accelerator. See _speedups.c.
 read_frame: (
-    Callable[[bytes | bytearray | memoryview, int, bool, int], tuple[str | bytes, int] | None]
+    Callable[[bytes | bytearray | memoryview, int, int, bool, int], tuple[str | bytes, int] | None]
     | None
 ) = _speedups.read_frame if _speedups is not None else None
 
