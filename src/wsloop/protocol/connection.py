@@ -531,7 +531,7 @@ class Connection:
             take = min(self._f_left, avail)
             if take == 0:
                 break
-            if self._fill is None and self._fill_worth(take):
+            if self._fill is None and take < self._f_left and self._fill_worth(take):
                 self._start_fill()
             if self._fill is not None:
                 event = self._fill_from(buf, pos, take)
@@ -562,13 +562,13 @@ class Connection:
 
     def _fill_worth(self, take: int) -> bool:
         """Whether to assemble the rest of this message in place, given
-        ``take`` more bytes of it now: the last frame of an uncompressed
-        binary message, not all here yet, an eighth of it received."""
+        ``take`` more bytes of it now, not all of it (the caller checks):
+        the last frame of an uncompressed binary message, an eighth of it
+        received."""
         return (
             self._f_fin
             and self._m_op == _BINARY
             and not self._m_deflated
-            and take < self._f_left
             and self._f_left - take <= _FILL_RATIO * (self._m_size + take)
         )
 
