@@ -51,6 +51,30 @@ xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsig
         dst[i] = src[i] ^ k[i & 3];
 }
 
+/* Argument helpers of the METH_FASTCALL functions: 0, or -1 with an
+ * exception set. */
+static int
+ssize_arg(PyObject *arg, Py_ssize_t *out)
+{
+    *out = PyLong_AsSsize_t(arg);
+    return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* A masking key: 4 bytes, or None (*key = NULL). */
+static int
+key_arg(PyObject *arg, const unsigned char **key)
+{
+    *key = NULL;
+    if (arg == Py_None)
+        return 0;
+    if (!PyBytes_Check(arg) || PyBytes_GET_SIZE(arg) != 4) {
+        PyErr_SetString(PyExc_ValueError, "the masking key must be 4 bytes or None");
+        return -1;
+    }
+    *key = (const unsigned char *)PyBytes_AS_STRING(arg);
+    return 0;
+}
+
 static PyObject *
 apply_mask(PyObject *self, PyObject *args)
 {
@@ -100,13 +124,8 @@ encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     b0 = PyLong_AsLong(args[0]);
     if (b0 == -1 && PyErr_Occurred())
         return NULL;
-    if (args[2] != Py_None) {
-        if (!PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) != 4) {
-            PyErr_SetString(PyExc_ValueError, "the masking key must be 4 bytes or None");
-            return NULL;
-        }
-        key = (const unsigned char *)PyBytes_AS_STRING(args[2]);
-    }
+    if (key_arg(args[2], &key) < 0)
+        return NULL;
     if (PyObject_GetBuffer(args[1], &payload, PyBUF_SIMPLE) < 0)
         return NULL;
     n = payload.len;
@@ -153,8 +172,8 @@ encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 new_payload(PyObject *self, PyObject *arg)
 {
-    Py_ssize_t n = PyLong_AsSsize_t(arg);
-    if (n == -1 && PyErr_Occurred())
+    Py_ssize_t n;
+    if (ssize_arg(arg, &n) < 0)
         return NULL;
     if (n < 2) {
         /* sizes 0 and 1 may be shared singletons: never written in place */
@@ -186,25 +205,10 @@ fill_payload(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "fill_payload() writes into a bytes from new_payload()");
         return NULL;
     }
-    offset = PyLong_AsSsize_t(args[1]);
-    if (offset == -1 && PyErr_Occurred())
+    if (ssize_arg(args[1], &offset) < 0 || ssize_arg(args[3], &start) < 0 ||
+        ssize_arg(args[4], &n) < 0 || ssize_arg(args[6], &key_offset) < 0 ||
+        key_arg(args[5], &key) < 0)
         return NULL;
-    start = PyLong_AsSsize_t(args[3]);
-    if (start == -1 && PyErr_Occurred())
-        return NULL;
-    n = PyLong_AsSsize_t(args[4]);
-    if (n == -1 && PyErr_Occurred())
-        return NULL;
-    key_offset = PyLong_AsSsize_t(args[6]);
-    if (key_offset == -1 && PyErr_Occurred())
-        return NULL;
-    if (args[5] != Py_None) {
-        if (!PyBytes_Check(args[5]) || PyBytes_GET_SIZE(args[5]) != 4) {
-            PyErr_SetString(PyExc_ValueError, "the masking key must be 4 bytes or None");
-            return NULL;
-        }
-        key = (const unsigned char *)PyBytes_AS_STRING(args[5]);
-    }
     if (PyObject_GetBuffer(args[2], &src, PyBUF_SIMPLE) < 0)
         return NULL;
     if (offset < 0 || start < 0 || n < 0 || start > src.len || n > src.len - start ||
@@ -248,70 +252,40 @@ fd_arg(PyObject *arg)
     return (int)fd; /* -1 (a closed socket's) fails in the call with EBADF */
 }
 
-/* send(fd, data) -> int: like socket.send on a non-blocking socket (raises
- * BlockingIOError when the kernel takes nothing, OSError on errors, retries
- * EINTR after running signal handlers), without SIGPIPE. */
+/* The syscall of send (sending) or recv_into, with the socket methods'
+ * results and exceptions: the count, or OSError (BlockingIOError when the
+ * kernel has nothing to give or take); EINTR retried after running signal
+ * handlers. */
 static PyObject *
-fd_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    Py_buffer data;
-    Py_ssize_t n;
-    int fd;
-
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "send(fd, data)");
-        return NULL;
-    }
-    if ((fd = fd_arg(args[0])) == -2)
-        return NULL;
-    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0)
-        return NULL;
-    for (;;) {
-        if (data.len < SEND_KEEPS_GIL) {
-            n = send(fd, data.buf, (size_t)data.len, MSG_NOSIGNAL);
-        } else {
-            Py_BEGIN_ALLOW_THREADS
-            n = send(fd, data.buf, (size_t)data.len, MSG_NOSIGNAL);
-            Py_END_ALLOW_THREADS
-        }
-        if (n >= 0 || errno != EINTR)
-            break;
-        if (PyErr_CheckSignals() < 0) {
-            PyBuffer_Release(&data);
-            return NULL;
-        }
-    }
-    PyBuffer_Release(&data);
-    if (n < 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    return PyLong_FromSsize_t(n);
-}
-
-/* recv_into(fd, buffer) -> int: like socket.recv_into on a non-blocking
- * socket: bytes read, 0 at end of stream; BlockingIOError when there is
- * nothing to read. */
-static PyObject *
-fd_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+fd_io(PyObject *const *args, Py_ssize_t nargs, int sending)
 {
     Py_buffer buf;
     Py_ssize_t n;
     int fd;
 
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "recv_into(fd, buffer)");
+        PyErr_SetString(PyExc_TypeError, sending ? "send(fd, data)" : "recv_into(fd, buffer)");
         return NULL;
     }
     if ((fd = fd_arg(args[0])) == -2)
         return NULL;
-    if (PyObject_GetBuffer(args[1], &buf, PyBUF_WRITABLE) < 0) {
-        if (PyErr_ExceptionMatches(PyExc_BufferError)) {
+    if (PyObject_GetBuffer(args[1], &buf, sending ? PyBUF_SIMPLE : PyBUF_WRITABLE) < 0) {
+        if (!sending && PyErr_ExceptionMatches(PyExc_BufferError)) {
             PyErr_Clear();
             PyErr_SetString(PyExc_TypeError, "recv_into() needs a writable buffer");
         }
         return NULL;
     }
     for (;;) {
-        n = recv(fd, buf.buf, (size_t)buf.len, 0);
+        if (!sending) {
+            n = recv(fd, buf.buf, (size_t)buf.len, 0);
+        } else if (buf.len < SEND_KEEPS_GIL) {
+            n = send(fd, buf.buf, (size_t)buf.len, MSG_NOSIGNAL);
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            n = send(fd, buf.buf, (size_t)buf.len, MSG_NOSIGNAL);
+            Py_END_ALLOW_THREADS
+        }
         if (n >= 0 || errno != EINTR)
             break;
         if (PyErr_CheckSignals() < 0) {
@@ -323,6 +297,22 @@ fd_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (n < 0)
         return PyErr_SetFromErrno(PyExc_OSError);
     return PyLong_FromSsize_t(n);
+}
+
+/* send(fd, data) -> int: socket.send on a non-blocking socket, without
+ * SIGPIPE. */
+static PyObject *
+fd_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return fd_io(args, nargs, 1);
+}
+
+/* recv_into(fd, buffer) -> int: socket.recv_into on a non-blocking socket
+ * (0 at the end of the stream). */
+static PyObject *
+fd_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return fd_io(args, nargs, 0);
 }
 #endif
 
@@ -345,17 +335,11 @@ read_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "read_frame(buf, pos, end, is_client, limit)");
         return NULL;
     }
-    pos = PyLong_AsSsize_t(args[1]);
-    if (pos == -1 && PyErr_Occurred())
-        return NULL;
-    end = PyLong_AsSsize_t(args[2]);
-    if (end == -1 && PyErr_Occurred())
+    if (ssize_arg(args[1], &pos) < 0 || ssize_arg(args[2], &end) < 0 ||
+        ssize_arg(args[4], &limit) < 0)
         return NULL;
     is_client = PyObject_IsTrue(args[3]);
     if (is_client < 0)
-        return NULL;
-    limit = PyLong_AsSsize_t(args[4]);
-    if (limit == -1 && PyErr_Occurred())
         return NULL;
     if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0)
         return NULL;
