@@ -13,7 +13,7 @@ otherwise; it does not run under valgrind), once
 for ``BASE`` round trips and once for ``BASE + count``; the difference
 divided by ``count`` is the instructions per round trip, with interpreter
 start-up, imports and the handshake cancelled out. Repeated runs agree
-within about 2%. Needs valgrind (``apt-get install valgrind``).
+within a few percent. Needs valgrind (``apt-get install valgrind``).
 
 Rows: wsloop's asyncio API and callback API, the peers' clients
 (websockets, aiohttp, picows; all on uvloop), and ``bare``: no WebSocket
