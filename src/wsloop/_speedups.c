@@ -2,7 +2,9 @@
  *
  * - apply_mask: WebSocket masking at memory speed (the pure-Python fallback
  *   in frames.py runs at about 500 MB/s).
- * - encode_frame: one frame's header and (masked) payload as one bytes.
+ * - encode_frame: one frame's header and (masked) payload as one bytes; a
+ *   large one goes into a retired buffer of its size when there is one
+ *   (retire/new_frame).
  * - new_payload/fill_payload: a large binary message assembled in place, each
  *   piece copied (and unmasked) once, straight into the bytes object that is
  *   delivered, instead of buffered, sliced and joined.
@@ -106,6 +108,64 @@ done:
     return out;
 }
 
+/* Large buffers written: the transport hands each one it has finished
+ * with (64 KiB to 4 MiB) to retire(), which keeps the last RETIRED of them,
+ * and encode_frame writes a new frame of the same size into one of those
+ * that nothing else references any more, instead of into a new allocation.
+ * Freeing each large frame and allocating the next let glibc give the
+ * space back to the kernel and page-fault the next one in again: several
+ * faults per 256 KiB round trip, slow on virtual machines. Only a bytes
+ * object whose sole reference is this ring's is rewritten, so no one can
+ * see it change; its cached hash is reset. Per process, under the GIL; at
+ * most RETIRED * RETIRE_MAX bytes stay held. (Without this module the
+ * transport keeps its own ring, which only delays the frees.) */
+#define RETIRED 2
+#define RETIRE_MIN (64 * 1024)
+#define RETIRE_MAX (4 * 1024 * 1024)
+static PyObject *retired[RETIRED];
+static int retired_next;
+
+/* retire(buffer) -> None: the transport is done with buffer. */
+static PyObject *
+retire(PyObject *self, PyObject *buffer)
+{
+#ifndef Py_GIL_DISABLED
+    Py_ssize_t size;
+    if (!PyBytes_CheckExact(buffer))
+        Py_RETURN_NONE;
+    size = PyBytes_GET_SIZE(buffer);
+    if (size < RETIRE_MIN || size > RETIRE_MAX)
+        Py_RETURN_NONE;
+    for (int i = 0; i < RETIRED; i++) {
+        if (retired[i] == buffer)
+            Py_RETURN_NONE;
+    }
+    Py_XSETREF(retired[retired_next], Py_NewRef(buffer));
+    retired_next = (retired_next + 1) % RETIRED;
+#endif
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+new_frame(Py_ssize_t size)
+{
+#ifndef Py_GIL_DISABLED
+    if (size >= RETIRE_MIN && size <= RETIRE_MAX) {
+        for (int i = 0; i < RETIRED; i++) {
+            PyObject *frame = retired[i];
+            if (frame != NULL && Py_REFCNT(frame) == 1 && PyBytes_GET_SIZE(frame) == size) {
+                _Py_COMP_DIAG_PUSH
+                _Py_COMP_DIAG_IGNORE_DEPR_DECLS
+                ((PyBytesObject *)frame)->ob_shash = -1;
+                _Py_COMP_DIAG_POP
+                return Py_NewRef(frame);
+            }
+        }
+    }
+#endif
+    return PyBytes_FromStringAndSize(NULL, size);
+}
+
 /* encode_frame(first_byte, payload, mask_key) -> bytes */
 static PyObject *
 encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -150,7 +210,7 @@ encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         memcpy(head + hlen, key, 4);
         hlen += 4;
     }
-    out = PyBytes_FromStringAndSize(NULL, hlen + n);
+    out = new_frame(hlen + n);
     if (out != NULL) {
         unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
         memcpy(dst, head, hlen);
@@ -438,6 +498,8 @@ static PyMethodDef methods[] = {
     {"recv_into", (PyCFunction)(void (*)(void))fd_recv_into, METH_FASTCALL,
      "recv_into(fd, buffer) -> int: socket.recv_into on a non-blocking socket's fd."},
 #endif
+    {"retire", retire, METH_O,
+     "retire(buffer): the transport has written buffer; keep it for encode_frame to reuse."},
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, key, offset=0) -> bytes: XOR data with the 4-byte key stream."},
     {NULL, NULL, 0, NULL},

@@ -77,10 +77,13 @@ def _read_buffer() -> memoryview:
 # a program exchanging large messages frees a frame and a message per round
 # trip and page-faults every new large object in again (two 256 KiB
 # allocate-and-copy steps measured 246 us here, 12 us without the trim).
-# Holding the last RETIRE_COUNT large buffers written (per thread, not per
-# connection, so at most RETIRE_COUNT * RETIRE_MAX bytes each) keeps the
-# freed space inside the heap, where the next large objects reuse it. Two,
-# because an await API frees the received message before it sends, a
+# With the C accelerator, retire() keeps the last two large buffers written
+# and its encode_frame writes the next frame of the same size into one that
+# nothing references any more: a client or server sending large messages
+# stops allocating a frame per message (_speedups.c). Without it, this
+# module holds the last RETIRE_COUNT large buffers written per thread, which
+# keeps the freed space inside the heap for the next large objects to reuse.
+# Two, because an await API frees the received message before it sends, a
 # callback after: with one, only the callback API stopped faulting (brk
 # calls per 1,000 256 KiB round trips of the asyncio client: 1,546 with
 # one, 52 with two). docs/performance.md has the round trips per second.
@@ -91,12 +94,15 @@ RETIRE_MAX: Final = 4 * 1024 * 1024
 RETIRE_COUNT: Final = 2
 
 
-def _retire(data: bytes) -> None:
+def _retire_python(data: bytes) -> None:
     if RETIRE_MIN <= len(data) <= RETIRE_MAX:
         retired: deque[bytes] | None = getattr(_per_thread, "retired", None)
         if retired is None:
             retired = _per_thread.retired = deque(maxlen=RETIRE_COUNT)
         retired.append(data)
+
+
+_retire: Final[Callable[[bytes], object]] = getattr(_accel, "retire", None) or _retire_python
 
 
 class StreamProtocol(Protocol):
