@@ -193,9 +193,9 @@ class Connection:
         if self._eof:
             raise InvalidStateError("receive_data() after receive_eof()")
         end = len(data)
-        if size >= 0:
-            if size > end:
-                raise ValueError(f"size is {size}, but data holds only {end} bytes")
+        if size != -1:
+            if not 0 <= size <= end:
+                raise ValueError(f"size must be -1 (all of data) or 0 to {end}, not {size}")
             end = size
         if self.closed is not None or not end:
             return
