@@ -75,19 +75,24 @@ def test_byte_by_byte_then_the_rest_at_once() -> None:
     assert got == [Message(payload), Message(b"next")]
 
 
-def test_a_message_is_held_once_while_it_arrives() -> None:
+@pytest.mark.parametrize("fragments", [1, 3])
+def test_a_message_is_held_once_while_it_arrives(fragments: int) -> None:
+    # With fragments, the first ones are copied into the message once its
+    # last frame starts being assembled in place.
     payload = os.urandom(1 << 20)
-    data = frame(2, payload)
+    data = message_frames(payload, masked=False, fragments=fragments)
     client = open_client(max_message_size=2 << 20)
+    events = []
     tracemalloc.start()
     try:
         for i in range(0, len(data), 65536):
-            feed(client, data[i : i + 65536])
+            events += feed(client, data[i : i + 65536])
             if i == 0:
                 tracemalloc.reset_peak()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    assert events == [Message(payload)]
     # The message, plus a piece or two in flight; buffering, copying out and
     # joining the pieces peaked near twice the message. (Pure Python
     # assembles in a bytearray and copies it into bytes at the end.)
