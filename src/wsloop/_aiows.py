@@ -16,7 +16,7 @@ from typing import Any
 from ._inbox import Inbox
 from .errors import ConnectionClosedOK, InvalidStateError
 from .handler import Handler
-from .websocket import WebSocket
+from .websocket import MessageSink, WebSocket
 
 try:
     from mypy_extensions import mypyc_attr
@@ -39,7 +39,7 @@ def fail(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-class AioWebSocket:
+class AioWebSocket(MessageSink):
     """A connection seen from asyncio. Use it from the loop it runs on."""
 
     def __init__(self, ws: WebSocket, max_queue: int) -> None:
@@ -173,6 +173,14 @@ class AioWebSocket:
 
     # -- from the bridge (loop thread) ---------------------------------------
 
+    def deliver(self, data: str | bytes) -> None:
+        """A message from the connection (its sink; loop thread)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and not self.inbox.messages:
+            waiter.set_result(data)  # a recv() is waiting: hand it over directly
+        else:
+            self.inbox.push(data)
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -207,15 +215,8 @@ class Bridge(Handler):
 
     def on_open(self, ws: WebSocket) -> None:
         aws = ws.data["aio"] = AioWebSocket(ws, self.max_queue)
+        ws.sink = aws  # messages go to aws.deliver, not to on_message
         self.opened(aws)
-
-    def on_message(self, ws: WebSocket, data: str | bytes) -> None:
-        aws: AioWebSocket = ws.data["aio"]
-        waiter = aws._waiter
-        if waiter is not None and not waiter.done() and not aws.inbox.messages:
-            waiter.set_result(data)  # a recv() is waiting: hand it over directly
-        else:
-            aws.inbox.push(data)
 
     def on_writable(self, ws: WebSocket) -> None:
         ws.data["aio"]._writable()

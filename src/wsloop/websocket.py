@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .protocol.handshake import Request, Response
     from .transport import Transport
 
-__all__ = ["WebSocket"]
+__all__ = ["MessageSink", "WebSocket"]
 
 logger = logging.getLogger("wsloop")
 # Final: a C static when compiled (once per send); typed object so the
@@ -58,6 +58,17 @@ class Owner(Protocol):
     def _ws_refused(self, ws: WebSocket, error: HandshakeError) -> None: ...
 
     def _ws_lost(self, ws: WebSocket) -> None: ...
+
+
+class MessageSink:
+    """Where a front-end's queue takes each message straight from the
+    connection (``WebSocket.sink``), in place of the handler's
+    ``on_message``: compiled, this is a native call, while the handler's
+    method is a Python-level call with its arguments parsed and the
+    front-end's state looked up again for every message."""
+
+    def deliver(self, data: str | bytes) -> None:
+        raise NotImplementedError
 
 
 class WebSocket:
@@ -89,6 +100,9 @@ class WebSocket:
         self.latency: float | None = None
         #: Free for the application's use (a user id, a subscription list...).
         self.data: dict[str, Any] = {}
+        #: Set by a front-end (on the loop's thread, in ``on_open``) to take
+        #: messages instead of ``handler.on_message``.
+        self.sink: MessageSink | None = None
         self._opened = False
         self._lost = False
         self._processing = False
@@ -370,7 +384,11 @@ class WebSocket:
                     break
                 if type(event) is Message:
                     try:
-                        on_message(self, event.data)
+                        sink = self.sink  # read each time: on_open may set it mid-batch
+                        if sink is None:
+                            on_message(self, event.data)
+                        else:
+                            sink.deliver(event.data)
                     except Exception as exc:
                         self._handler_failed("on_message", exc)
                 elif isinstance(event, Ping):

@@ -61,16 +61,53 @@ def test_a_recv_cancelled_after_its_message_arrived_loses_nothing(flavour: str) 
 
             class DeliverThenCancel(wsloop.Handler):
                 def on_message(self, conn: wsloop.WebSocket, data: str | bytes) -> None:
-                    bridge.on_message(conn, data)
+                    ws.deliver(data)
                     waiting.cancel()
 
+            # Messages go to the handler again (not to ws.deliver, the sink),
+            # through one that cancels right after the hand-over.
+            ws.ws.sink = None
             ws.ws.handler = DeliverThenCancel()
             await ws.send("first")
             with pytest.raises(asyncio.CancelledError):
                 await waiting
             ws.ws.handler = bridge
+            ws.ws.sink = ws
             await ws.send("second")
             assert [await ws.recv(), await ws.recv()] == ["first", "second"]
+
+    run(flavour, main)
+
+
+@flavours
+def test_messages_in_the_handshakes_read_reach_recv(flavour: str) -> None:
+    # A server that writes its 101 response and two messages in one send:
+    # the client parses the opening and the messages in one batch, so the
+    # front-end that attaches on open must get the messages of that batch.
+    from wsloop.protocol.handshake import accept_key
+
+    async def main() -> None:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            key = next(
+                line.split(b":", 1)[1].strip().decode()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + accept_key(key).encode()
+                + b"\r\n\r\n\x81\x05first\x82\x06second"
+            )
+            await reader.read(2)  # the client's close frame begins
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, wsloop.connect(f"ws://127.0.0.1:{port}/", compression=False) as ws:
+            assert await ws.recv() == "first"
+            assert await ws.recv() == b"second"
 
     run(flavour, main)
 
