@@ -171,7 +171,7 @@ class AioWebSocket(MessageSink):
         assert self.inbox.closed is not None
         raise self.inbox.closed
 
-    # -- from the bridge (loop thread) ---------------------------------------
+    # -- from the connection (its sink) and the bridge (loop thread) ----------
 
     def deliver(self, data: str | bytes) -> None:
         """A message from the connection (its sink; loop thread)."""
