@@ -210,9 +210,7 @@ class Connection:
             if event is None:
                 return  # all of data was payload
             self._events.append(event)
-        if len(self._in) or _read_frame is None or self._f_left >= 0 or self._m_op:
-            self._in += data[pos:end] if pos or end < len(data) else data
-        else:
+        if not (len(self._in) or _read_frame is None or self._f_left >= 0 or self._m_op):
             # Nothing buffered: whole data frames at the head of ``data`` are
             # decoded straight from it by the C fast path (the copy into the
             # buffer saved) and queued as events; the rest is buffered and
@@ -227,8 +225,8 @@ class Connection:
                     break
                 events.append(Message(got[0]))
                 pos = got[1]
-            if pos < end:
-                self._in += data[pos:end] if pos or end < len(data) else data
+        if pos < end:
+            self._in += data[pos:end] if pos or end < len(data) else data
 
     def receive_eof(self) -> None:
         """The peer closed its end of the TCP connection."""
