@@ -376,7 +376,9 @@ class WebSocket:
         self._processing = True
         self._sent_since_input = False  # new input: the next lone send goes out at once
         proto = self.protocol
-        on_message = self.handler.on_message
+        # The handler's on_message, looked up once per batch, and only
+        # without a sink (the asyncio API's connections never need it).
+        on_message: Callable[[WebSocket, str | bytes], object] | None = None
         try:
             while not self._lost:
                 event = proto.next_event()
@@ -385,10 +387,12 @@ class WebSocket:
                 if type(event) is Message:
                     try:
                         sink = self.sink  # read each time: on_open may set it mid-batch
-                        if sink is None:
-                            on_message(self, event.data)
-                        else:
+                        if sink is not None:
                             sink.deliver(event.data)
+                        else:
+                            if on_message is None:
+                                on_message = self.handler.on_message
+                            on_message(self, event.data)
                     except Exception as exc:
                         self._handler_failed("on_message", exc)
                 elif isinstance(event, Ping):
