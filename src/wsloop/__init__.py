@@ -21,7 +21,7 @@ from typing import Any, overload
 from ._accel import COMPILED  # first: it decides where the modules below come from
 from .client import Client
 from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
-from .handler import Handler
+from .handler import Handler, split_callbacks
 from .loops import Loop, get_loop
 from .options import ClientOptions, ConnectionOptions, Reconnect, ServerOptions
 from .protocol import (
@@ -83,12 +83,6 @@ def run() -> None:
     default_loop().run()
 
 
-def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    callbacks = {k: v for k, v in kwargs.items() if k.startswith("on_")}
-    options = {k: v for k, v in kwargs.items() if not k.startswith("on_")}
-    return callbacks, options
-
-
 def _loop(loop: Any) -> Loop:
     if loop is not None:
         return get_loop(loop)
@@ -125,7 +119,7 @@ def connect(url: str, handler: Any = None, *, loop: Any = None, **kwargs: Any) -
     """
     from .handler import resolve_handler
 
-    callbacks, options = _split(kwargs)
+    callbacks, options = split_callbacks(kwargs)
     if handler is None and not callbacks:
         if loop is not None:
             raise TypeError("the asyncio API runs on the running asyncio loop; pass no loop=")
@@ -158,7 +152,7 @@ def serve(
 
     from .handler import resolve_handler
 
-    callbacks, options = _split(kwargs)
+    callbacks, options = split_callbacks(kwargs)
     if inspect.iscoroutinefunction(handler):
         if loop is not None:
             raise TypeError("the asyncio API runs on the running asyncio loop; pass no loop=")

@@ -26,7 +26,7 @@ except ImportError:  # only the compiler reads the decorator (hatch_build.py)
         return lambda cls: cls
 
 
-__all__ = ["AioWebSocket", "Bridge", "fail", "resolve"]
+__all__ = ["AioWebSocket", "Bridge", "HandlerBridge", "fail", "resolve"]
 
 
 def resolve(future: asyncio.Future[Any], value: Any) -> None:
@@ -40,10 +40,16 @@ def fail(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 
 class AioWebSocket(MessageSink):
-    """A connection seen from asyncio. Use it from the loop it runs on."""
+    """A connection seen from asyncio. Use it from the loop it runs on.
 
-    def __init__(self, ws: WebSocket, max_queue: int) -> None:
+    Opened with a handler (``wsloop.aio.connect(url, handler)``), its
+    messages go to the handler's ``on_message`` and :meth:`recv` refuses.
+    """
+
+    def __init__(self, ws: WebSocket, max_queue: int, *, to_handler: bool = False) -> None:
         self.ws = ws
+        #: True when messages go to the handler's callbacks, not to recv().
+        self.to_handler = to_handler
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[str | bytes | None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -92,6 +98,11 @@ class AioWebSocket(MessageSink):
 
     async def recv(self) -> str | bytes:
         """The next message; raises :class:`ConnectionClosed` once closed."""
+        if self.to_handler:
+            raise InvalidStateError(
+                "this connection's messages go to its handler's on_message; recv() and "
+                "async for are for connections opened without a handler"
+            )
         while True:
             data = self.inbox.pop()
             if data is not None:
@@ -227,3 +238,40 @@ class Bridge(Handler):
     def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
         if ws is None and self.failed is not None:
             self.failed(error)
+
+
+@mypyc_attr(native_class=False)
+class HandlerBridge(Bridge):
+    """The asyncio API with the application's callbacks, as asyncio's
+    protocols are to its streams: opening and closing are awaited, and each
+    message goes to ``handler.on_message(ws, data)`` on arrival, with no
+    queue, future or task step in between.
+
+    The per-message and per-frame callbacks are set as instance attributes,
+    shadowing :class:`Bridge`'s methods: the connection looks them up and
+    calls the application's functions directly, so a message costs what it
+    costs in the callback API.
+    """
+
+    def __init__(self, handler: Handler, opened: Callable[[AioWebSocket], None]) -> None:
+        super().__init__(1, opened)
+        self.app = handler
+        for name in ("on_message", "on_ping", "on_pong", "on_state"):
+            setattr(self, name, getattr(handler, name))
+
+    def on_open(self, ws: WebSocket) -> None:
+        aws = ws.data["aio"] = AioWebSocket(ws, 1, to_handler=True)  # its queue stays empty
+        self.opened(aws)  # first: an on_open that raises closes the connection, seen by the awaiter
+        self.app.on_open(ws)
+
+    def on_writable(self, ws: WebSocket) -> None:
+        ws.data["aio"]._writable()
+        self.app.on_writable(ws)
+
+    def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
+        ws.data["aio"]._on_close(code, reason, clean)
+        self.app.on_close(ws, code, reason, clean)
+
+    def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
+        Bridge.on_error(self, ws, error)
+        self.app.on_error(ws, error)

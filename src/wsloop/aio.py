@@ -11,6 +11,13 @@ adapter), and :class:`AioWebSocket` (in ``_aiows.py``, compiled with the
 rest of the per-message path) turns their callbacks into awaitables. Received
 messages wait in a bounded queue; when it is full reading pauses. ``send``
 waits while the send buffer is over ``write_limit``.
+
+Like asyncio itself, which has streams and protocols, it has two forms.
+Without a handler (above) messages are awaited. With one,
+``await wsloop.aio.connect(url, handler)`` and ``wsloop.aio.serve(handler)``
+await the opening and the closing, and each message goes to
+``handler.on_message(ws, data)`` as it arrives: no queue, future or task
+step per message, the fastest way to run WebSockets on asyncio/uvloop.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
-from ._aiows import AioWebSocket, Bridge, fail, resolve
+from ._aiows import AioWebSocket, Bridge, HandlerBridge, fail, resolve
 from .client import Client
 from .errors import ConnectionClosed
+from .handler import Handler, has_callbacks, resolve_handler, split_callbacks
 from .loops import get_loop
 from .options import ClientOptions, Reconnect, ServerOptions
 from .server import Server
@@ -39,12 +47,22 @@ def _split_max_queue(options: dict[str, Any]) -> int:
     return int(options.pop("max_queue", DEFAULT_MAX_QUEUE))
 
 
-class Connect:
-    """What ``wsloop.connect(url)`` returns without a handler: await it,
-    ``async with`` it, or ``async for ws in`` it to reconnect forever."""
+def _handler_or_none(handler: Any, callbacks: dict[str, Any]) -> Handler | None:
+    """The application's handler for the callback form, or None for the
+    ``await`` form."""
+    if handler is None and not callbacks:
+        return None
+    return resolve_handler(handler, callbacks)
 
-    def __init__(self, url: str, **options: Any) -> None:
+
+class Connect:
+    """What :func:`connect` returns: await it, ``async with`` it, or
+    ``async for ws in`` it to reconnect forever."""
+
+    def __init__(self, url: str, handler: Any = None, **options: Any) -> None:
         self.url = url
+        callbacks, options = split_callbacks(options)
+        self.handler = _handler_or_none(handler, callbacks)
         self.max_queue = _split_max_queue(options)
         self.reconnect = options.pop("reconnect", True)
         self.options = ClientOptions.build(options)  # errors now, not when awaited
@@ -53,7 +71,11 @@ class Connect:
     async def _open(self) -> AioWebSocket:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[AioWebSocket] = loop.create_future()
-        bridge = Bridge(self.max_queue, lambda aws: resolve(opened, aws))
+        bridge = (
+            Bridge(self.max_queue, lambda aws: resolve(opened, aws))
+            if self.handler is None
+            else HandlerBridge(self.handler, lambda aws: resolve(opened, aws))
+        )
         bridge.failed = lambda exc: fail(opened, exc)
         client = Client(self.url, bridge, get_loop(loop), self.options).start()
         try:
@@ -133,19 +155,27 @@ class AioServer:
 
 
 class Serve:
-    """What ``wsloop.serve(async_handler, ...)`` returns: await it or
-    ``async with`` it; each connection runs ``await handler(ws)``."""
+    """What :func:`serve` returns: await it or ``async with`` it. Each
+    connection runs ``await handler(ws)``, or with a :class:`~wsloop.Handler`
+    (or ``on_message=...`` functions) gets its callbacks."""
 
     def __init__(
         self,
-        handler: Callable[[AioWebSocket], Awaitable[None]],
+        handler: Any = None,
         host: str | None = "127.0.0.1",
         port: int = 0,
         **options: Any,
     ) -> None:
-        if not callable(handler):
-            raise TypeError("handler must be an async function taking the connection")
-        self.handler = handler
+        callbacks, options = split_callbacks(options)
+        self.app: Handler | None = None
+        if callbacks or has_callbacks(handler):
+            self.app = resolve_handler(handler, callbacks)
+        elif not callable(handler):
+            raise TypeError(
+                "handler must be an async function taking the connection, or a "
+                "wsloop.Handler (or on_message=... functions) for callbacks"
+            )
+        self.handler: Callable[[AioWebSocket], Awaitable[None]] = handler
         self.host = host
         self.port = port
         self.sock = options.pop("sock", None)
@@ -173,7 +203,11 @@ class Serve:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        bridge = Bridge(self.max_queue, opened)
+        bridge = (
+            Bridge(self.max_queue, opened)
+            if self.app is None
+            else HandlerBridge(self.app, lambda aws: None)
+        )
         server = Server(
             bridge, get_loop(loop), self.options, host=self.host, port=self.port, sock=self.sock
         )
@@ -192,16 +226,32 @@ class Serve:
             await self._server.wait_closed()
 
 
-def connect(url: str, **options: Any) -> Connect:
-    """The asyncio client (also reached as ``wsloop.connect(url)`` with no handler)."""
-    return Connect(url, **options)
+def connect(url: str, handler: Any = None, **options: Any) -> Connect:
+    """The asyncio client: ``async with connect(url) as ws``, ``ws = await
+    connect(url)``, or ``async for ws in connect(url)`` to reconnect; it
+    gives an :class:`AioWebSocket` once the connection is open, and raises
+    if it cannot open. Without a handler (``wsloop.connect(url)`` is the
+    same) messages are awaited with ``recv()`` or ``async for``. With a
+    ``handler`` (a :class:`~wsloop.Handler`, any object with some ``on_*``
+    methods, or ``on_message=...``-style keywords) each message goes to
+    ``on_message(ws, data)`` on arrival, ``ws`` being the
+    :class:`~wsloop.WebSocket`, whose ``send`` does not wait: the fastest
+    form. Other keywords are :class:`~wsloop.ClientOptions`, and
+    ``max_queue`` (32), the messages waiting for ``recv()`` before reading
+    pauses."""
+    return Connect(url, handler, **options)
 
 
 def serve(
-    handler: Callable[[AioWebSocket], Awaitable[None]],
+    handler: Any = None,
     host: str | None = "127.0.0.1",
     port: int = 0,
     **options: Any,
 ) -> Serve:
-    """The asyncio server (also ``wsloop.serve(async_handler, ...)``)."""
+    """The asyncio server: ``async with serve(handler, host, port) as
+    server``. With ``async def handler(ws)`` (``wsloop.serve`` is the same)
+    each connection runs as a task, given an :class:`AioWebSocket`; with a
+    :class:`~wsloop.Handler` (or ``on_message=...`` keywords) its callbacks
+    run as for :func:`connect`. Other keywords are
+    :class:`~wsloop.ServerOptions`, ``sock`` and ``max_queue``."""
     return Serve(handler, host, port, **options)

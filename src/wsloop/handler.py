@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .websocket import WebSocket
 
-__all__ = ["EVENTS", "Handler", "resolve_handler"]
+__all__ = ["EVENTS", "Handler", "has_callbacks", "resolve_handler", "split_callbacks"]
 
 EVENTS = (
     "on_open",
@@ -70,6 +70,18 @@ class _Combined(Handler):
                 setattr(self, name, fn)
 
 
+def split_callbacks(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``on_*`` keyword arguments (callbacks) apart from the rest (options)."""
+    callbacks = {k: v for k, v in kwargs.items() if k.startswith("on_")}
+    options = {k: v for k, v in kwargs.items() if not k.startswith("on_")}
+    return callbacks, options
+
+
+def has_callbacks(obj: Any) -> bool:
+    """Whether ``obj`` has any of the :data:`EVENTS` methods."""
+    return any(callable(getattr(obj, name, None)) for name in EVENTS)
+
+
 def resolve_handler(handler: Any, callbacks: dict[str, Any]) -> Handler:
     """A :class:`Handler` from an object and/or ``on_*`` functions."""
     for name, fn in callbacks.items():
@@ -81,7 +93,7 @@ def resolve_handler(handler: Any, callbacks: dict[str, Any]) -> Handler:
         return Handler()
     if isinstance(handler, Handler) and not callbacks:
         return handler
-    if handler is not None and not any(callable(getattr(handler, n, None)) for n in EVENTS):
+    if handler is not None and not has_callbacks(handler):
         raise TypeError(
             f"handler {handler!r} has none of the methods {', '.join(EVENTS)}; "
             "subclass wsloop.Handler or pass on_message=... functions"

@@ -260,3 +260,144 @@ def test_callback_api_inside_asyncio_uses_the_running_loop() -> None:
             client.close()
 
     run("asyncio", main)
+
+
+# -- the callback form: wsloop.aio.connect(url, handler), wsloop.aio.serve(handler) --
+
+
+class Recorder(wsloop.Handler):
+    """Counts messages; `done` resolves with them once `expected` arrived."""
+
+    def __init__(self, expected: int, send_on_open: list[str | bytes] = []) -> None:  # noqa: B006
+        self.expected = expected
+        self.send_on_open = send_on_open
+        self.messages: list[str | bytes] = []
+        self.closed: tuple[int, str, bool] | None = None
+        self.errors: list[BaseException] = []
+        self.done: asyncio.Future[list[str | bytes]] = asyncio.get_running_loop().create_future()
+
+    def on_open(self, ws: wsloop.WebSocket) -> None:
+        for m in self.send_on_open:
+            ws.send(m)
+
+    def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
+        self.messages.append(data)
+        if len(self.messages) == self.expected:
+            self.done.set_result(self.messages)
+
+    def on_close(self, ws: wsloop.WebSocket, code: int, reason: str, clean: bool) -> None:
+        self.closed = (code, reason, clean)
+
+    def on_error(self, ws: wsloop.WebSocket | None, error: BaseException) -> None:
+        self.errors.append(error)
+
+
+@flavours
+def test_callback_form_client_and_server(flavour: str) -> None:
+    async def main() -> None:
+        sent: list[str | bytes] = ["a", b"b", "é" * 1000, bytes(100_000)]
+        async with wsloop.aio.serve(on_message=lambda ws, m: ws.send(m)) as server:
+            app = Recorder(len(sent), sent)
+            async with wsloop.aio.connect(server.url, app) as ws:
+                assert await asyncio.wait_for(app.done, 10) == sent
+                # The connection calls the application's function itself,
+                # not a bridge that forwards it: that is what makes it fast.
+                assert ws.ws.handler.on_message == app.on_message
+                assert [c.state for c in server.connections] == ["open"]
+                await ws.send("awaited send")  # the await form's send works too
+                assert 0 <= await ws.ping() < 1
+                with pytest.raises(wsloop.InvalidStateError, match="handler's on_message"):
+                    await ws.recv()
+            assert app.closed == (1000, "", True) and ws.close_code == 1000
+            assert app.messages[-1] == "awaited send"
+            assert app.errors == []
+
+    run(flavour, main)
+
+
+def test_callback_form_failure_raises_and_reaches_on_error() -> None:
+    async def main() -> None:
+        from netkit import free_port
+
+        app = Recorder(1)
+        with pytest.raises(ConnectionRefusedError):
+            await wsloop.aio.connect(f"ws://127.0.0.1:{free_port()}/", app)
+        assert [type(e) for e in app.errors] == [ConnectionRefusedError]
+
+        with pytest.raises(TypeError, match=r"async function .* or a wsloop\.Handler"):
+            wsloop.aio.serve(42)
+        with pytest.raises(TypeError, match="unknown callback 'on_mesage'"):
+            wsloop.aio.connect("ws://127.0.0.1:1/", on_mesage=print)
+
+    run("asyncio", main)
+
+
+def test_callback_form_on_open_exception_closes_1011() -> None:
+    class Broken(wsloop.Handler):
+        def on_open(self, ws: wsloop.WebSocket) -> None:
+            raise RuntimeError("bug")
+
+    async def main() -> None:
+        async with wsloop.aio.serve(echo) as server:
+            ws = await wsloop.aio.connect(server.url, Broken())
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1011
+
+    run("asyncio", main)
+
+
+def test_callback_form_reconnects() -> None:
+    async def main() -> None:
+        async def hello_then_leave(ws: AioWebSocket) -> None:
+            await ws.send("hello")
+            await ws.close(1001)
+
+        async with wsloop.serve(hello_then_leave) as server:
+            policy = wsloop.Reconnect(initial_delay=0.01, max_delay=0.02)
+            got = []
+            async for ws in wsloop.aio.connect(
+                server.url, reconnect=policy, on_message=lambda ws, m: got.append(m)
+            ):
+                await asyncio.wait_for(ws.wait_closed(), 10)
+                if len(got) == 3:
+                    break
+        assert got == ["hello"] * 3
+
+    run("asyncio", main)
+
+
+def test_callback_form_send_waits_for_a_slow_reader() -> None:
+    # The awaited send of the callback form still waits on the send buffer,
+    # and the handler's on_writable still fires.
+    async def main() -> None:
+        release = asyncio.Event()
+        got = []
+
+        async def slow(ws: AioWebSocket) -> None:
+            await release.wait()
+            async for m in ws:
+                got.append(len(m))
+                if len(got) == 16:
+                    return
+
+        writable = []
+        async with wsloop.serve(slow, max_queue=2, compression=False) as server:
+            ws = await wsloop.aio.connect(
+                server.url,
+                compression=False,
+                write_limit=65536,
+                on_writable=lambda ws: writable.append(ws.buffered_amount),
+            )
+            chunk = bytes(1 << 20)
+            await ws.send(chunk)
+            blocked = asyncio.ensure_future(_send_many(ws, chunk, 15))
+            done, _ = await asyncio.wait([blocked], timeout=0.3)
+            assert not done, "send should wait while the peer does not read"
+            assert ws.buffered_amount <= 65536 + (1 << 20) + 14
+            release.set()
+            await asyncio.wait_for(blocked, 20)
+            await ws.close()
+        assert got == [1 << 20] * 16
+        assert writable and all(n <= 65536 for n in writable)
+
+    run("asyncio", main)
