@@ -47,6 +47,39 @@ async def client_wsloop_aio(url: str, payload: bytes, count: int, in_flight: int
         return await pump(ws.send, ws.recv, payload, count, in_flight)
 
 
+async def client_wsloop_aio_callbacks(
+    url: str, payload: bytes, count: int, in_flight: int
+) -> float:
+    """The asyncio API's callback form: the open awaited, messages to a handler."""
+    import wsloop.aio
+
+    done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    class Pump(wsloop.Handler):
+        def on_open(self, ws: wsloop.WebSocket) -> None:
+            self.sent = 0
+            self.received = 0
+            self.start = time.perf_counter()
+            for _ in range(min(in_flight, count)):
+                ws.send(payload)
+                self.sent += 1
+
+        def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
+            self.received += 1
+            if self.sent < count:
+                ws.send(payload)
+                self.sent += 1
+            elif self.received == count and not done.done():
+                done.set_result(count / (time.perf_counter() - self.start))
+
+    ws = await wsloop.aio.connect(
+        url, Pump(), compression=False, max_message_size=None, ping_interval=None
+    )
+    rate = await done
+    await ws.close()
+    return rate
+
+
 async def client_websockets(url: str, payload: bytes, count: int, in_flight: int) -> float:
     import websockets
 
@@ -183,6 +216,7 @@ def run_client(lib: str, loop_name: str, url: str, size: int, count: int, in_fli
         return measure(url, loop_name, size, count, in_flight)
     fn = {
         "wsloop-aio": client_wsloop_aio,
+        "wsloop-aio-cb": client_wsloop_aio_callbacks,
         "websockets": client_websockets,
         "aiohttp": client_aiohttp,
         "picows": client_picows,
@@ -220,6 +254,21 @@ async def serve_wsloop_aio() -> None:
 
     async with wsloop.serve(
         echo, HOST, 0, compression=False, max_message_size=None, ping_interval=None
+    ) as s:
+        print(s.url, flush=True)
+        await asyncio.Future()
+
+
+async def serve_wsloop_aio_callbacks() -> None:
+    import wsloop.aio
+
+    async with wsloop.aio.serve(
+        host=HOST,
+        port=0,
+        on_message=lambda ws, m: ws.send(m),
+        compression=False,
+        max_message_size=None,
+        ping_interval=None,
     ) as s:
         print(s.url, flush=True)
         await asyncio.Future()
@@ -286,6 +335,7 @@ def run_server(lib: str, loop_name: str) -> None:
         return
     fn = {
         "wsloop-aio": serve_wsloop_aio,
+        "wsloop-aio-cb": serve_wsloop_aio_callbacks,
         "websockets": serve_websockets,
         "aiohttp": serve_aiohttp,
         "picows": serve_picows,

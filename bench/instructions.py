@@ -15,7 +15,8 @@ divided by ``count`` is the instructions per round trip, with interpreter
 start-up, imports and the handshake cancelled out. Repeated runs agree
 within a few percent. Needs valgrind (``apt-get install valgrind``).
 
-Rows: wsloop's asyncio API and callback API, the peers' clients
+Rows: wsloop's asyncio API (both forms: messages awaited, and messages to
+a handler) and callback API, the peers' clients
 (websockets, aiohttp, picows; all on uvloop), and ``bare``: no WebSocket
 library at all (a plain asyncio Protocol writing one prebuilt frame and
 awaiting one future per echo), the floor under any await API on uvloop.
@@ -40,6 +41,7 @@ from peers import WORKER, Server, progress
 BASE = 300
 CLIENTS = [
     ("wsloop asyncio API", "wsloop-aio"),
+    ("wsloop asyncio API, handler", "wsloop-aio-cb"),
     ("wsloop callbacks", "wsloop"),
     ("websockets", "websockets"),
     ("aiohttp", "aiohttp"),
@@ -118,9 +120,9 @@ def main() -> int:
         f"User-space instructions per {args.size} B round trip (callgrind, client on uvloop, "
         f"{args.server}/uvloop echo server; wsloop {'compiled' if compiled else 'pure Python'})"
     )
-    print(f"{'client':28s} {'instructions':>14s}")
+    print(f"{'client':30s} {'instructions':>14s}")
     for label, per in rows:
-        print(f"{label:28s} {per:14,.0f}")
+        print(f"{label:30s} {per:14,.0f}")
     return 0
 
 

@@ -41,6 +41,7 @@ NOTES = "## Notes"
 CLIENTS = [
     ("wsloop asyncio API", "wsloop-aio", "asyncio"),
     ("wsloop asyncio API", "wsloop-aio", "uvloop"),
+    ("wsloop asyncio API, handler", "wsloop-aio-cb", "uvloop"),
     ("wsloop callbacks", "wsloop", "builtin"),
     ("wsloop callbacks", "wsloop", "asyncio"),
     ("wsloop callbacks", "wsloop", "uvloop"),
@@ -56,6 +57,7 @@ SERVERS = [
     ("wsloop callbacks", "wsloop", "uvloop"),
     ("wsloop callbacks", "wsloop", "libev"),
     ("wsloop asyncio API", "wsloop-aio", "uvloop"),
+    ("wsloop asyncio API, handler", "wsloop-aio-cb", "uvloop"),
     ("websockets", "websockets", "uvloop"),
     ("aiohttp", "aiohttp", "uvloop"),
     ("picows", "picows", "uvloop"),
@@ -236,13 +238,13 @@ def render(results: dict[str, Any]) -> str:
             f"{title} (messages per second, median of {results['rounds']} rounds; "
             "rt = one in flight, pipe = 100 in flight)"
         )
-        head = f"{who:<22} {'loop':<8}" + "".join(
+        head = f"{who:<28} {'loop':<8}" + "".join(
             f"{'rt ' + str(s):>12}{'pipe ' + str(s):>14}" for s in SIZES
         )
         lines.append(head)
         for row in results[key]:
             cells = "".join(f"{fmt(row[f'rt_{s}']):>12}{fmt(row[f'pipe_{s}']):>14}" for s in SIZES)
-            lines.append(f"{row[who]:<22} {row['loop']:<8}{cells}")
+            lines.append(f"{row[who]:<28} {row['loop']:<8}{cells}")
         lines.append("")
     if results.get("idle"):
         lines.append(f"{results['idle'][0]['connections']} idle connections (no compression)")

@@ -19,8 +19,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("asyncio_transports.py", ["--rounds", "2000"], "fd callbacks"),
         (
             "instructions.py",
-            ["--count", "20", "--clients", "wsloop-aio,bare", "--server", "wsloop"],
-            "no library (await floor)",
+            ["--count", "20", "--clients", "wsloop-aio,wsloop-aio-cb,bare", "--server", "wsloop"],
+            "asyncio API, handler",
         ),
     ],
 )
