@@ -47,12 +47,23 @@ def _split_max_queue(options: dict[str, Any]) -> int:
     return int(options.pop("max_queue", DEFAULT_MAX_QUEUE))
 
 
-def _handler_or_none(handler: Any, callbacks: dict[str, Any]) -> Handler | None:
+def _handler_or_none(
+    handler: Any, callbacks: dict[str, Any], options: dict[str, Any]
+) -> Handler | None:
     """The application's handler for the callback form, or None for the
     ``await`` form."""
     if handler is None and not callbacks:
         return None
+    _no_queue(options)
     return resolve_handler(handler, callbacks)
+
+
+def _no_queue(options: dict[str, Any]) -> None:
+    if "max_queue" in options:
+        raise TypeError(
+            "max_queue bounds the messages waiting for recv(); with a handler "
+            "messages are not queued: pass no max_queue (pause_reading() pauses)"
+        )
 
 
 class Connect:
@@ -62,7 +73,7 @@ class Connect:
     def __init__(self, url: str, handler: Any = None, **options: Any) -> None:
         self.url = url
         callbacks, options = split_callbacks(options)
-        self.handler = _handler_or_none(handler, callbacks)
+        self.handler = _handler_or_none(handler, callbacks, options)
         self.max_queue = _split_max_queue(options)
         self.reconnect = options.pop("reconnect", True)
         self.options = ClientOptions.build(options)  # errors now, not when awaited
@@ -169,6 +180,7 @@ class Serve:
         callbacks, options = split_callbacks(options)
         self.app: Handler | None = None
         if callbacks or has_callbacks(handler):
+            _no_queue(options)
             self.app = resolve_handler(handler, callbacks)
         elif not callable(handler):
             raise TypeError(

@@ -328,6 +328,10 @@ def test_callback_form_failure_raises_and_reaches_on_error() -> None:
             wsloop.aio.serve(42)
         with pytest.raises(TypeError, match="unknown callback 'on_mesage'"):
             wsloop.aio.connect("ws://127.0.0.1:1/", on_mesage=print)
+        with pytest.raises(TypeError, match="with a handler messages are not queued"):
+            wsloop.aio.connect("ws://127.0.0.1:1/", app, max_queue=4)
+        with pytest.raises(TypeError, match="with a handler messages are not queued"):
+            wsloop.aio.serve(on_message=print, max_queue=4)
 
     run("asyncio", main)
 
