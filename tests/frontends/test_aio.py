@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
@@ -268,7 +268,7 @@ def test_callback_api_inside_asyncio_uses_the_running_loop() -> None:
 class Recorder(wsloop.Handler):
     """Counts messages; `done` resolves with them once `expected` arrived."""
 
-    def __init__(self, expected: int, send_on_open: list[str | bytes] = []) -> None:  # noqa: B006
+    def __init__(self, expected: int, send_on_open: Sequence[str | bytes] = ()) -> None:
         self.expected = expected
         self.send_on_open = send_on_open
         self.messages: list[str | bytes] = []
