@@ -23,6 +23,7 @@ step per message, the fastest way to run WebSockets on asyncio/uvloop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -47,23 +48,14 @@ def _split_max_queue(options: dict[str, Any]) -> int:
     return int(options.pop("max_queue", DEFAULT_MAX_QUEUE))
 
 
-def _handler_or_none(
-    handler: Any, callbacks: dict[str, Any], options: dict[str, Any]
-) -> Handler | None:
-    """The application's handler for the callback form, or None for the
-    ``await`` form."""
-    if handler is None and not callbacks:
-        return None
-    _no_queue(options)
-    return resolve_handler(handler, callbacks)
-
-
-def _no_queue(options: dict[str, Any]) -> None:
+def _app(handler: Any, callbacks: dict[str, Any], options: dict[str, Any]) -> Handler:
+    """The application's handler, for the handler form."""
     if "max_queue" in options:
         raise TypeError(
             "max_queue bounds the messages waiting for recv(); with a handler "
             "messages are not queued: pass no max_queue (pause_reading() pauses)"
         )
+    return resolve_handler(handler, callbacks)
 
 
 class Connect:
@@ -73,7 +65,7 @@ class Connect:
     def __init__(self, url: str, handler: Any = None, **options: Any) -> None:
         self.url = url
         callbacks, options = split_callbacks(options)
-        self.handler = _handler_or_none(handler, callbacks, options)
+        self.app = None if handler is None and not callbacks else _app(handler, callbacks, options)
         self.max_queue = _split_max_queue(options)
         self.reconnect = options.pop("reconnect", True)
         self.options = ClientOptions.build(options)  # errors now, not when awaited
@@ -82,12 +74,11 @@ class Connect:
     async def _open(self) -> AioWebSocket:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[AioWebSocket] = loop.create_future()
+        ready = functools.partial(resolve, opened)
         bridge = (
-            Bridge(self.max_queue, lambda aws: resolve(opened, aws))
-            if self.handler is None
-            else HandlerBridge(self.handler, lambda aws: resolve(opened, aws))
+            Bridge(self.max_queue, ready) if self.app is None else HandlerBridge(self.app, ready)
         )
-        bridge.failed = lambda exc: fail(opened, exc)
+        bridge.failed = functools.partial(fail, opened)
         client = Client(self.url, bridge, get_loop(loop), self.options).start()
         try:
             return await opened
@@ -180,8 +171,7 @@ class Serve:
         callbacks, options = split_callbacks(options)
         self.app: Handler | None = None
         if callbacks or has_callbacks(handler):
-            _no_queue(options)
-            self.app = resolve_handler(handler, callbacks)
+            self.app = _app(handler, callbacks, options)
         elif not callable(handler):
             raise TypeError(
                 "handler must be an async function taking the connection, or a "
