@@ -2,12 +2,10 @@
  *
  * - apply_mask: WebSocket masking at memory speed (the pure-Python fallback
  *   in frames.py runs at about 500 MB/s).
- * - encode_frame: one frame's header and (masked) payload as one bytes; a
- *   large one goes into a retired buffer of its size when there is one
- *   (retire/new_frame).
- * - new_payload/fill_payload: a large binary message assembled in place, each
- *   piece copied (and unmasked) once, straight into the bytes object that is
- *   delivered, instead of buffered, sliced and joined.
+ * - encode_frame: one frame's header and (masked) payload as one bytes.
+ * - PayloadBuffer: a large binary message assembled as it arrives, each
+ *   piece copied (and unmasked) once into the bytes object that take()
+ *   hands out when it is complete; nothing else can see it before.
  * - send/recv_into: a non-blocking socket's two calls per message, on its fd,
  *   keeping the GIL (the call cannot block; releasing and retaking the GIL,
  *   with the socket module's argument parsing and timeout handling, cost
@@ -18,8 +16,10 @@
  *   Python parser in protocol/connection.py, which stays the reference:
  *   this function may only ever agree with it or decline.
  *
- * wsloop works without this module. It is compiled by the build hook in
- * hatch_build.py when a C compiler is available.
+ * wsloop works without this module; protocol/frames.py and transport.py
+ * each choose it or their Python twin in one place. It is compiled by the
+ * build hook in hatch_build.py when a C compiler is available. Only the
+ * public C API is used: no object is changed after another one can see it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -108,64 +108,6 @@ done:
     return out;
 }
 
-/* Large buffers written: the transport hands each one it has finished
- * with (64 KiB to 4 MiB) to retire(), which keeps the last RETIRED of them,
- * and encode_frame writes a new frame of the same size into one of those
- * that nothing else references any more, instead of into a new allocation.
- * Freeing each large frame and allocating the next let glibc give the
- * space back to the kernel and page-fault the next one in again: several
- * faults per 256 KiB round trip, slow on virtual machines. Only a bytes
- * object whose sole reference is this ring's is rewritten, so no one can
- * see it change; its cached hash is reset. Per process, under the GIL; at
- * most RETIRED * RETIRE_MAX bytes stay held. (Without this module the
- * transport keeps its own ring, which only delays the frees.) */
-#define RETIRED 2
-#define RETIRE_MIN (64 * 1024)
-#define RETIRE_MAX (4 * 1024 * 1024)
-static PyObject *retired[RETIRED];
-static int retired_next;
-
-/* retire(buffer) -> None: the transport is done with buffer. */
-static PyObject *
-retire(PyObject *self, PyObject *buffer)
-{
-#ifndef Py_GIL_DISABLED
-    Py_ssize_t size;
-    if (!PyBytes_CheckExact(buffer))
-        Py_RETURN_NONE;
-    size = PyBytes_GET_SIZE(buffer);
-    if (size < RETIRE_MIN || size > RETIRE_MAX)
-        Py_RETURN_NONE;
-    for (int i = 0; i < RETIRED; i++) {
-        if (retired[i] == buffer)
-            Py_RETURN_NONE;
-    }
-    Py_XSETREF(retired[retired_next], Py_NewRef(buffer));
-    retired_next = (retired_next + 1) % RETIRED;
-#endif
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-new_frame(Py_ssize_t size)
-{
-#ifndef Py_GIL_DISABLED
-    if (size >= RETIRE_MIN && size <= RETIRE_MAX) {
-        for (int i = 0; i < RETIRED; i++) {
-            PyObject *frame = retired[i];
-            if (frame != NULL && Py_REFCNT(frame) == 1 && PyBytes_GET_SIZE(frame) == size) {
-                _Py_COMP_DIAG_PUSH
-                _Py_COMP_DIAG_IGNORE_DEPR_DECLS
-                ((PyBytesObject *)frame)->ob_shash = -1;
-                _Py_COMP_DIAG_POP
-                return Py_NewRef(frame);
-            }
-        }
-    }
-#endif
-    return PyBytes_FromStringAndSize(NULL, size);
-}
-
 /* encode_frame(first_byte, payload, mask_key) -> bytes */
 static PyObject *
 encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -210,7 +152,7 @@ encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         memcpy(head + hlen, key, 4);
         hlen += 4;
     }
-    out = new_frame(hlen + n);
+    out = PyBytes_FromStringAndSize(NULL, hlen + n);
     if (out != NULL) {
         unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
         memcpy(dst, head, hlen);
@@ -223,62 +165,82 @@ encode_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
-/* new_payload(n) -> bytes of n bytes, not yet written.
+/* PayloadBuffer(size): one message of a known size, assembled in place.
  *
- * The one bytes object a large message is assembled in: fill_payload writes
- * each piece into it as it arrives, and only once every byte is written is
- * it handed out (protocol/connection.py keeps it private until then, so no
- * one sees it change or hashes it early). */
+ * It owns a bytes object made uninitialised by PyBytes_FromStringAndSize
+ * (NULL, size), the C API's way to build one, and keeps the only reference
+ * until every byte is written: fill() copies (and unmasks) each piece into
+ * it, take() hands it out. Used by one connection's reader at a time. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *data; /* NULL once taken */
+    Py_ssize_t filled;
+} PayloadBuffer;
+
 static PyObject *
-new_payload(PyObject *self, PyObject *arg)
+payload_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    Py_ssize_t n;
-    if (ssize_arg(arg, &n) < 0)
+    Py_ssize_t size;
+    PayloadBuffer *self;
+    if (!PyArg_ParseTuple(args, "n:PayloadBuffer", &size))
         return NULL;
-    if (n < 2) {
-        /* sizes 0 and 1 may be shared singletons: never written in place */
-        PyErr_SetString(PyExc_ValueError, "new_payload() is for payloads of 2 bytes or more");
+    if (size < 2) {
+        /* sizes 0 and 1 may be shared singletons */
+        PyErr_SetString(PyExc_ValueError, "PayloadBuffer() is for messages of 2 bytes or more");
         return NULL;
     }
-    return PyBytes_FromStringAndSize(NULL, n);
+    self = (PayloadBuffer *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->data = PyBytes_FromStringAndSize(NULL, size);
+    if (self->data == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->filled = 0;
+    return (PyObject *)self;
 }
 
-/* fill_payload(dest, offset, src, start, n, key, key_offset) -> None
- *
- * Copy src[start:start + n] into dest (from new_payload) at offset, XORed
- * with the 4-byte masking key stream from key_offset when key is not None. */
+static void
+payload_dealloc(PayloadBuffer *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    Py_CLEAR(self->data);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+/* fill(src, start, n, key, key_offset) -> None: append src[start:start + n],
+ * XORed with the 4-byte key stream from key_offset unless key is None. */
 static PyObject *
-fill_payload(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+payload_fill(PayloadBuffer *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer src;
-    Py_ssize_t offset, start, n, key_offset;
+    Py_ssize_t start, n, key_offset, size;
     const unsigned char *key = NULL;
-    PyObject *dest;
 
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError,
-                        "fill_payload(dest, offset, src, start, n, key, key_offset)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "fill(src, start, n, key, key_offset)");
         return NULL;
     }
-    dest = args[0];
-    if (!PyBytes_CheckExact(dest) || PyBytes_GET_SIZE(dest) < 2) {
-        PyErr_SetString(PyExc_TypeError, "fill_payload() writes into a bytes from new_payload()");
+    if (self->data == NULL) {
+        PyErr_SetString(PyExc_ValueError, "PayloadBuffer.fill() after take()");
         return NULL;
     }
-    if (ssize_arg(args[1], &offset) < 0 || ssize_arg(args[3], &start) < 0 ||
-        ssize_arg(args[4], &n) < 0 || ssize_arg(args[6], &key_offset) < 0 ||
-        key_arg(args[5], &key) < 0)
+    if (ssize_arg(args[1], &start) < 0 || ssize_arg(args[2], &n) < 0 ||
+        ssize_arg(args[4], &key_offset) < 0 || key_arg(args[3], &key) < 0)
         return NULL;
-    if (PyObject_GetBuffer(args[2], &src, PyBUF_SIMPLE) < 0)
+    if (PyObject_GetBuffer(args[0], &src, PyBUF_SIMPLE) < 0)
         return NULL;
-    if (offset < 0 || start < 0 || n < 0 || start > src.len || n > src.len - start ||
-        offset > PyBytes_GET_SIZE(dest) || n > PyBytes_GET_SIZE(dest) - offset) {
+    size = PyBytes_GET_SIZE(self->data);
+    if (start < 0 || n < 0 || start > src.len || n > src.len - start ||
+        n > size - self->filled) {
         PyBuffer_Release(&src);
-        PyErr_SetString(PyExc_ValueError, "fill_payload() range out of bounds");
+        PyErr_SetString(PyExc_ValueError, "PayloadBuffer.fill() range out of bounds");
         return NULL;
     }
     {
-        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(dest) + offset;
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(self->data) + self->filled;
         const unsigned char *from = (const unsigned char *)src.buf + start;
         if (key != NULL) {
             unsigned char rolled[4];
@@ -289,9 +251,59 @@ fill_payload(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             memcpy(dst, from, n);
         }
     }
+    self->filled += n;
     PyBuffer_Release(&src);
     Py_RETURN_NONE;
 }
+
+/* take() -> bytes: the message, once every byte of it is filled. */
+static PyObject *
+payload_take(PayloadBuffer *self, PyObject *unused)
+{
+    PyObject *data = self->data;
+    if (data == NULL || self->filled != PyBytes_GET_SIZE(data)) {
+        PyErr_SetString(PyExc_ValueError,
+                        data == NULL ? "PayloadBuffer.take() twice"
+                                     : "PayloadBuffer.take() before every byte is filled");
+        return NULL;
+    }
+    self->data = NULL;
+    return data;
+}
+
+static PyObject *
+payload_filled(PayloadBuffer *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->filled);
+}
+
+static PyMethodDef payload_methods[] = {
+    {"fill", (PyCFunction)(void (*)(void))payload_fill, METH_FASTCALL,
+     "fill(src, start, n, key, key_offset): append src[start:start + n], unmasked with\n"
+     "the 4-byte key from key_offset (key None: copied as is)."},
+    {"take", (PyCFunction)payload_take, METH_NOARGS,
+     "take() -> bytes: the whole message, once every byte is filled."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef payload_getset[] = {
+    {"filled", (getter)payload_filled, NULL, "How many bytes are filled.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot payload_slots[] = {
+    {Py_tp_new, payload_new},
+    {Py_tp_dealloc, payload_dealloc},
+    {Py_tp_methods, payload_methods},
+    {Py_tp_getset, payload_getset},
+    {Py_tp_doc, "PayloadBuffer(size): a message of size bytes (>= 2), assembled in place."},
+    {0, NULL},
+};
+
+static PyType_Spec payload_spec = {
+    "wsloop._speedups.PayloadBuffer", sizeof(PayloadBuffer), 0,
+    Py_TPFLAGS_DEFAULT, payload_slots,
+};
 
 #ifndef _WIN32
 /* Sends this large or larger release the GIL: copying them into the kernel
@@ -487,30 +499,45 @@ static PyMethodDef methods[] = {
     {"read_frame", (PyCFunction)(void (*)(void))read_frame, METH_FASTCALL,
      "read_frame(buf, pos, end, is_client, limit) -> (data, frame_end) or None: a whole\n"
      "unfragmented text/binary frame at buf[pos:end], or None to use the Python parser."},
-    {"new_payload", new_payload, METH_O,
-     "new_payload(n) -> bytes: room for a message of n >= 2 bytes, for fill_payload."},
-    {"fill_payload", (PyCFunction)(void (*)(void))fill_payload, METH_FASTCALL,
-     "fill_payload(dest, offset, src, start, n, key, key_offset): copy (and unmask)\n"
-     "src[start:start + n] into dest, a bytes from new_payload, at offset."},
 #ifndef _WIN32
     {"send", (PyCFunction)(void (*)(void))fd_send, METH_FASTCALL,
      "send(fd, data) -> int: socket.send on a non-blocking socket's fd, keeping the GIL."},
     {"recv_into", (PyCFunction)(void (*)(void))fd_recv_into, METH_FASTCALL,
      "recv_into(fd, buffer) -> int: socket.recv_into on a non-blocking socket's fd."},
 #endif
-    {"retire", retire, METH_O,
-     "retire(buffer): the transport has written buffer; keep it for encode_frame to reuse."},
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, key, offset=0) -> bytes: XOR data with the 4-byte key stream."},
     {NULL, NULL, 0, NULL},
 };
 
+static int
+module_exec(PyObject *module)
+{
+    PyObject *type = PyType_FromSpec(&payload_spec);
+    if (type == NULL)
+        return -1;
+    if (PyModule_AddObject(module, "PayloadBuffer", type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED}, /* no global state: safe without the GIL */
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "wsloop._speedups", "C accelerator for wsloop.", -1, methods,
+    PyModuleDef_HEAD_INIT, "wsloop._speedups", "C accelerator for wsloop.", 0, methods,
+    module_slots,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&module);
+    return PyModuleDef_Init(&module);
 }

@@ -5,17 +5,21 @@ def encode_frame(
 def read_frame(
     buf: bytes | bytearray | memoryview, pos: int, end: int, is_client: bool, limit: int, /
 ) -> tuple[str | bytes, int] | None: ...
-def new_payload(n: int, /) -> bytes: ...
-def fill_payload(
-    dest: bytes,
-    offset: int,
-    src: bytes | bytearray | memoryview,
-    start: int,
-    n: int,
-    key: bytes | None,
-    key_offset: int,
-    /,
-) -> None: ...
+
+class PayloadBuffer:
+    def __init__(self, size: int, /) -> None: ...
+    @property
+    def filled(self) -> int: ...
+    def fill(
+        self,
+        src: bytes | bytearray | memoryview,
+        start: int,
+        n: int,
+        key: bytes | None,
+        key_offset: int,
+        /,
+    ) -> None: ...
+    def take(self) -> bytes: ...
+
 def send(fd: int, data: bytes | bytearray | memoryview, /) -> int: ...
 def recv_into(fd: int, buffer: bytearray | memoryview, /) -> int: ...
-def retire(buffer: bytes, /) -> None: ...

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -123,37 +124,59 @@ def test_a_connection_failing_mid_message_drops_it() -> None:
     assert client._fill is None
 
 
-@pytest.mark.skipif(not frames.SPEEDUPS, reason="the C accelerator is not built")
-def test_the_c_filler_copies_and_unmasks_like_apply_mask() -> None:
+BUFFERS = {"python": frames._PayloadBufferPython}
+if frames.SPEEDUPS:
+    from wsloop import _speedups
+
+    BUFFERS["c"] = _speedups.PayloadBuffer
+
+
+@pytest.fixture(params=sorted(BUFFERS))
+def buffer_type(request: pytest.FixtureRequest) -> Any:
+    return BUFFERS[request.param]
+
+
+def test_a_payload_buffer_copies_and_unmasks_like_apply_mask(buffer_type: Any) -> None:
     src = os.urandom(1000)
     key = os.urandom(4)
-    for offset, start, n, key_offset in [(0, 0, 1000, 0), (3, 5, 7, 1), (10, 999, 1, 3)]:
-        dest = frames.new_payload(1010)
-        frames.fill_payload(dest, offset, memoryview(src), start, n, key, key_offset)
+    for start, n, key_offset in [(0, 1000, 0), (5, 7, 1), (999, 1, 3)]:
+        buffer = buffer_type(n + 3)
+        buffer.fill(memoryview(src), start, n, key, key_offset)
+        buffer.fill(bytearray(src), 0, 3, None, 0)
+        assert buffer.filled == n + 3
         unmasked = frames.apply_mask(src[start : start + n], key, key_offset)
-        assert dest[offset : offset + n] == unmasked
-        frames.fill_payload(dest, offset, bytearray(src), start, n, None, 0)
-        assert dest[offset : offset + n] == src[start : start + n]
+        data = buffer.take()
+        assert type(data) is bytes and data == unmasked + src[:3]
 
 
-@pytest.mark.skipif(not frames.SPEEDUPS, reason="the C accelerator is not built")
 @pytest.mark.parametrize(
-    ("args", "error"),
+    "args",
     [
-        ((10, b"abc", 0, 3, None, 0), ValueError),  # past the end of dest
-        ((0, b"abc", 2, 2, None, 0), ValueError),  # past the end of src
-        ((-1, b"abc", 0, 1, None, 0), ValueError),
-        ((0, b"abc", 0, 1, b"xy", 0), ValueError),  # a key is 4 bytes
+        (b"abc", 0, 3, None, 0),  # more than is left
+        (b"abc", 2, 2, None, 0),  # past the end of src
+        (b"abc", -1, 1, None, 0),
+        (b"abc", 0, 1, b"xy", 0),  # a key is 4 bytes
     ],
 )
-def test_the_c_filler_refuses_what_does_not_fit(args: tuple[object, ...], error: type) -> None:
-    with pytest.raises(error):
-        frames.fill_payload(frames.new_payload(11), *args)  # type: ignore[arg-type]
+def test_a_payload_buffer_refuses_what_does_not_fit(
+    buffer_type: Any, args: tuple[object, ...]
+) -> None:
+    buffer = buffer_type(2)
+    with pytest.raises(ValueError):
+        buffer.fill(*args)
+    assert buffer.filled == 0
 
 
-@pytest.mark.skipif(not frames.SPEEDUPS, reason="the C accelerator is not built")
-def test_the_c_filler_writes_only_into_its_own_room() -> None:
-    with pytest.raises(TypeError, match="new_payload"):
-        frames.fill_payload(bytearray(10), 0, b"a", 0, 1, None, 0)
+def test_a_payload_buffer_hands_out_its_bytes_once_and_only_when_full(buffer_type: Any) -> None:
     with pytest.raises(ValueError, match="2 bytes or more"):
-        frames.new_payload(1)
+        buffer_type(1)
+    buffer = buffer_type(4)
+    buffer.fill(b"ab", 0, 2, None, 0)
+    with pytest.raises(ValueError, match="before every byte"):
+        buffer.take()
+    buffer.fill(b"cd", 0, 2, None, 0)
+    assert buffer.take() == b"abcd"
+    with pytest.raises(ValueError, match="twice"):
+        buffer.take()
+    with pytest.raises(ValueError, match="after take"):
+        buffer.fill(b"e", 0, 1, None, 0)

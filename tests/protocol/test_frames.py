@@ -30,18 +30,6 @@ def test_apply_mask_matches_definition(impl: str, size: int, offset: int) -> Non
     assert IMPLEMENTATIONS[impl](bytearray(data), key, offset) == naive_mask(data, key, offset)
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("WSLOOP_NO_SPEEDUPS") or os.environ.get("WSLOOP_NO_EXTENSIONS")),
-    reason="speedups disabled on purpose",
-)
-def test_c_speedups_are_built_and_used() -> None:
-    # scripts/setup builds them (the machine has a C compiler): a silent
-    # fallback to pure Python would halve large-message throughput.
-    assert frames.SPEEDUPS
-    with pytest.raises(ValueError, match="4 bytes"):
-        apply_mask(b"abc", b"k")
-
-
 def test_rfc_5_7_single_frame_unmasked_text() -> None:
     client = open_client()
     assert feed(client, bytes.fromhex("810548656c6c6f")) == [Message("Hello")]

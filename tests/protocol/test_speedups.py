@@ -8,7 +8,6 @@ input, valid or not, and compare everything observable.
 from __future__ import annotations
 
 import os
-import tracemalloc
 from unittest import mock
 
 import pytest
@@ -145,32 +144,3 @@ def test_the_fast_path_never_changes_what_a_connection_does(
         with mock.patch.object(connection, "read_frame", None):
             slow = run(data, cuts, as_client, limit, deflate)
     assert fast == slow
-
-
-def test_a_retired_frame_is_written_again_only_once_nothing_holds_it() -> None:
-    fast = frames._speedups
-    assert fast is not None
-    size = 100_000
-    first = fast.encode_frame(0x82, os.urandom(size), None)
-    fast.retire(first)
-    saved = bytearray(first)
-    # Still referenced (first): never written into.
-    second = fast.encode_frame(0x82, os.urandom(size), None)
-    assert second is not first and first == saved
-    hash(first)  # cached in the object: must not outlive a rewrite
-    address = id(first)
-    del first, saved
-    payload = os.urandom(size)
-    tracemalloc.start()
-    try:
-        third = fast.encode_frame(0x82, payload, None)
-        allocated, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert id(third) == address and allocated < 1024  # the retired one, rewritten
-    assert third == python_encode(2, payload)
-    assert hash(third) == hash(bytes(bytearray(third)))
-    # Other sizes, small frames and non-bytes are not kept.
-    fast.retire(bytearray(size))  # type: ignore[arg-type]
-    fast.retire(b"x" * 100)
-    assert fast.encode_frame(0x82, os.urandom(size - 1), None) is not third

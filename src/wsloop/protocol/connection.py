@@ -24,8 +24,8 @@ each chunk is unmasked, inflated and UTF-8 checked immediately, so an invalid
 byte fails the connection the moment it arrives (RFC 6455 8.1 "fail fast"),
 and a large message is not held twice in memory. The last frame of an
 uncompressed binary message goes one better once an eighth of the message
-has arrived: the whole message is allocated once (``new_payload``) and every
-later piece is copied straight into it as it arrives, instead of being
+has arrived: the whole message is allocated once (a ``PayloadBuffer``) and
+every later piece is copied straight into it as it arrives, instead of being
 buffered, copied out and joined (three copies and as many allocations per
 piece). The eighth bounds what a peer can make this end reserve ahead of
 what it has sent.
@@ -60,14 +60,13 @@ from .events import (
 from .frames import (
     CONTROL_OPCODES,
     KNOWN_OPCODES,
+    PayloadBuffer,
+    PayloadBufferLike,
     apply_mask,
     build_frame,
     encode_close_payload,
     encode_frame,
-    fill_payload,
-    finish_payload,
     is_valid_close_code,
-    new_payload,
     read_frame,
 )
 from .handshake import (
@@ -107,7 +106,6 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 # Final: compiled code keeps them in C statics, not a module-dict lookup per frame.
 _read_frame: Final = read_frame
 _build_frame: Final = build_frame
-_fill_payload: Final = fill_payload
 # Assemble a message in place once this share of it has arrived (1/8).
 _FILL_RATIO: Final = 8
 
@@ -180,7 +178,7 @@ class Connection:
         self._m_parts: list[bytes] | list[str] = []
         self._m_decoder: codecs.IncrementalDecoder | None = None
         # The message being assembled in place (its bytes so far: _m_size).
-        self._fill: bytes | bytearray | None = None
+        self._fill: PayloadBufferLike | None = None
 
     # -- input ------------------------------------------------------------
 
@@ -571,11 +569,9 @@ class Connection:
         )
 
     def _start_fill(self) -> None:
-        dest = new_payload(self._m_size + self._f_left)
-        at = 0
+        dest = PayloadBuffer(self._m_size + self._f_left)
         for part in self._m_parts:  # earlier frames of a fragmented message
-            _fill_payload(dest, at, part, 0, len(part), None, 0)  # type: ignore[arg-type]
-            at += len(part)
+            dest.fill(part, 0, len(part), None, 0)  # type: ignore[arg-type]
         self._m_parts = []
         self._fill = dest
 
@@ -585,7 +581,7 @@ class Connection:
         dest = self._fill
         assert dest is not None
         key = self._f_mask
-        _fill_payload(dest, self._m_size, src, start, n, key, self._f_off)
+        dest.fill(src, start, n, key, self._f_off)
         self._m_size += n
         if key is not None:
             self._f_off += n
@@ -595,7 +591,7 @@ class Connection:
         self._fill = None
         self._f_left = -1
         self._m_op = 0
-        return Message(finish_payload(dest))
+        return Message(dest.take())
 
     def _payload(self, chunk: bytes) -> Event | None:
         """Take a piece of the current data frame; an event when it ends a

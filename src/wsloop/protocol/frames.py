@@ -7,14 +7,16 @@ accelerator (``wsloop._speedups``, built when a compiler is available)
 pure-Python fallback XORs through ``bytes.translate`` on the four byte lanes
 (``data[i::4]``), about 500 MB/s on this project's reference machine against
 ~15 MB/s for a byte loop; small payloads take the ``int`` XOR path, whose
-constant cost is lower. ``WSLOOP_NO_SPEEDUPS=1`` forces the fallback.
+constant cost is lower.
 
 The accelerator also carries the per-message hot paths: :func:`build_frame`
 (a whole frame in one allocation), :data:`read_frame` (a whole
 unfragmented data frame, decoded; it declines anything else, which the
 Python parser in connection.py handles as the reference) and
-:func:`new_payload`/:func:`fill_payload` (a large message that arrives in
-pieces, copied once into the object that is delivered).
+:class:`PayloadBuffer` (a large message that arrives in pieces, each copied
+once). This module is the one place that chooses between the accelerator
+and the Python twins defined here; nothing else imports ``_speedups`` for
+framing.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from enum import IntEnum
-
-from .._accel import speedups
+from types import ModuleType
+from typing import Protocol
 
 __all__ = [
     "CloseCode",
@@ -105,12 +107,63 @@ def _apply_mask_python(data: BytesLike, key: bytes, offset: int = 0) -> bytes:
     return bytes(out)
 
 
-_speedups = speedups()
+class _PayloadBufferPython:
+    """The twin of the accelerator's ``PayloadBuffer``: a ``bytearray``,
+    copied into ``bytes`` once complete."""
+
+    def __init__(self, size: int) -> None:
+        if size < 2:
+            raise ValueError("PayloadBuffer() is for messages of 2 bytes or more")
+        self._data: bytearray | None = bytearray(size)
+        self.filled = 0
+
+    def fill(self, src: BytesLike, start: int, n: int, key: bytes | None, key_offset: int) -> None:
+        data = self._data
+        if data is None:
+            raise ValueError("PayloadBuffer.fill() after take()")
+        if key is not None and len(key) != 4:
+            raise ValueError("the masking key must be 4 bytes or None")
+        if start < 0 or n < 0 or start + n > len(src) or self.filled + n > len(data):
+            raise ValueError("PayloadBuffer.fill() range out of bounds")
+        with memoryview(src) as view:
+            piece = view[start : start + n]
+            at = self.filled
+            data[at : at + n] = piece if key is None else apply_mask(piece, key, key_offset)
+        self.filled += n
+
+    def take(self) -> bytes:
+        data = self._data
+        if data is None:
+            raise ValueError("PayloadBuffer.take() twice")
+        if self.filled != len(data):
+            raise ValueError("PayloadBuffer.take() before every byte is filled")
+        self._data = None
+        return bytes(data)
+
+
+class PayloadBufferLike(Protocol):
+    """What the connection needs of a :data:`PayloadBuffer`."""
+
+    filled: int
+
+    def fill(
+        self, src: BytesLike, start: int, n: int, key: bytes | None, key_offset: int, /
+    ) -> None: ...
+
+    def take(self) -> bytes: ...
+
+
+# The accelerator or the Python twins: chosen here, once, for every frame
+# function below. Without a C compiler wsloop installs without it.
+_c: ModuleType | None
+try:
+    from .. import _speedups as _c
+except ImportError:
+    _c = None
+
 #: Whether the optional C accelerator (wsloop._speedups) is in use.
-SPEEDUPS = _speedups is not None
-apply_mask: Callable[..., bytes] = (
-    _speedups.apply_mask if _speedups is not None else _apply_mask_python
-)
+SPEEDUPS = _c is not None
+apply_mask: Callable[..., bytes] = _c.apply_mask if _c is not None else _apply_mask_python
 #: ``read_frame(buf, pos, end, is_client, limit)``: the C parser's fast path
 #: for a whole unfragmented text/binary frame in ``buf[pos:end]`` (``(data,
 #: frame_end)``), or None where it declines; None altogether without the
@@ -118,42 +171,15 @@ apply_mask: Callable[..., bytes] = (
 read_frame: (
     Callable[[bytes | bytearray | memoryview, int, int, bool, int], tuple[str | bytes, int] | None]
     | None
-) = _speedups.read_frame if _speedups is not None else None
-
-
-def _fill_payload_python(
-    dest: bytearray,
-    offset: int,
-    src: BytesLike,
-    start: int,
-    n: int,
-    key: bytes | None,
-    key_offset: int,
-) -> None:
-    with memoryview(src) as view:
-        piece = view[start : start + n]
-        dest[offset : offset + n] = piece if key is None else apply_mask(piece, key, key_offset)
-
-
-#: Where a large binary message is assembled as its pieces arrive:
-#: ``new_payload(n)`` makes room for ``n`` (>= 2) bytes and
-#: ``fill_payload(dest, offset, src, start, n, key, key_offset)`` copies
-#: ``src[start:start + n]`` into it at ``offset``, unmasked with ``key``
-#: from ``key_offset`` (None: copied as is). With the accelerator the room
-#: is the very ``bytes`` object delivered once full (written in place while
-#: private, so each byte is copied once); without it a ``bytearray``, which
-#: :func:`finish_payload` copies into ``bytes``.
-new_payload: Callable[[int], bytes | bytearray] = (
-    _speedups.new_payload if _speedups is not None else bytearray
+) = _c.read_frame if _c is not None else None
+#: ``PayloadBuffer(size)``: a message of ``size`` (>= 2) bytes assembled as
+#: its pieces arrive: ``fill(src, start, n, key, key_offset)`` appends
+#: ``src[start:start + n]`` unmasked with ``key`` (None: as is), ``take()``
+#: returns the ``bytes`` once every byte is filled. The accelerator's copies
+#: each byte once; the twin once more at the end.
+PayloadBuffer: Callable[[int], PayloadBufferLike] = (
+    _c.PayloadBuffer if _c is not None else _PayloadBufferPython
 )
-fill_payload: Callable[[bytes | bytearray, int, BytesLike, int, int, bytes | None, int], None] = (
-    _speedups.fill_payload if _speedups is not None else _fill_payload_python  # type: ignore[assignment]
-)
-
-
-def finish_payload(dest: bytes | bytearray) -> bytes:
-    """The message assembled in ``dest``, every byte of it filled."""
-    return dest if type(dest) is bytes else bytes(dest)
 
 
 _pack_b = struct.Struct("!BB").pack
@@ -178,7 +204,7 @@ def _build_frame_python(first_byte: int, payload: BytesLike, mask_key: bytes | N
 #: ``build_frame(first_byte, payload, mask_key)``: one whole frame as bytes,
 #: given its first byte (FIN, RSV1-3, opcode); the hot path of every send.
 build_frame: Callable[[int, BytesLike, bytes | None], bytes] = (
-    _speedups.encode_frame if _speedups is not None else _build_frame_python
+    _c.encode_frame if _c is not None else _build_frame_python
 )
 
 
