@@ -1,22 +1,30 @@
-"""Build hook: compile wsloop's optional accelerators.
+"""Build hook: compile wsloop's optional accelerators into the wheel.
 
-1. ``src/wsloop/_speedups.c``: masking and the whole-frame fast paths, in C.
+1. ``src/wsloop/_speedups.c``: masking, frame encoding, the whole-frame
+   parser and the socket calls, in C. ``protocol/frames.py`` and
+   ``transport.py`` each import it where they use it, with their Python
+   twins as the fallback.
 2. The modules every message goes through (``COMPILED`` below), compiled
    from their own typed Python source by mypyc: the same code, without the
-   interpreter's per-call and per-attribute cost. The ``.py`` files stay
-   beside the compiled modules; ``wsloop/_accel.py`` imports them instead
-   with ``WSLOOP_NO_SPEEDUPS=1`` or when one was edited since compiled.
+   interpreter's per-call and per-attribute cost. Python imports an
+   extension module in preference to the ``.py`` beside it, so the wheel is
+   the one place that decides: a compiled wheel runs them compiled.
 
-Without a C compiler (or mypyc), or with ``WSLOOP_NO_EXTENSIONS=1``, the
-build goes on and wsloop runs as pure Python.
+Only a regular wheel is compiled. An editable install (``pip install -e``)
+is pure Python, so an edited source runs as it is, the way mypy and black
+build; ``scripts/compiled`` builds and runs the compiled wheel from a
+checkout. Without a C compiler (or mypyc), or with
+``WSLOOP_NO_EXTENSIONS=1``, the wheel is pure Python.
+
+The build happens in a scratch copy of the sources, so nothing compiled is
+ever left beside them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -50,21 +58,69 @@ COMPILED = [
     "wsloop/websocket.py",
 ]
 
-# Run in src/ (so setuptools sees no pyproject.toml and writes the modules
-# next to their sources); argv: mypy config, scratch dir, then the modules.
-_MYPYC_SETUP = """
-import sys
+# Run in the scratch copy of src/ (so setuptools sees no pyproject.toml and
+# writes the modules next to their sources there); argv: mypy config, then
+# the modules. mypyc writes only a signature into each docstring slot of
+# the C it generates; before that C is compiled, the docstrings of the
+# source are appended there, so help(), IDEs and the API reference see
+# the same text compiled or not (tests/test_compiled.py checks).
+_MYPYC_SETUP = r"""
+import ast, re, sys
+from pathlib import Path
 from setuptools import setup
 from mypyc.build import mypycify
-config, scratch, *modules = sys.argv[1:]
-setup(
-    name="wsloop-compiled",
-    ext_modules=mypycify(
-        ["--config-file", config, "--cache-dir", scratch, *modules],
-        group_name="wsloop._compiled", target_dir=scratch
-    ),
-    script_args=["build_ext", "--inplace", "--build-temp", scratch, "--build-lib", scratch, "-q"],
-)
+
+config, *modules = sys.argv[1:]
+docs = {}
+for module in modules:
+    short = Path(module).stem
+    tree = ast.parse(Path(module).read_text())
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            docs[(short, None, node.name)] = ast.get_docstring(node)
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    docs[(short, node.name, item.name)] = ast.get_docstring(item)
+
+extensions = mypycify(["--config-file", config, *modules], group_name="wsloop._compiled")
+
+def literal(text):
+    out = []
+    for byte in text.encode("utf-8"):
+        char = chr(byte)
+        if char in '"\\?':
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif 32 <= byte < 127:
+            out.append(char)
+        else:
+            out.append("\\%03o" % byte)
+    return '"' + "".join(out) + '"'
+
+table = re.compile(r"static PyMethodDef (\w+?)(?:___(\w+)_methods|module_methods)\[\]")
+entry = re.compile(r'PyDoc_STR\("(\w+)\(([^"]|\\")*?\\n--\\n\\n"\)')
+for path in {source for ext in extensions for source in ext.sources}:
+    lines = Path(path).read_text().splitlines(keepends=True)
+    where = (None, None)
+    for i, line in enumerate(lines):
+        found = table.search(line)
+        if found:
+            where = (found.group(1), found.group(2))
+        for match in reversed(list(entry.finditer(line))):
+            name = match.group(1)
+            if ".tp_doc" in line:
+                doc = next((d for (m, c, n), d in docs.items() if c is None and n == name), None)
+            else:
+                doc = docs.get((where[0], where[1], name))
+            if doc:
+                end = match.end() - 1
+                line = line[:end] + " " + literal(doc) + line[end:]
+        lines[i] = line
+    Path(path).write_text("".join(lines))
+
+setup(name="wsloop-compiled", ext_modules=extensions, script_args=["build_ext", "--inplace", "-q"])
 """
 
 
@@ -72,17 +128,31 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if self.target_name != "wheel" or os.environ.get("WSLOOP_NO_EXTENSIONS"):
+        self._scratch: Path | None = None
+        if (
+            self.target_name != "wheel"
+            or version == "editable"
+            or os.environ.get("WSLOOP_NO_EXTENSIONS")
+        ):
             return
-        src = Path(self.root) / "src"
+        self._scratch = Path(tempfile.mkdtemp(prefix="wsloop-build-"))
+        src = self._scratch / "src"
+        shutil.copytree(
+            Path(self.root) / "src",
+            src,
+            ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "*.c.o", "build"),
+        )
         built = [*self._build_speedups(src), *self._build_compiled(src)]
         if not built:
             return
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        if version != "editable":
-            for path in built:
-                build_data["force_include"][str(path)] = str(path.relative_to(src))
+        for path in built:
+            build_data["force_include"][str(path)] = str(path.relative_to(src))
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     def _build_speedups(self, src: Path) -> list[Path]:
         package = src / "wsloop"
@@ -103,39 +173,14 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
 
     def _build_compiled(self, src: Path) -> list[Path]:
         suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-        package = src / "wsloop"
-        manifest = package / "_compiled.json"
-        targets = [
-            package / f"_compiled__mypyc{suffix}",
+        config = str(Path(self.root) / "pyproject.toml")
+        command = [sys.executable, "-c", _MYPYC_SETUP, config, *COMPILED]
+        if not self._run(command, src, "compiled modules (mypyc)", timeout=900):
+            return []
+        return [
+            src / "wsloop" / f"_compiled__mypyc{suffix}",
             *(src / (module[: -len(".py")] + suffix) for module in COMPILED),
         ]
-        # Whatever an earlier build left must not outlive a failed one, nor a
-        # module no longer compiled (its stale .so would shadow the source).
-        try:
-            earlier = [
-                src / (name.replace(".", "/") + suffix) for name in json.loads(manifest.read_text())
-            ]
-        except (OSError, ValueError):
-            earlier = []
-        for path in (manifest, *targets, *earlier):
-            path.unlink(missing_ok=True)
-        # The hash of each source as compiled: wsloop/_accel.py runs the
-        # sources instead when one was edited since.
-        digests = {
-            module[: -len(".py")].replace("/", "."): hashlib.sha256(
-                (src / module).read_bytes()
-            ).hexdigest()
-            for module in COMPILED
-        }
-        config = str(Path(self.root) / "pyproject.toml")
-        with tempfile.TemporaryDirectory(prefix="wsloop-mypyc-") as scratch:
-            command = [sys.executable, "-c", _MYPYC_SETUP, config, scratch, *COMPILED]
-            if not self._run(command, src, "compiled modules (mypyc)", timeout=900):
-                for path in targets:
-                    path.unlink(missing_ok=True)
-                return []
-        manifest.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
-        return [manifest, *targets]
 
     def _run(self, command: list[str], cwd: Path, what: str, timeout: int = 120) -> bool:
         try:

@@ -105,8 +105,8 @@ def main() -> None:
     for name, rate in rows:
         print(f"{name:<42} {rate:10.1f}")
     print()
-    # The connection's own Python runs compiled (mypyc) when wsloop was
-    # built with a compiler; WSLOOP_NO_SPEEDUPS=1 runs it interpreted.
+    # The connection's own Python runs compiled (mypyc) from the wheel
+    # (scripts/compiled python bench/core.py), interpreted from .venv.
     how = "compiled" if wsloop.COMPILED else "interpreted"
     print(f"{'per message (64 B echo, client side, ' + how + ')':<42} {'us':>10}")
     if SPEEDUPS:

@@ -28,7 +28,6 @@ instructions per message is doing less work per message.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peers import WORKER, Server, progress
+from peers import WORKER, Server, progress, wsloop_compiled
 
 BASE = 300
 CLIENTS = [
@@ -115,7 +114,7 @@ def main() -> int:
     finally:
         server.stop()
     progress("")
-    compiled = os.environ.get("WSLOOP_NO_SPEEDUPS") != "1"
+    compiled = wsloop_compiled()
     print(
         f"User-space instructions per {args.size} B round trip (callgrind, client on uvloop, "
         f"{args.server}/uvloop echo server; wsloop {'compiled' if compiled else 'pure Python'})"

@@ -214,7 +214,9 @@ def measure_idle(n: int) -> list[dict[str, Any]]:
 
 
 def wsloop_compiled() -> bool:
-    """Whether the workers run wsloop's compiled modules (see wsloop._accel)."""
+    """Whether the workers run wsloop's compiled modules (``scripts/compiled
+    python bench/peers.py`` runs the compiled wheel; from the editable
+    install they are pure Python)."""
     out = subprocess.run(
         [sys.executable, "-c", "import wsloop; print(wsloop.COMPILED)"],
         capture_output=True,

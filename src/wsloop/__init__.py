@@ -18,7 +18,7 @@ import socket as _socket
 import threading
 from typing import Any, overload
 
-from ._accel import COMPILED  # first: it decides where the modules below come from
+from . import websocket as _websocket
 from .client import Client
 from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from .handler import Handler, split_callbacks
@@ -36,6 +36,11 @@ from .server import Server, broadcast
 from .websocket import WebSocket
 
 __version__ = "0.1.0"
+
+#: True when the modules every message goes through run compiled (a wheel
+#: built with mypyc), False when they run as Python (an editable install, or
+#: a wheel built without a compiler).
+COMPILED = not (_websocket.__file__ or "").endswith(".py")
 
 __all__ = [
     "COMPILED",

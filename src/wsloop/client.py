@@ -41,7 +41,7 @@ from .protocol import (
     parse_url,
 )
 from .protocol.handshake import HeadParser, parse_status_line
-from .transport import Transport, open_transport
+from .transport import Transport
 from .websocket import WebSocket
 
 __all__ = ["Client"]
@@ -190,7 +190,7 @@ class _Attempt:
             self._address_failed(addr, err)
             return
         self.sock = None
-        self.transport = open_transport(
+        self.transport = Transport(
             self.loop, sock, self, high_water=self.client.options.write_limit
         )
         if self.proxy:

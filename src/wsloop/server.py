@@ -20,7 +20,7 @@ from .loops import Handle, Loop
 from .options import ServerOptions
 from .protocol import HandshakeError, InvalidStateError, RequestReceived, ServerConnection, State
 from .protocol.handshake import error_response
-from .transport import open_transport
+from .transport import Transport
 from .websocket import WebSocket
 
 __all__ = ["Server", "broadcast"]
@@ -197,7 +197,7 @@ class Server:
         proto = ServerConnection(deflate=options.deflate, max_message_size=options.max_message_size)
         ws = WebSocket(self.loop, proto, self.handler, options, self)
         try:
-            transport = open_transport(self.loop, sock, ws, high_water=options.write_limit)
+            transport = Transport(self.loop, sock, ws, high_water=options.write_limit)
         except OSError:
             sock.close()
             return

@@ -1,11 +1,8 @@
 """A connected stream, with optional TLS, driven by any :class:`~wsloop.loops.Loop`.
 
-:class:`Transport` is what the layers above see. Two kinds move its bytes:
-:class:`SocketTransport` reads and writes a non-blocking socket on the
-loop's fd watches (every backend, the default), and, on request
-(``WSLOOP_NATIVE_TRANSPORTS=1``), :class:`AsyncioTransport` hands the
-socket to uvloop's own transport, which reads and writes in C
-(:func:`open_transport` picks).
+:class:`Transport` reads and writes a non-blocking socket on the loop's fd
+watches (``add_reader``/``add_writer``), the one operation every backend
+has, so a connection behaves the same on all of them.
 
 TLS runs through :class:`ssl.SSLObject` and a pair of :class:`ssl.MemoryBIO`
 buffers rather than ``ssl.SSLSocket``: the loop only ever sees the raw
@@ -22,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import socket
 import ssl
 import threading
@@ -30,39 +26,34 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
-from ._accel import speedups
 from .loops import Loop
 
-__all__ = ["AsyncioTransport", "SocketTransport", "StreamProtocol", "Transport", "open_transport"]
+__all__ = ["StreamProtocol", "Transport"]
 
 logger = logging.getLogger("wsloop")
 
 # Reads go into one preallocated buffer per thread (recv_into), never a new
-# bytes object per read: socket.recv(n) allocates n bytes every call, and
-# above glibc's mmap threshold that is a map, page faults and an unmap each
-# time (recv(256 KiB) measured 15 us per small message here against 2.5 us).
-# The protocol copies what it keeps before data_received returns.
+# bytes object per read (docs/performance.md, "Reads"). The protocol copies
+# what it keeps before data_received returns.
 READ_SIZE = 1024 * 1024  # per thread, not per connection: a 256 KiB message is one read
 SEND_SIZE = 1024 * 1024
-# uvloop's own transports (AsyncioTransport) are opt-in: on this project's
-# machine they were no faster than fd watches for round trips, a third
-# slower for a broadcast to 10,000 connections and 0.5 KB more per
-# connection (docs/performance.md). WSLOOP_NATIVE_TRANSPORTS=1 turns them on.
-NATIVE_TRANSPORTS = os.environ.get("WSLOOP_NATIVE_TRANSPORTS", "0") == "1"
 _per_thread = threading.local()
-_accel = speedups()
+
 # A socket's two calls per message: the C accelerator's send/recv_into on
-# its fd (same results and exceptions as the socket methods, but the GIL is
-# kept for small messages and no arguments are parsed: together over a
-# tenth of a small round trip's instructions), else the socket's own
-# methods. Each transport keeps what they take (fd or socket) as _io.
-_send: Final[Callable[[Any, bytes | memoryview], int]] = (
-    getattr(_accel, "send", None) or socket.socket.send
-)
-_recv_into: Final[Callable[[Any, memoryview], int]] = (
-    getattr(_accel, "recv_into", None) or socket.socket.recv_into
-)
-_ON_FD: Final = getattr(_accel, "send", None) is not None
+# the fd (the socket methods' results and exceptions, without their
+# argument parsing and GIL round trip), or the socket's own methods. Chosen
+# here, once; each transport keeps what they take (fd or socket) as _io.
+_send: Callable[[Any, bytes | memoryview], int]
+_recv_into: Callable[[Any, memoryview], int]
+try:
+    from ._speedups import recv_into as _recv_into
+    from ._speedups import send as _send
+
+    _ON_FD = True
+except ImportError:
+    _send = socket.socket.send
+    _recv_into = socket.socket.recv_into
+    _ON_FD = False
 
 
 def _read_buffer() -> memoryview:
@@ -72,37 +63,20 @@ def _read_buffer() -> memoryview:
     return view
 
 
-# Large buffers, once written, are retired rather than freed at once. glibc
-# gives the top of its heap back to the kernel when enough is free there, so
-# a program exchanging large messages frees a frame and a message per round
-# trip and page-faults every new large object in again (two 256 KiB
-# allocate-and-copy steps measured 246 us here, 12 us without the trim).
-# With the C accelerator, retire() keeps the last two large buffers written
-# and its encode_frame writes the next frame of the same size into one that
-# nothing references any more: a client or server sending large messages
-# stops allocating a frame per message (_speedups.c). Without it, this
-# module holds the last RETIRE_COUNT large buffers written per thread, which
-# keeps the freed space inside the heap for the next large objects to reuse.
-# Two, because an await API frees the received message before it sends, a
-# callback after: with one, only the callback API stopped faulting (brk
-# calls per 1,000 256 KiB round trips of the asyncio client: 1,546 with
-# one, 52 with two). docs/performance.md has the round trips per second.
-# (Final: compiled code inlines the numbers; writers test RETIRE_MIN first,
-# which rules out every small message without a call.)
+# The last large buffers written on this thread are kept a little longer
+# instead of freed at once, so that the heap does not shrink and grow again
+# with every large message (docs/performance.md, "Large messages").
 RETIRE_MIN: Final = 64 * 1024
 RETIRE_MAX: Final = 4 * 1024 * 1024
 RETIRE_COUNT: Final = 2
 
 
-def _retire_python(data: bytes) -> None:
+def _retire(data: bytes) -> None:
     if RETIRE_MIN <= len(data) <= RETIRE_MAX:
         retired: deque[bytes] | None = getattr(_per_thread, "retired", None)
         if retired is None:
             retired = _per_thread.retired = deque(maxlen=RETIRE_COUNT)
         retired.append(data)
-
-
-_retire: Final[Callable[[bytes], object]] = getattr(_accel, "retire", None) or _retire_python
 
 
 class StreamProtocol(Protocol):
@@ -124,9 +98,8 @@ class StreamProtocol(Protocol):
 class Transport:
     """One connected stream: what the layers above write to and pause.
 
-    This base holds everything that does not depend on how bytes reach the
-    peer: TLS, the protocol's callbacks, closing. Subclasses move the raw
-    bytes. Create one on the loop's thread; use it only there.
+    Create one on the loop's thread; use it only there. It starts reading at
+    once.
     """
 
     def __init__(
@@ -134,8 +107,9 @@ class Transport:
         loop: Loop,
         sock: socket.socket,
         protocol: StreamProtocol,
-        high_water: int,
-        low_water: int | None,
+        *,
+        high_water: int = 64 * 1024,
+        low_water: int | None = None,
     ) -> None:
         sock.setblocking(False)
         self.loop = loop
@@ -166,13 +140,20 @@ class Transport:
         # This thread's read buffer, looked up once: the transport is used
         # only on the thread that created it (the loop's).
         self._view = _read_buffer()
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._io: Any = self._fd if _ON_FD else sock
+        self._buf: deque[bytes] = deque()
+        self._buffered = 0
+        self._writer = False
+        self._start_reading()
 
     # -- public ---------------------------------------------------------------
 
     @property
     def buffered(self) -> int:
         """Bytes accepted by :meth:`write` and not yet taken by the kernel."""
-        return self._buffered_bytes()
+        return self._buffered
 
     @property
     def is_closing(self) -> bool:
@@ -185,7 +166,7 @@ class Transport:
     def expect_drain(self) -> bool:
         """Ask for ``write_drained`` once the buffer falls to the low
         watermark; False if it already has (nothing will be reported)."""
-        if self._buffered_bytes() > self.low_water:
+        if self._buffered > self.low_water:
             self._over_high = True
             return True
         return False
@@ -258,30 +239,7 @@ class Transport:
         """Close now, dropping whatever is still buffered."""
         self._finish(exc)
 
-    # -- what a subclass provides ---------------------------------------------
-
-    def _buffered_bytes(self) -> int:
-        raise NotImplementedError
-
-    def _start_reading(self) -> None:
-        raise NotImplementedError
-
-    def _stop_reading(self) -> None:
-        raise NotImplementedError
-
-    def _write_raw(self, data: bytes) -> None:
-        """Send ``data`` as is (already encrypted), buffering what waits."""
-        raise NotImplementedError
-
-    def _close_raw(self) -> None:
-        """Close once the buffer is sent, then call :meth:`_finish`."""
-        raise NotImplementedError
-
-    def _release_raw(self) -> None:
-        """Drop the buffer and the stream now (from :meth:`_finish`)."""
-        raise NotImplementedError
-
-    # -- shared by both -------------------------------------------------------
+    # -- internals ------------------------------------------------------------
 
     def _received(self, buffer: memoryview, n: int) -> None:
         """``n`` bytes arrived in ``buffer``, or none yet (-1): decrypt and
@@ -384,31 +342,6 @@ class Transport:
         else:
             self.loop.call_soon(self.protocol.connection_lost, exc)
 
-
-class SocketTransport(Transport):
-    """A non-blocking socket on the loop's fd watches: works on every backend."""
-
-    def __init__(
-        self,
-        loop: Loop,
-        sock: socket.socket,
-        protocol: StreamProtocol,
-        *,
-        high_water: int = 64 * 1024,
-        low_water: int | None = None,
-    ) -> None:
-        super().__init__(loop, sock, protocol, high_water, low_water)
-        self.sock = sock
-        self._fd = sock.fileno()
-        self._io: Any = self._fd if _ON_FD else sock
-        self._buf: deque[bytes] = deque()
-        self._buffered = 0
-        self._writer = False
-        self._start_reading()
-
-    def _buffered_bytes(self) -> int:
-        return self._buffered
-
     def _start_reading(self) -> None:
         if not self._reading and not self._closed:
             self._reading = True
@@ -502,191 +435,3 @@ class SocketTransport(Transport):
             self._on_eof()
             return
         self._received(buffer, n)
-
-
-def _unset(*_: object) -> Any:
-    raise AssertionError("the native transport does not exist yet")
-
-
-class AsyncioTransport(Transport):
-    """The socket handed to an asyncio loop's own transport, which does the
-    reads and writes; TLS, buffering policy and the protocol stay here.
-
-    Meant for uvloop, whose transports read and write in C, straight into
-    our read buffer (this class is a buffered protocol to it); the standard
-    asyncio loop's transports allocate a new ``bytes`` per read and measured
-    far slower than fd watches (``bench/asyncio_transports.py``). Opt-in
-    (see ``NATIVE_TRANSPORTS``): on uvloop too, fd watches measured as fast.
-
-    The native loop calls the protocol methods below directly, not through
-    :meth:`Loop._invoke <wsloop.loops.Loop>`, so each one shields the loop
-    from what it raises in the same way.
-    """
-
-    def __init__(
-        self,
-        loop: Loop,
-        sock: socket.socket,
-        protocol: StreamProtocol,
-        *,
-        high_water: int = 64 * 1024,
-        low_water: int | None = None,
-    ) -> None:
-        super().__init__(loop, sock, protocol, high_water, low_water)
-        self._sock: socket.socket | None = sock  # until the native transport owns it
-        self._native: Any = None  # the asyncio transport, from connection_made
-        # Its two methods called per message, looked up once.
-        self._native_write: Callable[[bytes], object] = _unset
-        self._native_buffered: Callable[[], int] = _unset
-        self._native_lost = False
-        self._native_paused = False
-        # What is written before the native transport exists (the client's
-        # handshake request): adopting a socket takes a loop iteration.
-        self._early: list[bytes] = []
-        self._reading = True  # asyncio transports start reading at once
-        loop.track(self)
-        native_loop: Any = loop.native
-        self._adoption: Any = native_loop.create_task(
-            native_loop.connect_accepted_socket(self._this, sock)
-        )
-        self._adoption.add_done_callback(self._adopted)
-
-    def _this(self) -> AsyncioTransport:
-        return self
-
-    def _adopted(self, task: Any) -> None:
-        """The adoption task ended: report a failure (a success already
-        called connection_made)."""
-        exc = None if task.cancelled() else task.exception()
-        if exc is None:
-            return
-        try:
-            self._fatal(exc)
-        except Exception as error:
-            self.loop._report(error, self._adopted)
-
-    # -- raw operations ----------------------------------------------------
-
-    def _buffered_bytes(self) -> int:
-        if self._native is None or self._native_lost:
-            return sum(len(data) for data in self._early)
-        size: int = self._native_buffered()
-        return size
-
-    def expect_drain(self) -> bool:
-        # The native transport reports resume_writing only after it paused.
-        if self._native_paused:
-            self._over_high = True
-            return True
-        return False
-
-    def _start_reading(self) -> None:
-        if not self._reading and not self._closed:
-            self._reading = True
-            if self._native is not None:
-                self._native.resume_reading()
-
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self._reading = False
-            if self._native is not None and not self._native_lost:
-                self._native.pause_reading()
-
-    def _write_raw(self, data: bytes) -> None:
-        if self._native is None:
-            self._early.append(data)
-        elif not self._native_lost:
-            self._native_write(data)
-            if len(data) >= RETIRE_MIN:
-                _retire(data)  # the native transport lets go of it once sent
-
-    def _close_raw(self) -> None:
-        if self._native is not None and not self._native_lost:
-            self._native.close()  # connection_lost follows once sent
-
-    def _release_raw(self) -> None:
-        self.loop.untrack(self)
-        self._early.clear()
-        if self._native is None:
-            # Closed before adoption finished: the cancelled task closes the
-            # native transport if it made one; the socket is closed here
-            # (asyncio defers that while it holds the socket).
-            self._adoption.cancel()
-            if self._sock is not None:
-                self._sock.close()
-        elif not self._native_lost:
-            self._native.abort()
-
-    # -- the asyncio protocol the native transport calls -------------------
-
-    def connection_made(self, native: Any) -> None:
-        self._native = native
-        self._native_write = native.write
-        self._native_buffered = native.get_write_buffer_size
-        self._sock = None
-        try:
-            if self._closed:
-                native.abort()
-                return
-            native.set_write_buffer_limits(self.high_water, self.low_water)
-            if not self._reading:
-                native.pause_reading()
-            early, self._early = self._early, []
-            if early:
-                native.writelines(early)
-            if self._closing:
-                native.close()
-        except Exception as exc:
-            self.loop._report(exc, self.connection_made)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self._closed:
-            return
-        try:
-            self._received(self._view, nbytes)
-        except Exception as exc:
-            self.loop._report(exc, self.protocol.data_received)
-
-    def eof_received(self) -> bool:
-        try:
-            self._on_eof()
-        except Exception as exc:
-            self.loop._report(exc, self.protocol.eof_received)
-        return True  # half-closed: the protocol above decides when to close
-
-    def pause_writing(self) -> None:
-        self._native_paused = True
-        self._over_high = True
-
-    def resume_writing(self) -> None:
-        self._native_paused = False
-        if self._over_high and not self._closed:
-            self._over_high = False
-            try:
-                self.protocol.write_drained()
-            except Exception as exc:
-                self.loop._report(exc, self.protocol.write_drained)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self._native_lost = True
-        try:
-            self._finish(exc)
-        except Exception as error:
-            self.loop._report(error, self.protocol.connection_lost)
-
-
-def open_transport(
-    loop: Loop,
-    sock: socket.socket,
-    protocol: StreamProtocol,
-    *,
-    high_water: int = 64 * 1024,
-) -> Transport:
-    """The transport for ``loop``: fd watches, or uvloop's own transport
-    when ``WSLOOP_NATIVE_TRANSPORTS=1`` and the loop is uvloop."""
-    if loop.name == "uvloop" and NATIVE_TRANSPORTS:
-        return AsyncioTransport(loop, sock, protocol, high_water=high_water)
-    return SocketTransport(loop, sock, protocol, high_water=high_water)

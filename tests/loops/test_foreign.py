@@ -62,7 +62,7 @@ def test_close_leaves_the_native_loop_as_found(native: Any) -> None:
     loop.call_soon(fired.append, "soon")
     loop.call_soon_threadsafe(fired.append, "threadsafe")
     loop.close()
-    assert loop.stats() == {"readers": 0, "writers": 0, "pending": 0, "threadsafe": 0, "tracked": 0}
+    assert loop.stats() == {"readers": 0, "writers": 0, "pending": 0, "threadsafe": 0}
     # Native loops drop cancelled entries lazily, on their next iteration.
     native_run(name, nloop, lambda: False, timeout=0.05)
     assert native_count(name, nloop) == before

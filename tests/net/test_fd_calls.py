@@ -11,9 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from wsloop import _accel, transport
+from wsloop import transport
 
-fast = _accel.speedups()
+try:
+    from wsloop import _speedups as fast
+except ImportError:
+    fast = None  # type: ignore[assignment]
 pytestmark = pytest.mark.skipif(
     fast is None or not hasattr(fast, "send"), reason="the C accelerator's fd calls are not built"
 )

@@ -72,7 +72,6 @@ def test_nothing_remains_after_close(any_backend) -> None:  # type: ignore[no-un
         "writers": 0,
         "pending": 0,
         "threadsafe": 0,
-        "tracked": 0,
     }
     b.loop.close()
     if b.native is not None:

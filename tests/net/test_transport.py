@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Any
 
-from wsloop.transport import READ_SIZE, RETIRE_COUNT, RETIRE_MIN, SocketTransport, Transport
+from wsloop.transport import READ_SIZE, RETIRE_COUNT, RETIRE_MIN, Transport
 
 
 class Recorder:
@@ -37,7 +37,7 @@ class Recorder:
 
 
 def test_reads_reuse_one_buffer(backend: Any) -> None:
-    check_reads_reuse_one_buffer(backend, SocketTransport)
+    check_reads_reuse_one_buffer(backend, Transport)
 
 
 def check_reads_reuse_one_buffer(backend: Any, kind: type[Transport]) -> None:
@@ -79,7 +79,7 @@ def test_the_last_large_buffers_written_are_held_until_replaced(backend: Any) ->
     ours, theirs = socket.socketpair()
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     theirs.settimeout(10)
-    transport = SocketTransport(backend.loop, ours, Recorder())
+    transport = Transport(backend.loop, ours, Recorder())
     try:
         large = [os.urandom(RETIRE_MIN + i) for i in range(3)]
         small = os.urandom(RETIRE_MIN - 1)

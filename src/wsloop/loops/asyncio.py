@@ -76,10 +76,4 @@ class AsyncioLoop(Loop):
 
     def _release(self) -> None:
         if self.owned and not self.native.is_running():
-            if self._ever_tracked:
-                # Native transports close their sockets (and a cancelled
-                # adoption task ends) an iteration or two after abort();
-                # let that happen before the loop goes.
-                for _ in range(3):
-                    self.native.run_until_complete(_asyncio.sleep(0))
             self.native.close()

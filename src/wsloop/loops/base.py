@@ -10,8 +10,7 @@ and owns everything that must be the same on every loop:
   with the per-message modules), which catches whatever it raises, logs it
   and hands it to :attr:`Loop.exception_handler`, so no exception ever
   reaches (or stops) a foreign loop;
-* every watcher, timer and queued callback wsloop created is recorded (and
-  whatever it runs by the native loop's own means, :meth:`Loop.track`), so
+* every watcher, timer and queued callback wsloop created is recorded, so
   :meth:`Loop.close` can leave a foreign loop exactly as it found it;
 * calls from other threads go through one locked queue and one coalesced
   wake-up, so none is lost however many threads call at once.
@@ -109,8 +108,6 @@ class Loop(ABC):
         self._ts_lock = threading.Lock()
         self._ts_poked = False
         self._waker: Any = None
-        self._tracked: set[Any] = set()
-        self._ever_tracked = False  # for _release: is there native cleanup to let run?
 
     # -- the native operations a backend provides -------------------------
 
@@ -223,17 +220,6 @@ class Loop(ABC):
             waker = self._waker
         self._waker_send(waker)
 
-    def track(self, resource: Any) -> None:
-        """Record something wsloop runs by the native loop's own means rather
-        than the operations above (an asyncio transport): :meth:`close`
-        calls its ``abort()`` unless :meth:`untrack` came first."""
-        self._check_open()
-        self._tracked.add(resource)
-        self._ever_tracked = True
-
-    def untrack(self, resource: Any) -> None:
-        self._tracked.discard(resource)
-
     def run(self) -> None:
         """Run the loop until :meth:`stop` (for a foreign loop, runs its native loop)."""
         self._check_open()
@@ -255,12 +241,6 @@ class Loop(ABC):
         if self._closed:
             return
         self._closed = True
-        for resource in list(self._tracked):
-            try:
-                resource.abort()
-            except Exception as exc:
-                self._report(exc, resource.abort)
-        self._tracked.clear()
         for table in (self._readers, self._writers):
             for token, _, _ in table.values():
                 self._io_stop(token)
@@ -281,7 +261,6 @@ class Loop(ABC):
             "writers": len(self._writers),
             "pending": len(self._pending),
             "threadsafe": len(self._ts_queue),
-            "tracked": len(self._tracked),
         }
 
     def __repr__(self) -> str:
