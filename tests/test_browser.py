@@ -133,5 +133,5 @@ def test_browser_exchanges_text_binary_compressed_and_closes(
     server.close()
     from loopkit import drive
 
-    assert drive(loop, None, backend, server.closed.is_set)
+    assert drive(loop, None, backend, lambda: server.closed)
     loop.close()

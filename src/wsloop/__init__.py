@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import socket as _socket
 import threading
-from typing import Any, overload
+from typing import Any
 
 from . import websocket as _websocket
 from .client import Client
@@ -99,38 +99,24 @@ def _loop(loop: Any) -> Loop:
         return default_loop()
 
 
-@overload
-def connect(url: str, handler: None = None, *, loop: None = None, **kwargs: Any) -> Any: ...
-@overload
-def connect(url: str, handler: Any, *, loop: Any = None, **kwargs: Any) -> Client: ...
+def connect(url: str, handler: Any = None, *, loop: Any = None, **kwargs: Any) -> Client:
+    """Connect to ``url`` with the callback API; returns the :class:`Client` at once.
 
-
-def connect(url: str, handler: Any = None, *, loop: Any = None, **kwargs: Any) -> Any:
-    """Connect to ``url``.
-
-    With a ``handler`` (a :class:`Handler`, any object with some ``on_*``
-    methods, or ``on_message=...``-style keywords) this is the callback API:
-    it returns the :class:`Client` at once and the callbacks run on
+    ``handler`` is a :class:`Handler`, any object with some ``on_*``
+    methods, and/or ``on_message=...``-style keywords. The callbacks run on
     ``loop``: a :class:`Loop`, a backend name (``"libev"``...), a native
     loop (asyncio, gevent, GLib), or None for the running asyncio loop if
     there is one, else :func:`default_loop`. Call it at any time and from
     any thread: before the loop runs (nothing happens until it does), while
-    it runs, or from another thread.
+    it runs, or from another thread. Other keywords are
+    :class:`ClientOptions`.
 
-    Without a handler it is the asyncio API (:func:`wsloop.aio.connect`):
-    ``async with wsloop.connect(url) as ws``, ``ws = await
-    wsloop.connect(url)``, or ``async for ws in wsloop.connect(url)`` to
-    reconnect. Other keywords are :class:`ClientOptions`.
+    For ``await``, use :func:`wsloop.aio.connect`; for a blocking
+    connection, :func:`wsloop.sync.connect`.
     """
     from .handler import resolve_handler
 
     callbacks, options = split_callbacks(kwargs)
-    if handler is None and not callbacks:
-        if loop is not None:
-            raise TypeError("the asyncio API runs on the running asyncio loop; pass no loop=")
-        from .aio import Connect
-
-        return Connect(url, **options)
     resolved = resolve_handler(handler, callbacks)
     client = Client(url, resolved, _loop(loop), ClientOptions.build(options))
     return client.start()
@@ -145,26 +131,32 @@ def serve(
     loop: Any = None,
     **kwargs: Any,
 ) -> Server:
-    """Listen for WebSocket clients on ``host``:``port`` (or ``sock``).
+    """Listen for WebSocket clients on ``host``:``port`` (or ``sock``) with
+    the callback API.
 
     Binds at once (``server.port`` tells the port when ``port=0``); accepts
-    once the loop runs. Handler and ``loop`` as for :func:`connect`; other
-    keywords are :class:`ServerOptions`. With an ``async def handler(ws)``
-    this is the asyncio API (:func:`wsloop.aio.serve`): ``async with
-    wsloop.serve(handler) as server``.
+    once the loop runs. Every connection's events go to ``handler``, given
+    as for :func:`connect`, as is ``loop``; other keywords are
+    :class:`ServerOptions`. For an ``async def handler(ws)``, use
+    :func:`wsloop.aio.serve`; for a blocking function per connection,
+    :func:`wsloop.sync.serve`.
     """
     import inspect
 
     from .handler import resolve_handler
 
-    callbacks, options = split_callbacks(kwargs)
     if inspect.iscoroutinefunction(handler):
-        if loop is not None:
-            raise TypeError("the asyncio API runs on the running asyncio loop; pass no loop=")
-        from .aio import Serve
-
-        return Serve(handler, host, port, sock=sock, **options)  # type: ignore[return-value]
+        raise TypeError(
+            "wsloop.serve() takes a callback handler; an async def handler(ws) is for "
+            "wsloop.aio.serve(handler, host, port)"
+        )
+    callbacks, options = split_callbacks(kwargs)
     resolved = resolve_handler(handler, callbacks)
     return Server(
-        resolved, _loop(loop), ServerOptions.build(options), host=host, port=port, sock=sock
+        lambda: resolved,
+        _loop(loop),
+        ServerOptions.build(options),
+        host=host,
+        port=port,
+        sock=sock,
     )

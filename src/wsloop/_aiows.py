@@ -1,32 +1,32 @@
-"""The per-message half of the asyncio front-end: :class:`AioWebSocket`
-and the handler that feeds it.
+"""The per-message half of the asyncio front-end: :class:`AioWebSocket`.
+
+An ``AioWebSocket`` is the handler of one connection, made per connection
+(as asyncio makes a protocol per connection from its factory): the
+connection calls its ``on_*`` methods on the loop's thread, and it turns
+them into what an ``async`` program awaits. In the awaited form messages
+wait in its bounded queue for :meth:`AioWebSocket.recv`; in the handler
+form (:class:`HandlerForm`) each one goes on to the application's handler.
 
 Kept apart from :mod:`wsloop.aio` (connect/serve, reconnecting iterators)
-so it can be compiled with the rest of the per-message path: every
-message received or sent through ``await ws.recv()``/``ws.send()`` runs
-here. Use :mod:`wsloop.aio`; this module is its implementation.
+so it can be compiled with the rest of the per-message path. Use
+:mod:`wsloop.aio`; this module is its implementation.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._inbox import Inbox
 from .errors import ConnectionClosedOK, InvalidStateError
-from .handler import Handler
-from .websocket import MessageSink, WebSocket
+from .websocket import WebSocket
 
-try:
-    from mypy_extensions import mypyc_attr
-except ImportError:  # only the compiler reads the decorator (hatch_build.py)
+if TYPE_CHECKING:
+    from .client import Client
+    from .handler import Handler
 
-    def mypyc_attr(*_: object, **__: object) -> Callable[[Any], Any]:  # type: ignore[misc]
-        return lambda cls: cls
-
-
-__all__ = ["AioWebSocket", "Bridge", "HandlerBridge", "fail", "resolve"]
+__all__ = ["AioWebSocket", "HandlerForm", "fail", "resolve"]
 
 
 def resolve(future: asyncio.Future[Any], value: Any) -> None:
@@ -39,24 +39,37 @@ def fail(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-class AioWebSocket(MessageSink):
+class AioWebSocket:
     """A connection seen from asyncio. Use it from the loop it runs on.
 
-    Opened with a handler (``wsloop.aio.connect(url, handler)``), its
-    messages go to the handler's ``on_message`` and :meth:`recv` refuses.
+    ``ws`` is the :class:`~wsloop.WebSocket` underneath. It is made per
+    connection and is that connection's handler: ``opened(self)`` runs once
+    the handshake is done, ``failed(error)`` if the attempt fails before.
     """
 
-    def __init__(self, ws: WebSocket, max_queue: int, *, to_handler: bool = False) -> None:
-        self.ws = ws
-        #: True when messages go to the handler's callbacks, not to recv().
-        self.to_handler = to_handler
+    ws: WebSocket
+    inbox: Inbox
+
+    def __init__(
+        self,
+        max_queue: int,
+        opened: Callable[[AioWebSocket], object],
+        failed: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        self.max_queue = max_queue
+        self._opened = opened
+        self._failed = failed
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[str | bytes | None] | None = None
         self._drain: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] = self._loop.create_future()
-        self.inbox = Inbox(ws, max_queue, self._wake, threaded=False)
 
     # -- state ----------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``connecting``, ``open``, ``closing`` or ``closed``."""
+        return self.ws.state
 
     @property
     def subprotocol(self) -> str | None:
@@ -67,11 +80,26 @@ class AioWebSocket(MessageSink):
         return self.ws.extensions
 
     @property
+    def local_address(self) -> Any:
+        return self.ws.local_address
+
+    @property
     def remote_address(self) -> Any:
         return self.ws.remote_address
 
     @property
+    def request(self) -> Any:
+        """The handshake request (the server's view: what the client sent)."""
+        return self.ws.request
+
+    @property
+    def response(self) -> Any:
+        """The handshake response (the client's view: what the server sent)."""
+        return self.ws.response
+
+    @property
     def latency(self) -> float | None:
+        """Round-trip time of the last answered ping, in seconds."""
         return self.ws.latency
 
     @property
@@ -87,22 +115,14 @@ class AioWebSocket(MessageSink):
         return self.ws.close_reason
 
     @property
-    def request(self) -> Any:
-        return self.ws.request
-
-    @property
-    def state(self) -> str:
-        return self.ws.state
+    def closed(self) -> bool:
+        """True once the connection is closed."""
+        return self._closed.done()
 
     # -- operations -------------------------------------------------------
 
     async def recv(self) -> str | bytes:
         """The next message; raises :class:`ConnectionClosed` once closed."""
-        if self.to_handler:
-            raise InvalidStateError(
-                "this connection's messages go to its handler's on_message; recv() and "
-                "async for are for connections opened without a handler"
-            )
         while True:
             data = self.inbox.pop()
             if data is not None:
@@ -131,22 +151,23 @@ class AioWebSocket(MessageSink):
         """Send a message; waits while the send buffer is over its limit."""
         if self.inbox.closed is not None:
             raise self.inbox.closed
+        ws = self.ws
         try:
-            self.ws.send(data, compress=compress)
+            ws.send(data, compress=compress)
         except InvalidStateError:
             await self._raise_closed()
-        limit = self.ws._write_limit
-        while self.ws.buffered_amount > limit and self.inbox.closed is None:
+        limit = ws._write_limit
+        while ws.buffered_amount > limit and self.inbox.closed is None:
             self._drain = self._loop.create_future()
             try:
                 await self._drain
             finally:
                 self._drain = None
 
-    async def ping(self, data: bytes | None = None) -> float:
-        """Send a ping and return the round-trip time in seconds."""
-        loop = asyncio.get_running_loop()
-        pong: asyncio.Future[float] = loop.create_future()
+    async def ping(self, data: bytes | str | None = None) -> float:
+        """Send a ping and return the round-trip time in seconds once its
+        pong arrives."""
+        pong: asyncio.Future[float] = self._loop.create_future()
         try:
             self.ws.ping(data, lambda rtt: resolve(pong, rtt))
         except InvalidStateError:
@@ -165,6 +186,7 @@ class AioWebSocket(MessageSink):
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
         await asyncio.shield(self._closed)
 
     def __aiter__(self) -> AioWebSocket:
@@ -182,96 +204,102 @@ class AioWebSocket(MessageSink):
         assert self.inbox.closed is not None
         raise self.inbox.closed
 
-    # -- from the connection (its sink) and the bridge (loop thread) ----------
+    def __repr__(self) -> str:
+        ws = getattr(self, "ws", None)
+        return f"<AioWebSocket {ws!r}>"
 
-    def deliver(self, data: str | bytes) -> None:
-        """A message from the connection (its sink; loop thread)."""
+    # -- the connection's handler (loop thread) ---------------------------
+
+    def on_open(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.inbox = Inbox(ws, self.max_queue, self._wake, threaded=False)
+        self._opened(self)
+
+    def on_message(self, ws: WebSocket, data: str | bytes) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done() and not self.inbox.messages:
             waiter.set_result(data)  # a recv() is waiting: hand it over directly
         else:
             self.inbox.push(data)
 
+    def on_ping(self, ws: WebSocket, data: bytes) -> None:
+        pass
+
+    def on_pong(self, ws: WebSocket, data: bytes) -> None:
+        pass
+
+    def on_writable(self, ws: WebSocket) -> None:
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
+        self.inbox.close(code, reason, clean)
+        self.on_writable(ws)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
+        if ws is None and self._failed is not None:
+            self._failed(error)
+
+    def on_state(self, client: Client, state: str, detail: dict[str, Any]) -> None:
+        pass
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _writable(self) -> None:
-        drain = self._drain
-        if drain is not None and not drain.done():
-            drain.set_result(None)
 
-    def _on_close(self, code: int, reason: str, clean: bool) -> None:
-        self.inbox.close(code, reason, clean)
-        self._writable()
-        if not self._closed.done():
-            self._closed.set_result(None)
-
-    def __repr__(self) -> str:
-        return f"<AioWebSocket {self.ws!r}>"
-
-
-# Handler stays interpreted (applications subclass it, duck-type it and set
-# attributes on it); a compiled class may only extend it as a plain Python
-# class, whose methods are still compiled.
-@mypyc_attr(native_class=False)
-class Bridge(Handler):
-    """Callbacks -> the AioWebSocket of each connection (kept in ws.data)."""
-
-    def __init__(self, max_queue: int, opened: Callable[[AioWebSocket], None]) -> None:
-        self.max_queue = max_queue
-        self.opened = opened
-        self.failed: Callable[[BaseException], None] | None = None
-
-    def on_open(self, ws: WebSocket) -> None:
-        aws = ws.data["aio"] = AioWebSocket(ws, self.max_queue)
-        ws.sink = aws  # messages go to aws.deliver, not to on_message
-        self.opened(aws)
-
-    def on_writable(self, ws: WebSocket) -> None:
-        ws.data["aio"]._writable()
-
-    def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
-        ws.data["aio"]._on_close(code, reason, clean)
-
-    def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
-        if ws is None and self.failed is not None:
-            self.failed(error)
-
-
-@mypyc_attr(native_class=False)
-class HandlerBridge(Bridge):
+class HandlerForm(AioWebSocket):
     """The asyncio API with the application's callbacks, as asyncio's
     protocols are to its streams: opening and closing are awaited, and each
-    message goes to ``handler.on_message(ws, data)`` on arrival, with no
-    queue, future or task step in between.
+    event goes on to the application's handler (``app``) as it arrives,
+    with no queue, future or task step per message. Its :meth:`recv`
+    refuses: the messages are the handler's."""
 
-    The per-message and per-frame callbacks are set as instance attributes,
-    shadowing :class:`Bridge`'s methods: the connection looks them up and
-    calls the application's functions directly, so a message costs what it
-    costs in the callback API.
-    """
+    def __init__(
+        self,
+        app: Handler,
+        opened: Callable[[AioWebSocket], object],
+        failed: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        super().__init__(1, opened, failed)  # its queue stays empty
+        self.app = app
 
-    def __init__(self, handler: Handler, opened: Callable[[AioWebSocket], None]) -> None:
-        super().__init__(1, opened)
-        self.app = handler
-        for name in ("on_message", "on_ping", "on_pong", "on_state"):
-            setattr(self, name, getattr(handler, name))
+    async def recv(self) -> str | bytes:
+        raise InvalidStateError(
+            "this connection's messages go to its handler's on_message; recv() and "
+            "async for are for connections opened without a handler"
+        )
 
     def on_open(self, ws: WebSocket) -> None:
-        aws = ws.data["aio"] = AioWebSocket(ws, 1, to_handler=True)  # its queue stays empty
-        self.opened(aws)  # first: an on_open that raises closes the connection, seen by the awaiter
+        super().on_open(
+            ws
+        )  # first: an on_open that raises closes the connection, seen by the awaiter
         self.app.on_open(ws)
 
+    def on_message(self, ws: WebSocket, data: str | bytes) -> None:
+        self.app.on_message(ws, data)
+
+    def on_ping(self, ws: WebSocket, data: bytes) -> None:
+        self.app.on_ping(ws, data)
+
+    def on_pong(self, ws: WebSocket, data: bytes) -> None:
+        self.app.on_pong(ws, data)
+
     def on_writable(self, ws: WebSocket) -> None:
-        ws.data["aio"]._writable()
+        super().on_writable(ws)
         self.app.on_writable(ws)
 
     def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
-        ws.data["aio"]._on_close(code, reason, clean)
+        super().on_close(ws, code, reason, clean)
         self.app.on_close(ws, code, reason, clean)
 
     def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
-        Bridge.on_error(self, ws, error)
+        super().on_error(ws, error)
         self.app.on_error(ws, error)
+
+    def on_state(self, client: Client, state: str, detail: dict[str, Any]) -> None:
+        self.app.on_state(client, state, detail)

@@ -20,8 +20,6 @@ class Inbox:
     def __init__(
         self, ws: WebSocket, max_queue: int, wake: Callable[[], None], *, threaded: bool
     ) -> None:
-        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
-            raise ValueError(f"max_queue must be a positive int, not {max_queue!r}")
         self.ws = ws
         self.max_queue = max_queue
         self.wake = wake

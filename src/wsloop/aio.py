@@ -7,8 +7,9 @@
 
 It is a thin layer over the callback API: the same :class:`~wsloop.Client`
 and :class:`~wsloop.WebSocket` run on the running asyncio loop (through its
-adapter), and :class:`AioWebSocket` (in ``_aiows.py``, compiled with the
-rest of the per-message path) turns their callbacks into awaitables. Received
+adapter), and each connection's handler is an :class:`AioWebSocket` (in
+``_aiows.py``, compiled with the rest of the per-message path), made for
+that connection, which turns its callbacks into awaitables. Received
 messages wait in a bounded queue; when it is full reading pauses. ``send``
 waits while the send buffer is over ``write_limit``.
 
@@ -29,23 +30,21 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
-from ._aiows import AioWebSocket, Bridge, HandlerBridge, fail, resolve
+from ._aiows import AioWebSocket, HandlerForm, fail, resolve
 from .client import Client
 from .errors import ConnectionClosed
 from .handler import Handler, has_callbacks, resolve_handler, split_callbacks
 from .loops import get_loop
-from .options import ClientOptions, Reconnect, ServerOptions
+from .options import DEFAULT_MAX_QUEUE, ClientOptions, Reconnect, ServerOptions, check_max_queue
 from .server import Server
 
 __all__ = ["AioServer", "AioWebSocket", "Connect", "Serve", "connect", "serve"]
 
 logger = logging.getLogger("wsloop")
 
-DEFAULT_MAX_QUEUE = 32
-
 
 def _split_max_queue(options: dict[str, Any]) -> int:
-    return int(options.pop("max_queue", DEFAULT_MAX_QUEUE))
+    return check_max_queue(options.pop("max_queue", DEFAULT_MAX_QUEUE))
 
 
 def _app(handler: Any, callbacks: dict[str, Any], options: dict[str, Any]) -> Handler:
@@ -75,11 +74,13 @@ class Connect:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[AioWebSocket] = loop.create_future()
         ready = functools.partial(resolve, opened)
-        bridge = (
-            Bridge(self.max_queue, ready) if self.app is None else HandlerBridge(self.app, ready)
+        failed = functools.partial(fail, opened)
+        handler = (
+            AioWebSocket(self.max_queue, ready, failed)
+            if self.app is None
+            else HandlerForm(self.app, ready, failed)
         )
-        bridge.failed = functools.partial(fail, opened)
-        client = Client(self.url, bridge, get_loop(loop), self.options).start()
+        client = Client(self.url, handler, get_loop(loop), self.options).start()
         try:
             return await opened
         except BaseException:
@@ -88,6 +89,15 @@ class Connect:
 
     def __await__(self) -> Generator[Any, None, AioWebSocket]:
         return self._open().__await__()
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_") and hasattr(AioWebSocket, name):
+            raise AttributeError(
+                f"{name!r} is the connection's: await wsloop.aio.connect() first "
+                "(`ws = await wsloop.aio.connect(url)` or "
+                "`async with wsloop.aio.connect(url) as ws`)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     async def __aenter__(self) -> AioWebSocket:
         self._ws = await self._open()
@@ -141,7 +151,8 @@ class AioServer:
 
     @property
     def connections(self) -> list[AioWebSocket]:
-        return [ws.data["aio"] for ws in self.server.connections if "aio" in ws.data]
+        """The open connections."""
+        return [ws.handler for ws in self.server.connections]  # type: ignore[misc]
 
     def broadcast(self, message: str | bytes) -> int:
         return self.server.broadcast(message)
@@ -205,13 +216,21 @@ class Serve:
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        bridge = (
-            Bridge(self.max_queue, opened)
-            if self.app is None
-            else HandlerBridge(self.app, lambda aws: None)
-        )
+        app = self.app
+        max_queue = self.max_queue
+
+        def new_handler() -> AioWebSocket:
+            if app is None:
+                return AioWebSocket(max_queue, opened)
+            return HandlerForm(app, lambda aws: None)
+
         server = Server(
-            bridge, get_loop(loop), self.options, host=self.host, port=self.port, sock=self.sock
+            new_handler,
+            get_loop(loop),
+            self.options,
+            host=self.host,
+            port=self.port,
+            sock=self.sock,
         )
         return AioServer(server)
 

@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from ._threads import Deadline, resolver_pool, watchdog
-from .handler import Handler
+from .handler import HandlerLike
 from .loops import Handle, Loop
 from .options import ClientOptions
 from .protocol import (
@@ -302,11 +302,11 @@ class Client:
 
     ``ws`` is the current :class:`WebSocket` (None between connections).
     ``state`` is ``idle``, ``connecting``, ``open``, ``waiting``, ``closed``
-    or ``gave_up``. ``done`` is a :class:`threading.Event` set once the
+    or ``gave_up``; ``closed`` is True once it is one of the last two: the
     client will not connect again.
     """
 
-    def __init__(self, url: str, handler: Handler, loop: Loop, options: ClientOptions) -> None:
+    def __init__(self, url: str, handler: HandlerLike, loop: Loop, options: ClientOptions) -> None:
         self.url = url
         self._target = parse_url(url)
         if options.ssl is not None and not self._target.secure:
@@ -318,7 +318,8 @@ class Client:
         self.ws: WebSocket | None = None
         self.state = "idle"
         self.attempts = 0
-        self.done = threading.Event()
+        self._done = threading.Event()
+        self._done_callbacks: list[Callable[[], object]] = []
         self._failures = 0
         self._closing = False
         self._attempt: _Attempt | None = None
@@ -348,12 +349,46 @@ class Client:
         self._closing = True
         self._in_loop(self._close, code, reason)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the client is done (closed or gave up); not on the loop's thread."""
-        return self.done.wait(timeout)
+    @property
+    def closed(self) -> bool:
+        """True once the client is done: closed, or gave up reconnecting."""
+        return self._done.is_set()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the client is done (closed or gave up); False if
+        ``timeout`` passed first. Not on the loop's thread."""
+        return self._done.wait(timeout)
+
+    def add_done_callback(self, fn: Callable[[], object]) -> None:
+        """Call ``fn()`` on the loop's thread once the client is done."""
+        if self._done.is_set():
+            self._in_loop(fn)
+        else:
+            self._done_callbacks.append(fn)
 
     def __repr__(self) -> str:
         return f"<Client {self.url} {self.state} on {self.loop.name}>"
+
+    # The callback client used as the asyncio API's: closed at once (no
+    # socket is left behind), with an error that says what to call.
+    def __await__(self) -> Any:
+        raise self._not_awaitable("await wsloop.aio.connect(url)")
+
+    def __aenter__(self) -> Any:
+        raise self._not_awaitable("async with wsloop.aio.connect(url) as ws")
+
+    def __aexit__(self, *exc: object) -> Any:
+        return None
+
+    def __aiter__(self) -> Any:
+        raise self._not_awaitable("async for ws in wsloop.aio.connect(url)")
+
+    def _not_awaitable(self, use: str) -> TypeError:
+        self.close()
+        return TypeError(
+            f"wsloop.connect() is the callback API and returns a Client at once; for "
+            f"asyncio use `{use}` (this client was closed)"
+        )
 
     # -- on the loop ---------------------------------------------------------
 
@@ -397,7 +432,13 @@ class Client:
         except Exception:
             logger.exception("exception in on_state handler of %r", self)
         if state in ("closed", "gave_up"):
-            self.done.set()
+            self._done.set()
+            callbacks, self._done_callbacks = self._done_callbacks, []
+            for fn in callbacks:
+                try:
+                    fn()
+                except Exception:
+                    logger.exception("exception in a client done callback")
 
     def _attempt_failed(self, attempt: _Attempt, exc: BaseException) -> None:
         if attempt is not self._attempt:

@@ -10,13 +10,20 @@ it never reaches the event loop.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .client import Client
     from .websocket import WebSocket
 
-__all__ = ["EVENTS", "Handler", "has_callbacks", "resolve_handler", "split_callbacks"]
+__all__ = [
+    "EVENTS",
+    "Handler",
+    "HandlerLike",
+    "has_callbacks",
+    "resolve_handler",
+    "split_callbacks",
+]
 
 EVENTS = (
     "on_open",
@@ -28,6 +35,27 @@ EVENTS = (
     "on_writable",
     "on_state",
 )
+
+
+class HandlerLike(Protocol):
+    """What a connection calls: every method of :class:`Handler`. The
+    asyncio and blocking front-ends implement it per connection."""
+
+    def on_open(self, ws: WebSocket) -> None: ...
+
+    def on_message(self, ws: WebSocket, data: str | bytes) -> None: ...
+
+    def on_ping(self, ws: WebSocket, data: bytes) -> None: ...
+
+    def on_pong(self, ws: WebSocket, data: bytes) -> None: ...
+
+    def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None: ...
+
+    def on_error(self, ws: WebSocket | None, error: BaseException) -> None: ...
+
+    def on_writable(self, ws: WebSocket) -> None: ...
+
+    def on_state(self, client: Client, state: str, detail: dict[str, Any]) -> None: ...
 
 
 class Handler:

@@ -13,7 +13,27 @@ from typing import Any
 
 from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions
 
-__all__ = ["ClientOptions", "ConnectionOptions", "Reconnect", "ServerOptions"]
+__all__ = [
+    "DEFAULT_MAX_QUEUE",
+    "ClientOptions",
+    "ConnectionOptions",
+    "Reconnect",
+    "ServerOptions",
+    "check_max_queue",
+]
+
+#: Messages the asyncio and blocking front-ends queue for ``recv()`` before
+#: reading pauses.
+DEFAULT_MAX_QUEUE = 32
+
+
+def check_max_queue(value: Any) -> int:
+    """``max_queue`` of the asyncio and blocking front-ends, checked."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_queue must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"max_queue must be at least 1, not {value}")
+    return value
 
 
 def _number(name: str, value: Any, *, allow_none: bool = False, minimum: float = 0.0) -> None:

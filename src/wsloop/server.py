@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .handler import Handler
+from .handler import HandlerLike
 from .loops import Handle, Loop
 from .options import ServerOptions
 from .protocol import HandshakeError, InvalidStateError, RequestReceived, ServerConnection, State
@@ -61,13 +61,16 @@ def broadcast(
 class Server:
     """A listening WebSocket server; made by :func:`wsloop.serve`.
 
-    ``connections`` holds the open connections. ``closed`` is a
-    :class:`threading.Event` set when shutdown has finished.
+    ``handler_factory()`` makes the handler of each connection (for
+    :func:`wsloop.serve`, one that returns the same handler every time; the
+    asyncio and blocking front-ends make one per connection).
+    ``connections`` holds the open connections; ``closed`` is True once
+    shutdown has finished.
     """
 
     def __init__(
         self,
-        handler: Handler,
+        handler_factory: Callable[[], HandlerLike],
         loop: Loop,
         options: ServerOptions,
         *,
@@ -75,11 +78,11 @@ class Server:
         port: int = 0,
         sock: socket.socket | None = None,
     ) -> None:
-        self.handler = handler
+        self.handler_factory = handler_factory
         self.loop = loop
         self.options = options
         self.connections: set[WebSocket] = set()
-        self.closed = threading.Event()
+        self._done = threading.Event()
         self._pending: dict[WebSocket, Handle] = {}
         self._shutting_down = False
         self._shutdown_timer: Handle | None = None
@@ -140,16 +143,22 @@ class Server:
         ``closed`` is set when done."""
         self._in_loop(self._shutdown, self.options.close_timeout if timeout is None else timeout)
 
+    @property
+    def closed(self) -> bool:
+        """True once shutdown has finished."""
+        return self._done.is_set()
+
     def add_done_callback(self, fn: Callable[[], object]) -> None:
         """Call ``fn()`` on the loop's thread once shutdown has finished."""
-        if self.closed.is_set():
+        if self._done.is_set():
             self._in_loop(fn)
         else:
             self._done_callbacks.append(fn)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
-        """Block until shutdown has finished (not on the loop's thread)."""
-        return self.closed.wait(timeout)
+        """Block until shutdown has finished; False if ``timeout`` passed
+        first. Not on the loop's thread."""
+        return self._done.wait(timeout)
 
     def __repr__(self) -> str:
         return f"<Server {self.url} {len(self.connections)} connections on {self.loop.name}>"
@@ -195,7 +204,7 @@ class Server:
         except OSError:
             pass
         proto = ServerConnection(deflate=options.deflate, max_message_size=options.max_message_size)
-        ws = WebSocket(self.loop, proto, self.handler, options, self)
+        ws = WebSocket(self.loop, proto, self.handler_factory(), options, self)
         try:
             transport = Transport(self.loop, sock, ws, high_water=options.write_limit)
         except OSError:
@@ -255,7 +264,7 @@ class Server:
             except Exception as exc:
                 logger.exception("exception in process_request")
                 try:
-                    self.handler.on_error(ws, exc)
+                    ws.handler.on_error(ws, exc)
                 except Exception:
                     logger.exception("exception in on_error handler")
                 ws.reject(500, "internal server error")
@@ -315,7 +324,7 @@ class Server:
         if self._shutdown_timer is not None:
             self._shutdown_timer.cancel()
             self._shutdown_timer = None
-        self.closed.set()
+        self._done.set()
         callbacks, self._done_callbacks = self._done_callbacks, []
         for fn in callbacks:
             try:

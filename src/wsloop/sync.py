@@ -4,29 +4,41 @@
         ws.send("hello")
         print(ws.recv(timeout=5))
 
+    def echo(ws):
+        for message in ws:
+            ws.send(message)
+
+    with wsloop.sync.serve(echo, "127.0.0.1", 8765) as server:
+        server.serve_forever()
+
 All connections share one builtin loop in one background thread
-(``wsloop-sync-loop``), started with the first connection and stopped after
-the last closes. Every method may be called from any thread.
+(``wsloop-sync-loop``), started with the first connection or server and
+stopped after the last closes. Each connection's handler is its
+:class:`SyncWebSocket`, which turns the loop's callbacks into calls that
+block; every method may be called from any thread. A server runs its
+function for each connection in a thread of its own.
 """
 
 from __future__ import annotations
 
+import logging
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._inbox import Inbox
 from .client import Client
 from .errors import ConnectionClosed, ConnectionClosedOK
-from .handler import Handler
 from .loops import Loop, get_loop
-from .options import ClientOptions
+from .options import DEFAULT_MAX_QUEUE, ClientOptions, ServerOptions, check_max_queue
+from .server import Server
 from .websocket import WebSocket
 
-__all__ = ["ConnectionClosed", "SyncWebSocket", "connect"]
+__all__ = ["ConnectionClosed", "SyncServer", "SyncWebSocket", "connect", "serve"]
 
-DEFAULT_MAX_QUEUE = 32
+logger = logging.getLogger("wsloop")
 
 
 class _LoopThread:
@@ -71,76 +83,100 @@ class _LoopThread:
 _shared = _LoopThread()
 
 
-class _Bridge(Handler):
-    def __init__(self, max_queue: int) -> None:
-        self.max_queue = max_queue
-        self.cond = threading.Condition()
-        self.ws: WebSocket | None = None
-        self.inbox: Inbox | None = None
-        self.error: BaseException | None = None
-        self.opened = threading.Event()
-
-    def _wake(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
-
-    def on_open(self, ws: WebSocket) -> None:
-        self.ws = ws
-        self.inbox = Inbox(ws, self.max_queue, self._wake, threaded=True)
-        self.opened.set()
-
-    def on_message(self, ws: WebSocket, data: str | bytes) -> None:
-        assert self.inbox is not None
-        self.inbox.push(data)
-
-    def on_writable(self, ws: WebSocket) -> None:
-        self._wake()
-
-    def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
-        assert self.inbox is not None
-        self.inbox.close(code, reason, clean)
-
-    def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
-        if ws is None:
-            self.error = error
-            self.opened.set()
-
-
 class SyncWebSocket:
-    """A blocking connection; made by :func:`connect`."""
+    """A blocking connection, made by :func:`connect` or given by
+    :func:`serve`. ``ws`` is the :class:`~wsloop.WebSocket` underneath;
+    this object is its handler."""
 
-    def __init__(self, client: Client, bridge: _Bridge) -> None:
-        self.client = client
-        self._bridge = bridge
-        assert bridge.ws is not None and bridge.inbox is not None
-        self.ws: WebSocket = bridge.ws
-        self._inbox: Inbox = bridge.inbox
-        self._released = False
+    ws: WebSocket
+
+    def __init__(
+        self,
+        max_queue: int,
+        *,
+        opened: Callable[[SyncWebSocket], object] | None = None,
+        done: Callable[[], object] | None = None,
+    ) -> None:
+        self.max_queue = max_queue
+        self.client: Client | None = None
+        self._cond = threading.Condition()
+        self._inbox: Inbox | None = None
+        self._error: BaseException | None = None
+        self._opened = threading.Event()
+        self._closed = threading.Event()
+        self._on_opened = opened  # (loop thread) once open
+        self._on_done = done  # (loop thread) once a client is done
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``connecting``, ``open``, ``closing`` or ``closed``."""
+        return self.ws.state
 
     @property
     def subprotocol(self) -> str | None:
         return self.ws.subprotocol
 
     @property
+    def extensions(self) -> list[str]:
+        return self.ws.extensions
+
+    @property
+    def local_address(self) -> Any:
+        return self.ws.local_address
+
+    @property
+    def remote_address(self) -> Any:
+        return self.ws.remote_address
+
+    @property
+    def request(self) -> Any:
+        """The handshake request (the server's view: what the client sent)."""
+        return self.ws.request
+
+    @property
+    def response(self) -> Any:
+        """The handshake response (the client's view: what the server sent)."""
+        return self.ws.response
+
+    @property
     def latency(self) -> float | None:
+        """Round-trip time of the last answered ping, in seconds."""
         return self.ws.latency
+
+    @property
+    def buffered_amount(self) -> int:
+        return self.ws.buffered_amount
 
     @property
     def close_code(self) -> int | None:
         return self.ws.close_code
 
+    @property
+    def close_reason(self) -> str | None:
+        return self.ws.close_reason
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed."""
+        return self._closed.is_set()
+
+    # -- operations -------------------------------------------------------------
+
     def send(
         self, data: str | bytes, *, compress: bool = True, timeout: float | None = None
     ) -> None:
         """Send; blocks while the send buffer is over ``write_limit``."""
-        if self._inbox.closed is not None:
-            raise self._inbox.closed
-        self.ws.send(data, compress=compress)
-        limit = self.ws.options.write_limit
-        cond = self._bridge.cond
-        with cond:
-            ok = cond.wait_for(
-                lambda: self.ws.buffered_amount <= limit or self._inbox.closed is not None, timeout
+        inbox = self._open_inbox()
+        if inbox.closed is not None:
+            raise inbox.closed
+        ws = self.ws
+        ws.send(data, compress=compress)
+        limit = ws.options.write_limit
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: ws.buffered_amount <= limit or inbox.closed is not None, timeout
             )
         if not ok:
             raise TimeoutError(f"send buffer still over {limit} bytes after {timeout}s")
@@ -148,29 +184,31 @@ class SyncWebSocket:
     def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message; ``TimeoutError`` after ``timeout`` seconds,
         :class:`ConnectionClosed` once closed."""
+        inbox = self._open_inbox()
         deadline = None if timeout is None else time.monotonic() + timeout
-        cond = self._bridge.cond
-        with cond:
+        with self._cond:
             while True:
-                data = self._inbox.pop()
+                data = inbox.pop()
                 if data is not None:
                     return data
-                if self._inbox.closed is not None:
-                    raise self._inbox.closed
+                if inbox.closed is not None:
+                    raise inbox.closed
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"no message within {timeout}s")
-                cond.wait(left)
+                self._cond.wait(left)
 
     def __iter__(self) -> Iterator[str | bytes]:
+        """``for message in ws``: messages until a clean close."""
         while True:
             try:
                 yield self.recv()
             except ConnectionClosedOK:
                 return
 
-    def ping(self, timeout: float = 10.0) -> float:
-        """Ping and return the round-trip time in seconds."""
+    def ping(self, data: bytes | str | None = None, *, timeout: float = 10.0) -> float:
+        """Send a ping and return the round-trip time in seconds once its
+        pong arrives; ``TimeoutError`` after ``timeout`` seconds."""
         done = threading.Event()
         rtt: list[float] = []
 
@@ -178,7 +216,7 @@ class SyncWebSocket:
             rtt.append(t)
             done.set()
 
-        self.ws.ping(None, pong)
+        self.ws.ping(data, pong)
         if not done.wait(timeout):
             raise TimeoutError(f"no pong within {timeout}s")
         return rtt[0]
@@ -187,13 +225,11 @@ class SyncWebSocket:
         """Close and wait (up to ``timeout``, default ``close_timeout`` + 1)."""
         if self.ws.state in ("connecting", "open"):
             self.ws.close(code, reason)
-        self.client.wait(self.ws.options.close_timeout + 1 if timeout is None else timeout)
-        self._release()
+        self.wait_closed(self.ws.options.close_timeout + 1 if timeout is None else timeout)
 
-    def _release(self) -> None:
-        if not self._released:
-            self._released = True
-            _shared.release()
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the connection is closed; False if ``timeout`` passed first."""
+        return self._closed.wait(timeout)
 
     def __enter__(self) -> SyncWebSocket:
         return self
@@ -202,29 +238,192 @@ class SyncWebSocket:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<SyncWebSocket {self.ws!r}>"
+        return f"<SyncWebSocket {getattr(self, 'ws', None)!r}>"
+
+    def _open_inbox(self) -> Inbox:
+        inbox = self._inbox
+        assert inbox is not None, "the connection is not open yet"
+        return inbox
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # -- the connection's handler (loop thread) ---------------------------------
+
+    def on_open(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self._inbox = Inbox(ws, self.max_queue, self._wake, threaded=True)
+        self._opened.set()
+        if self._on_opened is not None:
+            self._on_opened(self)
+
+    def on_message(self, ws: WebSocket, data: str | bytes) -> None:
+        assert self._inbox is not None
+        self._inbox.push(data)
+
+    def on_ping(self, ws: WebSocket, data: bytes) -> None:
+        pass
+
+    def on_pong(self, ws: WebSocket, data: bytes) -> None:
+        pass
+
+    def on_writable(self, ws: WebSocket) -> None:
+        self._wake()
+
+    def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
+        assert self._inbox is not None
+        self._inbox.close(code, reason, clean)
+        self._closed.set()
+
+    def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
+        if ws is None:
+            self._error = error
+            self._opened.set()
+
+    def on_state(self, client: Client, state: str, detail: dict[str, Any]) -> None:
+        if state in ("closed", "gave_up"):
+            self._closed.set()  # also when it never opened
+            if self._on_done is not None:
+                self._on_done()
 
 
 def connect(url: str, *, max_queue: int = DEFAULT_MAX_QUEUE, **options: Any) -> SyncWebSocket:
     """Connect and block until open (up to ``open_timeout``); raises what
-    made the attempt fail. Options as for :func:`wsloop.connect`."""
+    made the attempt fail. ``max_queue`` messages wait for :meth:`recv
+    <SyncWebSocket.recv>` before reading pauses; other options as for
+    :func:`wsloop.connect`."""
+    check_max_queue(max_queue)
     opts = ClientOptions.build(options)
     if opts.reconnect_policy is not None:
         raise ValueError("the blocking API does not reconnect by itself; loop over connect()")
-    bridge = _Bridge(max_queue)
+    # The shared loop is released once the client is done, however it ends.
+    ws = SyncWebSocket(max_queue, done=_shared.release)
     loop = _shared.acquire()
     try:
-        client = Client(url, bridge, loop, opts).start()
+        client = ws.client = Client(url, ws, loop, opts).start()
     except BaseException:
         _shared.release()
         raise
     limit = opts.open_timeout
-    if not bridge.opened.wait(None if limit is None else limit + 1):
+    if not ws._opened.wait(None if limit is None else limit + 1):
         client.close()
-        _shared.release()
         raise TimeoutError(f"connect to {url} timed out")
-    if bridge.error is not None:
-        client.wait(5)
+    if ws._error is not None:
+        raise ws._error
+    return ws
+
+
+class SyncServer:
+    """A blocking server, made by :func:`serve`."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def connections(self) -> list[SyncWebSocket]:
+        """The open connections."""
+        return [ws.handler for ws in list(self.server.connections)]  # type: ignore[misc]
+
+    @property
+    def closed(self) -> bool:
+        """True once shutdown has finished."""
+        return self.server.closed
+
+    def broadcast(self, message: str | bytes) -> int:
+        """Send to every open connection (see :func:`wsloop.broadcast`);
+        returns how many got it."""
+        done = threading.Event()
+        count: list[int] = []
+
+        def run() -> None:
+            try:
+                count.append(self.server.broadcast(message))
+            finally:
+                done.set()
+
+        self.server.loop.call_soon_threadsafe(run)
+        done.wait()
+        if not count:
+            raise RuntimeError("broadcast failed; see the log")
+        return count[0]
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting, close every connection (1001) and wait until done."""
+        self.server.close(timeout)
+        self.wait_closed()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until shutdown has finished; False if ``timeout`` passed first."""
+        return self.server.wait_closed(timeout)
+
+    def serve_forever(self) -> None:
+        """Block until the server is closed (from another thread, or by a
+        connection's function)."""
+        self.wait_closed()
+
+    def __enter__(self) -> SyncServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SyncServer {self.server!r}>"
+
+
+def serve(
+    handler: Callable[[SyncWebSocket], object],
+    host: str | None = "127.0.0.1",
+    port: int = 0,
+    *,
+    sock: socket.socket | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    **options: Any,
+) -> SyncServer:
+    """Listen on ``host``:``port`` and run ``handler(ws)`` for each
+    connection in a thread of its own, ``ws`` being a
+    :class:`SyncWebSocket`; the connection is closed when it returns
+    (with 1011 if it raised). Binds at once; other options are
+    :class:`~wsloop.ServerOptions`."""
+    if not callable(handler):
+        raise TypeError(
+            f"handler must be a function taking the connection, not {type(handler).__name__}"
+        )
+    check_max_queue(max_queue)
+    opts = ServerOptions.build(options)
+
+    def run(ws: SyncWebSocket) -> None:
+        try:
+            handler(ws)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("exception in connection handler")
+            ws.close(1011, "internal error")
+            return
+        ws.close()
+
+    def opened(ws: SyncWebSocket) -> None:
+        thread = threading.Thread(target=run, args=(ws,), name="wsloop-sync-handler", daemon=True)
+        thread.start()
+
+    def new_handler() -> SyncWebSocket:
+        return SyncWebSocket(max_queue, opened=opened)
+
+    loop = _shared.acquire()
+    try:
+        server = Server(new_handler, loop, opts, host=host, port=port, sock=sock)
+    except BaseException:
         _shared.release()
-        raise bridge.error
-    return SyncWebSocket(client, bridge)
+        raise
+    server.add_done_callback(_shared.release)
+    return SyncServer(server)

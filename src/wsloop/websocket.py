@@ -36,11 +36,11 @@ from .protocol import (
 from .protocol.frames import encode_close_payload
 
 if TYPE_CHECKING:
-    from .handler import Handler
+    from .handler import HandlerLike
     from .protocol.handshake import Request, Response
     from .transport import Transport
 
-__all__ = ["MessageSink", "WebSocket"]
+__all__ = ["WebSocket"]
 
 logger = logging.getLogger("wsloop")
 # Final: a C static when compiled (once per send); typed object so the
@@ -60,17 +60,6 @@ class Owner(Protocol):
     def _ws_lost(self, ws: WebSocket) -> None: ...
 
 
-class MessageSink:
-    """Where a front-end's queue takes each message straight from the
-    connection (``WebSocket.sink``), in place of the handler's
-    ``on_message``: compiled, this is a native call, while the handler's
-    method is a Python-level call with its arguments parsed and the
-    front-end's state looked up again for every message."""
-
-    def deliver(self, data: str | bytes) -> None:
-        raise NotImplementedError
-
-
 class WebSocket:
     """An open (or opening) WebSocket connection.
 
@@ -83,7 +72,7 @@ class WebSocket:
         self,
         loop: Loop,
         protocol: Connection,
-        handler: Handler,
+        handler: HandlerLike,
         options: ConnectionOptions,
         owner: Owner,
     ) -> None:
@@ -100,9 +89,6 @@ class WebSocket:
         self.latency: float | None = None
         #: Free for the application's use (a user id, a subscription list...).
         self.data: dict[str, Any] = {}
-        #: Set by a front-end (on the loop's thread, in ``on_open``) to take
-        #: messages instead of ``handler.on_message``.
-        self.sink: MessageSink | None = None
         self._opened = False
         self._lost = False
         self._processing = False
@@ -376,8 +362,7 @@ class WebSocket:
         self._processing = True
         self._sent_since_input = False  # new input: the next lone send goes out at once
         proto = self.protocol
-        # The handler's on_message, looked up once per batch, and only
-        # without a sink (the asyncio API's connections never need it).
+        # The handler's on_message, looked up once per batch.
         on_message: Callable[[WebSocket, str | bytes], object] | None = None
         try:
             while not self._lost:
@@ -386,13 +371,9 @@ class WebSocket:
                     break
                 if type(event) is Message:
                     try:
-                        sink = self.sink  # read each time: on_open may set it mid-batch
-                        if sink is not None:
-                            sink.deliver(event.data)
-                        else:
-                            if on_message is None:
-                                on_message = self.handler.on_message
-                            on_message(self, event.data)
+                        if on_message is None:
+                            on_message = self.handler.on_message
+                        on_message(self, event.data)
                     except Exception as exc:
                         self._handler_failed("on_message", exc)
                 elif isinstance(event, Ping):

@@ -31,8 +31,8 @@ async def echo(ws: AioWebSocket) -> None:
 @flavours
 def test_round_trip_iteration_ping_close(flavour: str) -> None:
     async def main() -> None:
-        async with wsloop.serve(echo, max_message_size=None) as server:
-            async with wsloop.connect(server.url, max_message_size=None) as ws:
+        async with wsloop.aio.serve(echo, max_message_size=None) as server:
+            async with wsloop.aio.connect(server.url, max_message_size=None) as ws:
                 for m in ["text", b"bytes", "é" * 10_000, bytes(1 << 20)]:
                     await ws.send(m)
                     assert await ws.recv() == m
@@ -54,25 +54,23 @@ def test_a_recv_cancelled_after_its_message_arrived_loses_nothing(flavour: str) 
     # cancelled before it runs again (asyncio.wait_for timing out at that
     # moment), the message must go back to the queue, in order.
     async def main() -> None:
-        async with wsloop.serve(echo) as server, wsloop.connect(server.url) as ws:
+        async with wsloop.aio.serve(echo) as server, wsloop.aio.connect(server.url) as ws:
             waiting = asyncio.ensure_future(ws.recv())
             await asyncio.sleep(0)  # now parked in recv()
-            bridge = ws.ws.handler
+            assert ws.ws.handler is ws  # the connection's handler is the AioWebSocket
 
             class DeliverThenCancel(wsloop.Handler):
                 def on_message(self, conn: wsloop.WebSocket, data: str | bytes) -> None:
-                    ws.deliver(data)
+                    ws.on_message(conn, data)
                     waiting.cancel()
 
-            # Messages go to the handler again (not to ws.deliver, the sink),
-            # through one that cancels right after the hand-over.
-            ws.ws.sink = None
+            # Through a handler that cancels the waiting task right after
+            # the hand-over.
             ws.ws.handler = DeliverThenCancel()
             await ws.send("first")
             with pytest.raises(asyncio.CancelledError):
                 await waiting
-            ws.ws.handler = bridge
-            ws.ws.sink = ws
+            ws.ws.handler = ws
             await ws.send("second")
             assert [await ws.recv(), await ws.recv()] == ["first", "second"]
 
@@ -105,7 +103,7 @@ def test_messages_in_the_handshakes_read_reach_recv(flavour: str) -> None:
 
         server = await asyncio.start_server(answer, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        async with server, wsloop.connect(f"ws://127.0.0.1:{port}/", compression=False) as ws:
+        async with server, wsloop.aio.connect(f"ws://127.0.0.1:{port}/", compression=False) as ws:
             assert await ws.recv() == "first"
             assert await ws.recv() == b"second"
 
@@ -120,7 +118,7 @@ def test_messages_of_one_read_arrive_in_order(flavour: str) -> None:
             await ws.send(str(i))  # corked: several frames per write
 
     async def main() -> None:
-        async with wsloop.serve(burst) as server, wsloop.connect(server.url) as ws:
+        async with wsloop.aio.serve(burst) as server, wsloop.aio.connect(server.url) as ws:
             await ws.send("go")
             assert [await ws.recv() for _ in range(50)] == [str(i) for i in range(50)]
 
@@ -135,8 +133,8 @@ def test_async_for_stops_on_normal_close(flavour: str) -> None:
         await ws.close(1000)
 
     async def main() -> None:
-        async with wsloop.serve(handler) as server:
-            ws = await wsloop.connect(server.url)
+        async with wsloop.aio.serve(handler) as server:
+            ws = await wsloop.aio.connect(server.url)
             assert [m async for m in ws] == ["0", "1", "2", "3", "4"]
 
     run(flavour, main)
@@ -153,7 +151,7 @@ def test_against_websockets_server(flavour: str) -> None:
 
         async with websockets.serve(ws_echo, "127.0.0.1", 0) as server:
             port = next(iter(server.sockets)).getsockname()[1]
-            async with wsloop.connect(f"ws://127.0.0.1:{port}/") as ws:
+            async with wsloop.aio.connect(f"ws://127.0.0.1:{port}/") as ws:
                 await ws.send("hello")
                 assert await ws.recv() == "hello"
 
@@ -165,14 +163,14 @@ def test_errors_are_raised() -> None:
         from netkit import free_port
 
         with pytest.raises(ConnectionRefusedError):
-            await wsloop.connect(f"ws://127.0.0.1:{free_port()}/")
+            await wsloop.aio.connect(f"ws://127.0.0.1:{free_port()}/")
 
         async def refuse(ws: wsloop.WebSocket, request: Any) -> Any:
             return 403, "nope"
 
-        async with wsloop.serve(echo, process_request=lambda ws, req: (403, "nope")) as server:
+        async with wsloop.aio.serve(echo, process_request=lambda ws, req: (403, "nope")) as server:
             with pytest.raises(wsloop.HandshakeError) as info:
-                await wsloop.connect(server.url)
+                await wsloop.aio.connect(server.url)
             assert info.value.status == 403
 
     run("asyncio", main)
@@ -186,9 +184,9 @@ def test_reconnecting_iteration() -> None:
             await ws.send("hello")
             await ws.close(1001)
 
-        async with wsloop.serve(handler) as server:
+        async with wsloop.aio.serve(handler) as server:
             policy = wsloop.Reconnect(initial_delay=0.01, max_delay=0.02)
-            async for ws in wsloop.connect(server.url, reconnect=policy):
+            async for ws in wsloop.aio.connect(server.url, reconnect=policy):
                 seen.append(await ws.recv())
                 if len(seen) == 3:
                     break
@@ -214,7 +212,7 @@ def test_send_waits_for_a_slow_reader(form: str) -> None:
 
         writable: list[int] = []
         handler = {"on_writable": lambda ws: writable.append(ws.buffered_amount)}
-        async with wsloop.serve(slow, max_queue=2, compression=False) as server:
+        async with wsloop.aio.serve(slow, max_queue=2, compression=False) as server:
             ws = await wsloop.aio.connect(
                 server.url,
                 compression=False,
@@ -248,7 +246,7 @@ def test_server_handler_exception_closes_1011() -> None:
         raise RuntimeError("bug")
 
     async def main() -> None:
-        async with wsloop.serve(bad) as server, wsloop.connect(server.url) as ws:
+        async with wsloop.aio.serve(bad) as server, wsloop.aio.connect(server.url) as ws:
             await ws.send("x")
             with pytest.raises(wsloop.ConnectionClosedError) as info:
                 await ws.recv()
@@ -259,7 +257,7 @@ def test_server_handler_exception_closes_1011() -> None:
 
 def test_callback_api_inside_asyncio_uses_the_running_loop() -> None:
     async def main() -> None:
-        async with wsloop.serve(echo) as server:
+        async with wsloop.aio.serve(echo) as server:
             loop = asyncio.get_running_loop()
             got: asyncio.Future[Any] = loop.create_future()
             client = wsloop.connect(
@@ -312,9 +310,9 @@ def test_callback_form_client_and_server(flavour: str) -> None:
             app = Recorder(len(sent), sent)
             async with wsloop.aio.connect(server.url, app) as ws:
                 assert await asyncio.wait_for(app.done, 10) == sent
-                # The connection calls the application's function itself,
-                # not a bridge that forwards it: that is what makes it fast.
-                assert ws.ws.handler.on_message == app.on_message
+                # One handler per connection: the form's, which passes each
+                # event on to the application's.
+                assert ws.ws.handler is ws and ws.app is app
                 assert [c.state for c in server.connections] == ["open"]
                 await ws.send("awaited send")  # the await form's send works too
                 assert 0 <= await ws.ping() < 1
@@ -368,7 +366,7 @@ def test_callback_form_reconnects() -> None:
             await ws.send("hello")
             await ws.close(1001)
 
-        async with wsloop.serve(hello_then_leave) as server:
+        async with wsloop.aio.serve(hello_then_leave) as server:
             policy = wsloop.Reconnect(initial_delay=0.01, max_delay=0.02)
             got = []
             async for ws in wsloop.aio.connect(
@@ -378,5 +376,31 @@ def test_callback_form_reconnects() -> None:
                 if len(got) == 3:
                     break
         assert got == ["hello"] * 3
+
+    run("asyncio", main)
+
+
+def test_misuses_name_what_to_use_and_leak_nothing() -> None:
+    async def main() -> None:
+        async with wsloop.aio.serve(echo) as server:
+            # The callback API awaited: closed at once, and told what to use.
+            client = wsloop.connect(server.url)
+            with pytest.raises(TypeError, match=r"await wsloop\.aio\.connect\(url\)"):
+                await client  # type: ignore[misc]
+            await asyncio.wait_for(asyncio.to_thread(client.wait_closed, 10), 15)
+            assert client.state == "closed"
+            client = wsloop.connect(server.url)
+            with pytest.raises(TypeError, match=r"async with wsloop\.aio\.connect"):
+                async with client:  # type: ignore[attr-defined]
+                    pass
+            await asyncio.wait_for(asyncio.to_thread(client.wait_closed, 10), 15)
+            # The asyncio connector used before it is awaited: nothing was opened.
+            connector = wsloop.aio.connect(server.url)
+            with pytest.raises(AttributeError, match=r"await wsloop\.aio\.connect"):
+                connector.send("x")  # type: ignore[attr-defined]
+            await asyncio.sleep(0)
+            assert server.connections == []
+        with pytest.raises(TypeError, match=r"is for wsloop\.aio\.serve"):
+            wsloop.serve(echo)
 
     run("asyncio", main)

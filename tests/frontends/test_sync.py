@@ -78,3 +78,56 @@ def test_iteration_and_errors(peer: LoopThread) -> None:
     with pytest.raises(ConnectionRefusedError):
         wsloop.sync.connect(f"ws://127.0.0.1:{free_port()}/")
     peer.call(server.close)
+
+
+def test_a_blocking_server_runs_a_function_per_connection_in_threads() -> None:
+    started = threading.Barrier(3, timeout=10)
+
+    def handler(ws: wsloop.sync.SyncWebSocket) -> None:
+        first = ws.recv(timeout=10)
+        if first == "boom":
+            raise RuntimeError("bug in the handler")
+        started.wait()  # both connections are served at once, not one after the other
+        ws.send(f"{threading.current_thread().name}:{first}")
+        for message in ws:
+            ws.send(message)
+
+    with wsloop.sync.serve(handler) as server:
+        assert server.url.startswith("ws://127.0.0.1:")
+        with wsloop.sync.connect(server.url) as a, wsloop.sync.connect(server.url) as b:
+            a.send("a")
+            b.send("b")
+            started.wait()
+            assert a.recv(timeout=10) == "wsloop-sync-handler:a"
+            assert b.recv(timeout=10) == "wsloop-sync-handler:b"
+            b.send(b"\x00bytes")
+            assert b.recv(timeout=10) == b"\x00bytes"
+            assert len(server.connections) == 2
+            assert all(c.state == "open" for c in server.connections)
+            assert server.broadcast("all") == 2
+            assert a.recv(timeout=10) == b.recv(timeout=10) == "all"
+            assert a.local_address == server.connections[0].remote_address or (
+                a.local_address == server.connections[1].remote_address
+            )
+        # A function that raises: its connection closes with 1011.
+        with wsloop.sync.connect(server.url) as c:
+            c.send("boom")
+            with pytest.raises(wsloop.ConnectionClosedError) as info:
+                c.recv(timeout=10)
+            assert info.value.code == 1011
+            assert c.wait_closed(10) and c.closed and c.close_code == 1011
+    assert server.closed
+    for t in threading.enumerate():
+        if t.name == "wsloop-sync-loop":
+            t.join(5)
+    assert wsloop_threads() == []
+
+
+def test_a_blocking_server_refuses_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="function taking the connection"):
+        wsloop.sync.serve("echo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_queue must be at least 1"):
+        wsloop.sync.serve(print, max_queue=0)
+    with pytest.raises(TypeError, match="valid options"):
+        wsloop.sync.serve(print, ping_intervall=3)
+    assert wsloop_threads() == []

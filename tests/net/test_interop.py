@@ -80,7 +80,7 @@ def test_wsloop_client_against_peer_server(
     assert rec.messages == MESSAGES
     assert rec.ws is not None and bool(rec.ws.extensions) is compression
     client.close()
-    assert backend.run_until(client.done.is_set)
+    assert backend.run_until(lambda: client.closed)
     assert rec.closes[0][:1] == (1000,) and rec.closes[0][2]
     if peer_name == "websockets":
         server.close()
@@ -143,4 +143,4 @@ def test_peer_client_against_wsloop_server(
     assert future.result() == MESSAGES
     assert closes == [(1000, True)]
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)

@@ -16,12 +16,10 @@ from netkit import Echo, Recorder
 def echo_round_trip(backend: Any, url: str, **kwargs: Any) -> Recorder:
     rec = Recorder(want=1, send=["ping?"])
     client = wsloop.connect(url, rec, loop=backend.loop, **kwargs)
-    assert backend.run_until(lambda: rec.got_all.is_set() or client.done.is_set(), timeout=10), (
-        rec.errors
-    )
+    assert backend.run_until(lambda: rec.got_all.is_set() or client.closed, timeout=10), rec.errors
     if rec.got_all.is_set():
         client.close()
-        assert backend.run_until(client.done.is_set)
+        assert backend.run_until(lambda: client.closed)
     return rec
 
 
@@ -47,7 +45,7 @@ def test_hostname_tries_each_address(backend, monkeypatch) -> None:  # type: ign
     # And with no address answering, the last error is reported.
     server_port = server.port
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)
     rec = echo_round_trip(backend, f"ws://two-addresses.test:{server_port}/")
     assert isinstance(rec.errors[0], ConnectionRefusedError) and "127.0.0.1" in str(rec.errors[0])
 
@@ -61,7 +59,7 @@ def test_ipv6_literal(backend) -> None:  # type: ignore[no-untyped-def]
     rec = echo_round_trip(backend, server.url)
     assert rec.messages == ["ping?"]
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_unresolvable_host_is_a_clear_error(backend) -> None:  # type: ignore[no-untyped-def]
@@ -121,7 +119,7 @@ def test_follows_a_redirect(backend) -> None:  # type: ignore[no-untyped-def]
     assert rec.ws is not None and rec.ws.request is not None and rec.ws.request.path == "/moved"
     stub.close()
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_redirect_loop_stops(backend) -> None:  # type: ignore[no-untyped-def]
@@ -193,7 +191,7 @@ def test_explicit_proxy_with_credentials(backend, proxy: ConnectProxy) -> None: 
     assert request.startswith(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n" % server.port)
     assert b"Proxy-Authorization: Basic dXNlcjpzZWNyZXQ=\r\n" in request
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_proxy_from_environment_and_no_proxy(backend, proxy: ConnectProxy, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -217,7 +215,7 @@ def test_proxy_from_environment_and_no_proxy(backend, proxy: ConnectProxy, monke
     rec = echo_round_trip(backend, f"ws://feed.example.test:{server.port}/", proxy=False)
     assert rec.errors and len(proxy.requests) == 1
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_proxy_refusal_is_reported(backend) -> None:  # type: ignore[no-untyped-def]

@@ -26,7 +26,7 @@ def test_connect_before_loop_runs_receives_every_message(any_backend, peer) -> N
     assert seqs(rec.messages)[:100] == list(range(1, 101))
     assert rec.threads == {threading.get_ident()}, "callbacks run on the loop's thread"
     client.close()
-    assert any_backend.run_until(client.done.is_set)
+    assert any_backend.run_until(lambda: client.closed)
     assert rec.closes and rec.closes[0][2] is True
     peer.call(server.close)
     assert server.wait_closed(5)
@@ -41,7 +41,7 @@ def test_slow_feed_two_a_second(backend, peer) -> None:  # type: ignore[no-untyp
     assert seqs(rec.messages) == [1, 2, 3]
     assert time.monotonic() - started >= 0.9
     client.close()
-    assert backend.run_until(client.done.is_set)
+    assert backend.run_until(lambda: client.closed)
     peer.call(server.close)
 
 
@@ -60,7 +60,7 @@ def test_connect_from_another_thread_while_loop_runs(any_backend, peer) -> None:
     assert seqs(rec.messages)[:20] == list(range(1, 21))
     assert rec.threads == {threading.get_ident()}
     clients[0].close()
-    assert any_backend.run_until(clients[0].done.is_set)
+    assert any_backend.run_until(lambda: clients[0].closed)
     peer.call(server.close)
 
 
@@ -74,7 +74,7 @@ def test_loop_started_long_after_connect_still_connects(backend, peer) -> None: 
     assert backend.run_until(rec.got_all.is_set, timeout=10)
     assert not rec.errors
     client.close()
-    assert backend.run_until(client.done.is_set)
+    assert backend.run_until(lambda: client.closed)
     peer.call(server.close)
 
 
@@ -114,7 +114,7 @@ def test_a_loop_that_never_runs_is_reported(name: str, peer: LoopThread) -> None
         assert drive(loop, None, name, rec.got_all.is_set)
         for c in [client, *others]:
             c.close()
-        assert drive(loop, None, name, lambda: all(c.done.is_set() for c in [client, *others]))
+        assert drive(loop, None, name, lambda: all(c.closed for c in [client, *others]))
         assert len(flag.messages) == 1, "one warning per loop, not per connect"
     finally:
         logging.getLogger("wsloop").removeHandler(flag)

@@ -65,7 +65,7 @@ def test_bad_handshakes_get_clear_http_errors(backend, request_bytes: bytes, sta
     assert response.split(b" ")[1] == status
     assert response.split(b"\r\n\r\n", 1)[1].strip()
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_process_request_rejects_and_picks_subprotocol(backend) -> None:  # type: ignore[no-untyped-def]
@@ -91,13 +91,13 @@ def test_process_request_rejects_and_picks_subprotocol(backend) -> None:  # type
         headers={"Authorization": "Bearer good"},
         subprotocols=["v1.feed", "v2.feed"],
     )
-    assert backend.run_until(lambda: c1.done.is_set() and good.opened.is_set())
+    assert backend.run_until(lambda: c1.closed and good.opened.is_set())
     err = bad.errors[0]
     assert isinstance(err, wsloop.HandshakeError) and err.status == 403 and "bad token" in str(err)
     assert opened == ["v2.feed"] and good.ws is not None and good.ws.subprotocol == "v2.feed"
     c2.close()
     server.close()
-    assert backend.run_until(lambda: c2.done.is_set() and server.closed.is_set())
+    assert backend.run_until(lambda: c2.closed and server.closed)
 
 
 def test_max_connections_answers_503(backend) -> None:  # type: ignore[no-untyped-def]
@@ -106,14 +106,12 @@ def test_max_connections_answers_503(backend) -> None:  # type: ignore[no-untype
     clients = [wsloop.connect(server.url, r, loop=backend.loop) for r in recs[:2]]
     assert backend.run_until(lambda: all(r.opened.is_set() for r in recs[:2]))
     third = wsloop.connect(server.url, recs[2], loop=backend.loop)
-    assert backend.run_until(third.done.is_set)
+    assert backend.run_until(lambda: third.closed)
     assert isinstance(recs[2].errors[0], wsloop.HandshakeError) and recs[2].errors[0].status == 503
     for c in clients:
         c.close()
     server.close()
-    assert backend.run_until(
-        lambda: server.closed.is_set() and all(c.done.is_set() for c in clients)
-    )
+    assert backend.run_until(lambda: server.closed and all(c.closed for c in clients))
 
 
 def test_slow_loris_is_dropped(backend) -> None:  # type: ignore[no-untyped-def]
@@ -128,7 +126,7 @@ def test_slow_loris_is_dropped(backend) -> None:  # type: ignore[no-untyped-def]
     assert backend.run_until(done.is_set, timeout=5)
     assert out == [b""], "dropped without an answer"
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_broadcast_skips_a_slow_client(backend) -> None:  # type: ignore[no-untyped-def]
@@ -165,7 +163,7 @@ def test_broadcast_skips_a_slow_client(backend) -> None:  # type: ignore[no-unty
     slow.close()
     c_fast.close()
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_graceful_shutdown_closes_with_1001(backend) -> None:  # type: ignore[no-untyped-def]
@@ -174,9 +172,7 @@ def test_graceful_shutdown_closes_with_1001(backend) -> None:  # type: ignore[no
     clients = [wsloop.connect(server.url, r, loop=backend.loop) for r in recs]
     assert backend.run_until(lambda: len(server.connections) == 3)
     server.close()
-    assert backend.run_until(
-        lambda: server.closed.is_set() and all(c.done.is_set() for c in clients)
-    )
+    assert backend.run_until(lambda: server.closed and all(c.closed for c in clients))
     assert all(r.closes == [(1001, "server shutting down", True)] for r in recs)
     stats = backend.loop.stats()
     assert stats["readers"] == stats["writers"] == 0
@@ -194,14 +190,14 @@ def test_server_handler_exception_closes_that_connection_only(backend) -> None: 
     a, b = Recorder(), Recorder(want=1)
     ca = wsloop.connect(server.url, a, loop=backend.loop, on_open=lambda ws: ws.send("boom"))
     cb = wsloop.connect(server.url, b, loop=backend.loop)
-    assert backend.run_until(lambda: ca.done.is_set() and b.opened.is_set())
+    assert backend.run_until(lambda: ca.closed and b.opened.is_set())
     assert a.closes[0][0] == 1011
     assert b.ws is not None
     b.ws.send("still fine")
     assert backend.run_until(b.got_all.is_set)
     cb.close()
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_serve_on_a_bound_socket_and_bad_port() -> None:
@@ -250,4 +246,4 @@ def test_pacing_from_inside_a_message_callback(backend) -> None:  # type: ignore
     assert backend.run_until(rec.got_all.is_set, timeout=20), len(rec.messages)
     client.close()
     server.close()
-    assert backend.run_until(server.closed.is_set)
+    assert backend.run_until(lambda: server.closed)

@@ -61,11 +61,7 @@ def test_nothing_remains_after_close(any_backend) -> None:  # type: ignore[no-un
     server.close()
     tls_server.close()
     assert b.run_until(
-        lambda: (
-            all(c.done.is_set() for c in clients)
-            and server.closed.is_set()
-            and tls_server.closed.is_set()
-        )
+        lambda: all(c.closed for c in clients) and server.closed and tls_server.closed
     )
     assert b.loop.stats() == {
         "readers": 0,
@@ -109,9 +105,7 @@ def test_helper_threads_stay_few_and_go_away(backend) -> None:  # type: ignore[n
     for c in clients:
         c.close()
     server.close()
-    assert backend.run_until(
-        lambda: server.closed.is_set() and all(c.done.is_set() for c in clients)
-    )
+    assert backend.run_until(lambda: server.closed and all(c.closed for c in clients))
     for t in threading.enumerate():
         if t.name.startswith("wsloop-"):
             t.join(5)
