@@ -114,6 +114,15 @@ def test_bad_requests_get_clear_statuses(
         assert header in out
 
 
+def test_duplicate_host_is_400() -> None:
+    """RFC 7230 5.4: more than one Host header is a 400, whichever comes first."""
+    data = request().replace(
+        b"Host: server.example.com\r\n", b"Host: server.example.com\r\nHost: evil.example\r\n"
+    )
+    status, out, _ = refused(data)
+    assert status == 400 and b"more than one Host" in out
+
+
 def test_header_line_too_long_is_431() -> None:
     status, _, _ = refused(request(X_Long="a" * 9000))
     assert status == 431

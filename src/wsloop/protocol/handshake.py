@@ -254,8 +254,12 @@ def validate_request(request: Request) -> str:
         )
     if request.version != "HTTP/1.1":
         raise HandshakeError(505, "a WebSocket handshake needs HTTP/1.1")
-    if not h.get("Host"):
+    hosts = h.get_all("Host")
+    if not hosts or not hosts[0]:
         raise HandshakeError(400, "missing Host header")
+    if len(hosts) > 1:
+        # RFC 7230 5.4: a request with more than one Host is answered 400.
+        raise HandshakeError(400, "more than one Host header: send exactly one")
     if "websocket" not in token_list(h.get_all("Upgrade")):
         raise HandshakeError(
             426,
