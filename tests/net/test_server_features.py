@@ -55,6 +55,7 @@ GOOD = (
         ((GOOD + "X: " + "a" * 9000 + "\r\n\r\n").encode(), b"431"),
         (b"POST / HTTP/1.1\r\n\r\n", b"405"),
         ((GOOD + "Host: y\r\n\r\n").encode(), b"400"),
+        ((GOOD.replace("/chat", "/a\x00b") + "\r\n").encode(), b"400"),
     ],
 )
 def test_bad_handshakes_get_clear_http_errors(backend, request_bytes: bytes, status: bytes) -> None:  # type: ignore[no-untyped-def]

@@ -123,6 +123,52 @@ def test_duplicate_host_is_400() -> None:
     assert status == 400 and b"more than one Host" in out
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/a\x00b",  # NUL
+        "/\x1b[31mred",  # an escape sequence for a log viewer's terminal
+        "/caf\u00e9",  # raw non-ASCII (sent as UTF-8)
+        "/a\tb",
+        "*",  # asterisk-form
+        "http://server.example.com/chat",  # absolute-form
+        "chat",  # no leading slash
+        "/a%zz",  # "%" without two hex digits
+        "/a%4",
+        "/a#frag",
+        "/a?b#frag",
+        '/a"b',
+        "/a<b>",
+        "/a\\b",
+        "/a{b}",
+        "/a|b",
+        "/a^b",
+        "/a`b",
+        "/a\x7fb",
+    ],
+)
+def test_request_target_must_be_origin_form(target: str) -> None:
+    status, out, _ = refused(request(line=f"GET {target} HTTP/1.1"))
+    assert status == 400 and b"request target" in out
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/",
+        "//",
+        "/chat?room=1&user=%C3%A9",
+        "/a:b@c/!$&'()*+,;=-._~0-9",
+        "/p?q=/x?y=:@!$&'()*+,;=",
+        "/?",
+        "/%2F%2f",
+    ],
+)
+def test_origin_form_targets_are_accepted(target: str) -> None:
+    events = feed(ServerConnection(), request(line=f"GET {target} HTTP/1.1"))
+    assert isinstance(events[0], RequestReceived) and events[0].request.path == target
+
+
 def test_header_line_too_long_is_431() -> None:
     status, _, _ = refused(request(X_Long="a" * 9000))
     assert status == 431

@@ -36,6 +36,13 @@ MAX_HEADERS = 128
 MAX_HEAD = 65536
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# The origin-form request target (RFC 7230 5.3.1, RFC 3986 3.3/3.4): an
+# absolute path of pchars and "/", then optionally "?" and a query of
+# pchars, "/" and "?"; a "%" must start a valid escape. Used with fullmatch.
+_ORIGIN_FORM = re.compile(
+    r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*"
+    r"(?:\?(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"
+)
 _REASONS = {
     101: "Switching Protocols",
     200: "OK",
@@ -254,6 +261,12 @@ def validate_request(request: Request) -> str:
         )
     if request.version != "HTTP/1.1":
         raise HandshakeError(505, "a WebSocket handshake needs HTTP/1.1")
+    if not _ORIGIN_FORM.fullmatch(request.target):
+        raise HandshakeError(
+            400,
+            "the request target must be a path such as /chat?room=1, "
+            "of URI characters (RFC 3986; escape others as %XX)",
+        )
     hosts = h.get_all("Host")
     if not hosts or not hosts[0]:
         raise HandshakeError(400, "missing Host header")
