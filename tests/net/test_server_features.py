@@ -56,6 +56,7 @@ GOOD = (
         (b"POST / HTTP/1.1\r\n\r\n", b"405"),
         ((GOOD + "Host: y\r\n\r\n").encode(), b"400"),
         ((GOOD.replace("/chat", "/a\x00b") + "\r\n").encode(), b"400"),
+        ((GOOD.replace("/chat", "/" + "a" * 10240) + "\r\n").encode(), b"414"),
     ],
 )
 def test_bad_handshakes_get_clear_http_errors(backend, request_bytes: bytes, status: bytes) -> None:  # type: ignore[no-untyped-def]

@@ -169,6 +169,19 @@ def test_origin_form_targets_are_accepted(target: str) -> None:
     assert isinstance(events[0], RequestReceived) and events[0].request.path == target
 
 
+@pytest.mark.parametrize("complete", [True, False], ids=["whole-head", "line-unfinished"])
+def test_request_target_too_long_is_414(complete: bool) -> None:
+    """RFC 7230 3.1.1: a request line too long is 414, not 431 (which is
+    for header fields), whether or not the line has ended yet."""
+    line = "GET /" + "a" * 10240 + " HTTP/1.1"
+    data = request(line=line) if complete else line.encode()[:9000]
+    server = ServerConnection()
+    server.receive_data(data)
+    event = server.next_event()
+    assert isinstance(event, HandshakeFailed) and event.error.status == 414
+    assert server.data_to_send().startswith(b"HTTP/1.1 414 URI Too Long\r\n")
+
+
 def test_header_line_too_long_is_431() -> None:
     status, _, _ = refused(request(X_Long="a" * 9000))
     assert status == 431

@@ -2,7 +2,8 @@
 
 Parsing is bounded: a header line may hold at most ``MAX_LINE`` bytes, a head
 at most ``MAX_HEADERS`` header lines and ``MAX_HEAD`` bytes in all. Past those
-limits the head is refused (431 on a server) before any more memory is spent.
+limits the head is refused (431 on a server; 414 when it is the request line
+that is too long) before any more memory is spent.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    414: "URI Too Long",
     426: "Upgrade Required",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
@@ -170,7 +172,8 @@ class HeadParser:
 
     ``feed`` returns None while the head is incomplete, else ``(start_line,
     headers, rest)`` where ``rest`` is the bytes that followed the head.
-    Limits violated raise :class:`HandshakeError` with status 431 or 400.
+    Limits violated raise :class:`HandshakeError` with status 431, 414 (the
+    start line, i.e. the request target, is too long) or 400.
     """
 
     __slots__ = ("_buf", "_line_start", "_lines", "_scanned")
@@ -212,7 +215,7 @@ class HeadParser:
                 raise HandshakeError(400, "invalid character in a header value")
             headers._items.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
         if len(lines[0]) > MAX_LINE:
-            raise HandshakeError(431, f"the start line is longer than {MAX_LINE} bytes")
+            raise _start_line_too_long()
         return lines[0].decode("latin-1"), headers, rest
 
     def _check_partial(self) -> None:
@@ -226,9 +229,16 @@ class HeadParser:
             i = buf.find(b"\r\n", i + 2)
         self._scanned = max(self._line_start, len(buf) - 1)
         if len(buf) - self._line_start > MAX_LINE:
+            if not self._lines:  # still in the start line
+                raise _start_line_too_long()
             raise HandshakeError(431, f"a header line is longer than {MAX_LINE} bytes")
         if self._lines > MAX_HEADERS + 1:
             raise HandshakeError(431, f"more than {MAX_HEADERS} header lines")
+
+
+def _start_line_too_long() -> HandshakeError:
+    # RFC 7230 3.1.1: a request line longer than the server accepts is 414.
+    return HandshakeError(414, f"the start line is longer than {MAX_LINE} bytes: use a shorter URI")
 
 
 def parse_request_line(line: str) -> tuple[str, str, str]:
