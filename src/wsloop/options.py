@@ -6,12 +6,14 @@ value raises ``TypeError``/``ValueError`` at the call that passed it.
 
 from __future__ import annotations
 
+import re
 import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions
+from .protocol.handshake import OriginRule
 
 __all__ = ["ClientOptions", "ConnectionOptions", "Reconnect", "ServerOptions"]
 
@@ -178,6 +180,32 @@ class ClientOptions(ConnectionOptions):
 
 ProcessRequest = Callable[..., Any]
 
+_ORIGINS_HELP = (
+    "origins must be None (any Origin) or a list of allowed origins, each a str such as "
+    "'https://example.com', a compiled re.Pattern, or None to allow requests without Origin"
+)
+
+
+def _check_origins(origins: Any) -> None:
+    if origins is None:
+        return
+    if isinstance(origins, (str, bytes, re.Pattern)) or not isinstance(origins, Collection):
+        raise TypeError(f"{_ORIGINS_HELP}; got {type(origins).__name__}")
+    if not origins:
+        raise ValueError("origins is empty, so every handshake would be refused; " + _ORIGINS_HELP)
+    for rule in origins:
+        if isinstance(rule, re.Pattern):
+            if not isinstance(rule.pattern, str):
+                raise TypeError(f"origins: compile {rule.pattern!r} from a str, not bytes")
+        elif isinstance(rule, str):
+            if "/" in rule.partition("://")[2]:
+                raise ValueError(
+                    f"origins: {rule!r} can never match: an Origin is scheme://host[:port], "
+                    "with no path or trailing slash"
+                )
+        elif rule is not None:
+            raise TypeError(f"{_ORIGINS_HELP}; got {type(rule).__name__} {rule!r}")
+
 
 @dataclass(frozen=True)
 class ServerOptions(ConnectionOptions):
@@ -191,6 +219,11 @@ class ServerOptions(ConnectionOptions):
     handshake by then is dropped (slow-loris). ``broadcast_policy``: what
     :meth:`Server.broadcast` does with a client whose buffer is over its
     write_limit: ``"skip"`` it or ``"close"`` it (1008).
+    ``origins``: None accepts any ``Origin``; else a list of those allowed,
+    each an exact str (``"https://example.com"``) or a ``re.Pattern`` that
+    must fullmatch, and None in it to allow requests with no ``Origin``
+    (non-browser clients). Others get 403 before ``process_request`` runs:
+    the defence against cross-site WebSocket hijacking.
     """
 
     subprotocols: Sequence[str] = ()
@@ -201,6 +234,7 @@ class ServerOptions(ConnectionOptions):
     backlog: int = 128
     broadcast_policy: str = "skip"
     extra_headers: Sequence[tuple[str, str]] = field(default=())
+    origins: Sequence[OriginRule] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -217,3 +251,4 @@ class ServerOptions(ConnectionOptions):
             raise TypeError("ssl must be an ssl.SSLContext or None")
         if self.broadcast_policy not in ("skip", "close"):
             raise ValueError("broadcast_policy must be 'skip' or 'close'")
+        _check_origins(self.origins)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from wshelpers import feed, frame
@@ -221,6 +223,39 @@ def test_reject_sends_status_and_body() -> None:
     out = server.data_to_send()
     assert out.startswith(b"HTTP/1.1 403 Forbidden\r\n") and out.endswith(b"origin not allowed\n")
     assert server.close_transport
+
+
+ALLOWED = ["https://app.example", re.compile(r"https://[a-z0-9-]+\.app\.example")]
+
+
+@pytest.mark.parametrize(
+    ("origins", "origin", "status"),
+    [
+        (None, "https://evil.example", None),  # the default: any Origin
+        (None, None, None),
+        (ALLOWED, "https://app.example", None),
+        (ALLOWED, "https://eu-1.app.example", None),  # the pattern
+        (ALLOWED, "https://evil.example", 403),
+        (ALLOWED, "https://app.example.evil.example", 403),  # fullmatch, not match
+        (ALLOWED, "https://eu.app.example.evil.example", 403),
+        (ALLOWED, "http://app.example", 403),
+        (ALLOWED, "null", 403),
+        (ALLOWED, None, 403),  # no Origin, and None not allowed
+        ([*ALLOWED, None], None, None),
+        ([*ALLOWED, None], "https://evil.example", 403),
+        (ALLOWED, "https://app.example\r\nOrigin: https://app.example", 400),  # two headers
+    ],
+)
+def test_origins_refuse_other_sites_with_403(
+    origins: list[str | re.Pattern[str] | None] | None, origin: str | None, status: int | None
+) -> None:
+    server = ServerConnection(origins=origins)
+    events = feed(server, request(Origin=origin))
+    if status is None:
+        assert isinstance(events[0], RequestReceived), events
+        return
+    assert isinstance(events[0], HandshakeFailed) and events[0].error.status == status
+    assert server.data_to_send().startswith(f"HTTP/1.1 {status} ".encode())
 
 
 def test_accept_rejects_unoffered_subprotocol() -> None:

@@ -74,10 +74,12 @@ from .handshake import (
     MAX_HEAD,
     Headers,
     HeadParser,
+    OriginRule,
     Request,
     Response,
     WebSocketURL,
     accept_key,
+    check_origin,
     error_response,
     new_key,
     parse_extensions,
@@ -840,15 +842,22 @@ class ClientConnection(Connection):
 
 class ServerConnection(Connection):
     """The server side: parses the client's request, then is accepted or
-    rejected by the application."""
+    rejected by the application.
+
+    ``origins``: None accepts any ``Origin``; else the request is refused
+    with 403 unless :func:`~.handshake.check_origin` allows it."""
 
     def __init__(
         self,
         *,
         deflate: DeflateOptions | None = DeflateOptions(),  # noqa: B008 - frozen
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        origins: Sequence[OriginRule] | None = None,
     ) -> None:
         super().__init__(max_message_size=max_message_size, deflate=deflate)
+        if isinstance(origins, (str, bytes)):
+            raise TypeError(f"origins must be a list of origins such as [{origins!r}], not a str")
+        self.origins: tuple[OriginRule, ...] | None = None if origins is None else tuple(origins)
         self.request: Request | None = None
         self._head: HeadParser | None = HeadParser()
         self._key = ""
@@ -867,6 +876,8 @@ class ServerConnection(Connection):
             request = Request(method, target, version, headers)
             self._key = validate_request(request)
             parse_extensions(headers.get_all("Sec-WebSocket-Extensions"))
+            if self.origins is not None:
+                check_origin(request, self.origins)
         except HandshakeError as exc:
             self._head = None
             self._refuse(exc)

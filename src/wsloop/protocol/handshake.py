@@ -24,10 +24,12 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_LINE",
     "Headers",
+    "OriginRule",
     "Request",
     "Response",
     "WebSocketURL",
     "accept_key",
+    "check_origin",
     "parse_url",
 ]
 
@@ -308,6 +310,35 @@ def validate_request(request: Request) -> str:
     if len(raw) != 16:
         raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
     return keys[0]
+
+
+#: One entry of a server's allowed origins: an exact ``Origin`` value, a
+#: pattern the whole value must match, or None for "no Origin header".
+OriginRule = str | re.Pattern[str] | None
+
+
+def check_origin(request: Request, origins: Iterable[OriginRule]) -> None:
+    """Refuse (403) a request whose ``Origin`` is not one of ``origins``.
+
+    Browsers send ``Origin`` with every WebSocket handshake and the server
+    is the only one who can check it: this is the defence against
+    cross-site WebSocket hijacking. A str must equal the header, a
+    ``re.Pattern`` must fullmatch it, and None allows requests without
+    one (non-browser clients). More than one ``Origin`` header is a 400.
+    """
+    values = request.headers.get_all("Origin")
+    if len(values) > 1:
+        raise HandshakeError(400, "more than one Origin header: send exactly one")
+    origin = values[0] if values else None
+    for rule in origins:
+        if rule is None or isinstance(rule, str):
+            if origin == rule:
+                return
+        elif origin is not None and rule.fullmatch(origin):
+            return
+    if origin is None:
+        raise HandshakeError(403, "this server needs an Origin header")
+    raise HandshakeError(403, f"origin {origin[:100]!r} is not allowed here")
 
 
 # Extension header grammar (RFC 6455 9.1, RFC 7230 3.2.6).
