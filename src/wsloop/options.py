@@ -12,10 +12,17 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions
+from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions, parse_url
 from .protocol.handshake import OriginRule
 
-__all__ = ["ClientOptions", "ConnectionOptions", "Reconnect", "ServerOptions"]
+__all__ = [
+    "ClientOptions",
+    "ConnectionOptions",
+    "Reconnect",
+    "RedirectHeaders",
+    "ServerOptions",
+    "strip_credentials",
+]
 
 
 def _number(name: str, value: Any, *, allow_none: bool = False, minimum: float = 0.0) -> None:
@@ -130,6 +137,31 @@ class ConnectionOptions:
         return cls(**options)
 
 
+#: ``redirect_headers(old_url, new_url, headers)``: the headers to send after
+#: a redirect from ``old_url`` to ``new_url``.
+RedirectHeaders = Callable[[str, str, list[tuple[str, str]]], list[tuple[str, str]]]
+
+_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def strip_credentials(
+    old_url: str, new_url: str, headers: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The default ``redirect_headers``: what curl and requests do.
+
+    A redirect to the same scheme, host and port keeps ``headers``; one to
+    anywhere else drops ``Authorization``, ``Cookie`` and
+    ``Proxy-Authorization`` (the credentials of the URL's user-info are
+    among ``headers`` as an ``Authorization``), so that a server cannot
+    send a client's credentials to another host. Call it from your own
+    hook to extend the rule rather than replace it.
+    """
+    old, new = parse_url(old_url), parse_url(new_url)
+    if (old.secure, old.host, old.port) == (new.secure, new.host, new.port):
+        return list(headers)
+    return [(name, value) for name, value in headers if name.lower() not in _CREDENTIALS]
+
+
 @dataclass(frozen=True)
 class ClientOptions(ConnectionOptions):
     """Options of :func:`wsloop.connect`.
@@ -140,6 +172,9 @@ class ClientOptions(ConnectionOptions):
     ``open_timeout`` covers DNS, TCP, TLS and the handshake of one attempt,
     counted from when the loop starts the attempt. ``loop_warning``: seconds
     after which a loop that has not run yet is reported (None: never).
+    ``redirect_headers(old_url, new_url, headers)``: returns the headers to
+    send after a redirect; the default, :func:`strip_credentials`, drops
+    credentials when the redirect leaves the scheme, host and port.
     """
 
     subprotocols: Sequence[str] = ()
@@ -152,11 +187,18 @@ class ClientOptions(ConnectionOptions):
     ssl: ssl.SSLContext | None = None
     server_hostname: str | None = None
     loop_warning: float | None = 5.0
+    redirect_headers: RedirectHeaders = strip_credentials
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if isinstance(self.subprotocols, str):
             raise TypeError("subprotocols must be a list of str, e.g. ['chat'], not one str")
+        if not callable(self.redirect_headers):
+            raise TypeError(
+                "redirect_headers must be a function (old_url, new_url, headers) -> headers, "
+                "such as wsloop.options.strip_credentials (the default), "
+                f"not {type(self.redirect_headers).__name__}"
+            )
         _number("open_timeout", self.open_timeout, allow_none=True)
         _number("loop_warning", self.loop_warning, allow_none=True)
         if not isinstance(self.reconnect, (bool, Reconnect)):

@@ -38,7 +38,6 @@ to the I/O layer, which calls :meth:`fail` or closes the transport.
 
 from __future__ import annotations
 
-import base64
 import codecs
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -740,9 +739,8 @@ class ClientConnection(Connection):
             headers.add("Sec-WebSocket-Protocol", ", ".join(self.offered_subprotocols))
         if deflate is not None:
             headers.add("Sec-WebSocket-Extensions", deflate.client_offer())
-        if self.url.user_info is not None:
-            cred = ":".join(self.url.user_info).encode("utf-8")
-            headers.add("Authorization", "Basic " + base64.b64encode(cred).decode("ascii"))
+        if self.url.authorization is not None:
+            headers.add("Authorization", self.url.authorization)
         for name, value in extra_headers:
             headers.add(name, value)
         self.request = Request("GET", self.url.resource, "HTTP/1.1", headers)

@@ -398,6 +398,14 @@ class WebSocketURL:
         default = 443 if self.secure else 80
         return host if self.port == default else f"{host}:{self.port}"
 
+    @property
+    def authorization(self) -> str | None:
+        """The ``Authorization`` value for the URL's user-info, if any."""
+        if self.user_info is None:
+            return None
+        cred = ":".join(self.user_info).encode("utf-8")
+        return "Basic " + base64.b64encode(cred).decode("ascii")
+
 
 def parse_url(url: str) -> WebSocketURL:
     """Parse a WebSocket URL; raises ValueError that says what is wrong."""
