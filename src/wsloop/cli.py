@@ -272,8 +272,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     handler = ServeHandler(args.mode, args.rate, loop)
     try:
         server = wsloop.serve(
-            handler, args.host, args.port, loop=loop, ssl=context, max_message_size=args.max_size
+            handler,
+            args.host,
+            args.port,
+            loop=loop,
+            ssl=context,
+            max_message_size=args.max_size,
+            origins=args.origin or None,
         )
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
@@ -351,6 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-cert")
     s.add_argument("--tls-key")
     s.add_argument("--max-size", type=int, default=1 << 20, metavar="BYTES")
+    s.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="accept only browsers from this origin, e.g. https://example.com (repeatable); "
+        "others, and clients sending no Origin, get 403",
+    )
     s.set_defaults(func=cmd_serve)
 
     b = sub.add_parser(

@@ -40,7 +40,7 @@ from .protocol import (
     WebSocketURL,
     parse_url,
 )
-from .protocol.handshake import HeadParser, parse_status_line
+from .protocol.handshake import Headers, HeadParser, parse_status_line
 from .transport import Transport
 from .websocket import WebSocket
 
@@ -94,11 +94,14 @@ def proxy_for(url: WebSocketURL, proxy: str | bool | None) -> tuple[str, int, st
 class _Attempt:
     """One try at one URL; reports to its client exactly once."""
 
-    def __init__(self, client: Client, url: WebSocketURL, redirects: int) -> None:
+    def __init__(
+        self, client: Client, url: WebSocketURL, redirects: int, headers: list[tuple[str, str]]
+    ) -> None:
         self.client = client
         self.loop = client.loop
         self.url = url
         self.redirects = redirects
+        self.headers = headers  # the application's, as redirects left them
         self.done = False
         self.sock: socket.socket | None = None
         self.transport: Transport | None = None
@@ -231,7 +234,7 @@ class _Attempt:
             self.url,
             origin=options.origin,
             subprotocols=options.subprotocols,
-            extra_headers=options.header_items,
+            extra_headers=self.headers,
             deflate=options.deflate,
             max_message_size=options.max_message_size,
         )
@@ -417,12 +420,12 @@ class Client:
             self._watchdog.cancel()
             self._watchdog = None
         if not self._closing:
-            self._connect(self._target, self.options.max_redirects)
+            self._connect(self._target, self.options.max_redirects, self.options.header_items)
 
-    def _connect(self, url: WebSocketURL, redirects: int) -> None:
+    def _connect(self, url: WebSocketURL, redirects: int, headers: list[tuple[str, str]]) -> None:
         self.attempts += 1
         self._set_state("connecting", url=_format_url(url), attempt=self.attempts)
-        self._attempt = _Attempt(self, url, redirects)
+        self._attempt = _Attempt(self, url, redirects, headers)
         self._attempt.start()
 
     def _set_state(self, state: str, **detail: Any) -> None:
@@ -456,11 +459,12 @@ class Client:
             if location:
                 try:
                     target = _redirect(attempt.url, location)
-                except ValueError as err:
+                    headers = self._redirect_headers(attempt, target)
+                except Exception as err:  # the hook's errors too: reported below
                     exc = err
                 else:
                     logger.info("redirected to %s", location)
-                    self._connect(target, attempt.redirects - 1)
+                    self._connect(target, attempt.redirects - 1, headers)
                     return
         if not self._closing:
             try:
@@ -469,6 +473,26 @@ class Client:
                 logger.exception("exception in on_error handler of %r", self)
         self._failures += 1
         self._after_connection()
+
+    def _redirect_headers(self, attempt: _Attempt, target: WebSocketURL) -> list[tuple[str, str]]:
+        """The headers to send to ``target``, as ``redirect_headers`` says.
+
+        Credentials from the old URL's user-info go in as the
+        ``Authorization`` they were sent as, so the hook decides about them
+        too (the new URL has only its own)."""
+        headers = list(attempt.headers)
+        if attempt.url.authorization is not None and target.user_info is None:
+            headers.insert(0, ("Authorization", attempt.url.authorization))
+        result = self.options.redirect_headers(
+            _format_url(attempt.url), _format_url(target), headers
+        )
+        try:
+            return list(Headers((str(name), str(value)) for name, value in result))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                "redirect_headers must return a list of (name, value) str pairs, "
+                f"not {result!r:.100}: {exc}"
+            ) from exc
 
     def _after_connection(self) -> None:
         policy = self.options.reconnect_policy
@@ -485,7 +509,7 @@ class Client:
     def _retry_now(self) -> None:
         self._retry = None
         if not self._closing:
-            self._connect(self._target, self.options.max_redirects)
+            self._connect(self._target, self.options.max_redirects, self.options.header_items)
 
     def _close(self, code: int, reason: str) -> None:
         self._closing = True

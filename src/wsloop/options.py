@@ -6,20 +6,24 @@ value raises ``TypeError``/``ValueError`` at the call that passed it.
 
 from __future__ import annotations
 
+import re
 import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions
+from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions, parse_url
+from .protocol.handshake import OriginRule
 
 __all__ = [
     "DEFAULT_MAX_QUEUE",
     "ClientOptions",
     "ConnectionOptions",
     "Reconnect",
+    "RedirectHeaders",
     "ServerOptions",
     "check_max_queue",
+    "strip_credentials",
 ]
 
 #: Messages the asyncio and blocking front-ends queue for ``recv()`` before
@@ -148,6 +152,31 @@ class ConnectionOptions:
         return cls(**options)
 
 
+#: ``redirect_headers(old_url, new_url, headers)``: the headers to send after
+#: a redirect from ``old_url`` to ``new_url``.
+RedirectHeaders = Callable[[str, str, list[tuple[str, str]]], list[tuple[str, str]]]
+
+_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def strip_credentials(
+    old_url: str, new_url: str, headers: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The default ``redirect_headers``: what curl and requests do.
+
+    A redirect to the same scheme, host and port keeps ``headers``; one to
+    anywhere else drops ``Authorization``, ``Cookie`` and
+    ``Proxy-Authorization`` (the credentials of the URL's user-info are
+    among ``headers`` as an ``Authorization``), so that a server cannot
+    send a client's credentials to another host. Call it from your own
+    hook to extend the rule rather than replace it.
+    """
+    old, new = parse_url(old_url), parse_url(new_url)
+    if (old.secure, old.host, old.port) == (new.secure, new.host, new.port):
+        return list(headers)
+    return [(name, value) for name, value in headers if name.lower() not in _CREDENTIALS]
+
+
 @dataclass(frozen=True)
 class ClientOptions(ConnectionOptions):
     """Options of :func:`wsloop.connect`.
@@ -158,6 +187,9 @@ class ClientOptions(ConnectionOptions):
     ``open_timeout`` covers DNS, TCP, TLS and the handshake of one attempt,
     counted from when the loop starts the attempt. ``loop_warning``: seconds
     after which a loop that has not run yet is reported (None: never).
+    ``redirect_headers(old_url, new_url, headers)``: returns the headers to
+    send after a redirect; the default, :func:`strip_credentials`, drops
+    credentials when the redirect leaves the scheme, host and port.
     """
 
     subprotocols: Sequence[str] = ()
@@ -170,11 +202,18 @@ class ClientOptions(ConnectionOptions):
     ssl: ssl.SSLContext | None = None
     server_hostname: str | None = None
     loop_warning: float | None = 5.0
+    redirect_headers: RedirectHeaders = strip_credentials
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if isinstance(self.subprotocols, str):
             raise TypeError("subprotocols must be a list of str, e.g. ['chat'], not one str")
+        if not callable(self.redirect_headers):
+            raise TypeError(
+                "redirect_headers must be a function (old_url, new_url, headers) -> headers, "
+                "such as wsloop.options.strip_credentials (the default), "
+                f"not {type(self.redirect_headers).__name__}"
+            )
         _number("open_timeout", self.open_timeout, allow_none=True)
         _number("loop_warning", self.loop_warning, allow_none=True)
         if not isinstance(self.reconnect, (bool, Reconnect)):
@@ -198,6 +237,32 @@ class ClientOptions(ConnectionOptions):
 
 ProcessRequest = Callable[..., Any]
 
+_ORIGINS_HELP = (
+    "origins must be None (any Origin) or a list of allowed origins, each a str such as "
+    "'https://example.com', a compiled re.Pattern, or None to allow requests without Origin"
+)
+
+
+def _check_origins(origins: Any) -> None:
+    if origins is None:
+        return
+    if isinstance(origins, (str, bytes, re.Pattern)) or not isinstance(origins, Collection):
+        raise TypeError(f"{_ORIGINS_HELP}; got {type(origins).__name__}")
+    if not origins:
+        raise ValueError("origins is empty, so every handshake would be refused; " + _ORIGINS_HELP)
+    for rule in origins:
+        if isinstance(rule, re.Pattern):
+            if not isinstance(rule.pattern, str):
+                raise TypeError(f"origins: compile {rule.pattern!r} from a str, not bytes")
+        elif isinstance(rule, str):
+            if "/" in rule.partition("://")[2]:
+                raise ValueError(
+                    f"origins: {rule!r} can never match: an Origin is scheme://host[:port], "
+                    "with no path or trailing slash"
+                )
+        elif rule is not None:
+            raise TypeError(f"{_ORIGINS_HELP}; got {type(rule).__name__} {rule!r}")
+
 
 @dataclass(frozen=True)
 class ServerOptions(ConnectionOptions):
@@ -211,6 +276,11 @@ class ServerOptions(ConnectionOptions):
     handshake by then is dropped (slow-loris). ``broadcast_policy``: what
     :meth:`Server.broadcast` does with a client whose buffer is over its
     write_limit: ``"skip"`` it or ``"close"`` it (1008).
+    ``origins``: None accepts any ``Origin``; else a list of those allowed,
+    each an exact str (``"https://example.com"``) or a ``re.Pattern`` that
+    must fullmatch, and None in it to allow requests with no ``Origin``
+    (non-browser clients). Others get 403 before ``process_request`` runs:
+    the defence against cross-site WebSocket hijacking.
     """
 
     subprotocols: Sequence[str] = ()
@@ -221,6 +291,7 @@ class ServerOptions(ConnectionOptions):
     backlog: int = 128
     broadcast_policy: str = "skip"
     extra_headers: Sequence[tuple[str, str]] = field(default=())
+    origins: Sequence[OriginRule] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -237,3 +308,4 @@ class ServerOptions(ConnectionOptions):
             raise TypeError("ssl must be an ssl.SSLContext or None")
         if self.broadcast_policy not in ("skip", "close"):
             raise ValueError("broadcast_policy must be 'skip' or 'close'")
+        _check_origins(self.origins)

@@ -203,7 +203,11 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        proto = ServerConnection(deflate=options.deflate, max_message_size=options.max_message_size)
+        proto = ServerConnection(
+            deflate=options.deflate,
+            max_message_size=options.max_message_size,
+            origins=options.origins,
+        )
         ws = WebSocket(self.loop, proto, self.handler_factory(), options, self)
         try:
             transport = Transport(self.loop, sock, ws, high_water=options.write_limit)

@@ -169,3 +169,34 @@ def test_serve_broadcast_mode() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serve_origin_refuses_other_sites() -> None:
+    origins = ["--origin", "https://a.example", "--origin", "https://b.example"]
+    proc = subprocess.Popen(
+        [*WSLOOP, "serve", "--port", "0", *origins],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        import wsloop.sync
+
+        for allowed in ("https://a.example", "https://b.example"):
+            with wsloop.sync.connect(url, origin=allowed) as ws:
+                ws.send("hi")
+                assert ws.recv(timeout=5) == "hi"
+        for other in ("https://evil.example", None):
+            with pytest.raises(wsloop.HandshakeError) as info:
+                wsloop.sync.connect(url, origin=other)
+            assert info.value.status == 403
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_origin_must_be_an_origin() -> None:
+    result = run("serve", "--port", "0", "--origin", "https://a.example/")
+    assert result.returncode == 2 and "no path or trailing slash" in result.stderr

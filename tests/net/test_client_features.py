@@ -288,3 +288,5 @@ def test_bad_arguments_are_clear() -> None:
         wsloop.connect("ws://h/", object(), loop="builtin")
     with pytest.raises(ValueError, match="jitter"):
         wsloop.Reconnect(jitter=2)
+    with pytest.raises(TypeError, match=r"redirect_headers must be a function .*strip_credentials"):
+        wsloop.connect("ws://h/", h, loop="builtin", redirect_headers=[("Cookie", "x")])

@@ -94,16 +94,18 @@ class Listener:
 
 
 class HttpStub(Listener):
-    """Answers every request with a fixed response (for redirects)."""
+    """Answers every request with a fixed response (for redirects), and
+    keeps the requests it got."""
 
     def __init__(self, response: bytes) -> None:
         self.response = response
         self.hits = 0
+        self.requests: list[bytes] = []
         super().__init__()
 
     def handle(self, conn: socket.socket) -> None:
         with conn:
-            conn.recv(65536)
+            self.requests.append(conn.recv(65536))
             self.hits += 1
             conn.sendall(self.response.replace(b"PORT", str(self.port).encode()))
 
@@ -129,6 +131,128 @@ def test_redirect_loop_stops(backend) -> None:  # type: ignore[no-untyped-def]
     rec = echo_round_trip(backend, f"ws://127.0.0.1:{stub.port}/", max_redirects=2)
     assert stub.hits == 3
     assert isinstance(rec.errors[0], wsloop.HandshakeError) and rec.errors[0].status == 301
+    stub.close()
+
+
+CREDENTIALS = ["Authorization", "Cookie", "Proxy-Authorization"]
+
+
+def recording_server(backend: Any, redirect: bool = False) -> tuple[Any, list[Any]]:
+    """A wsloop server that keeps each request; with ``redirect``, it
+    answers /old with a 302 to /new on itself."""
+    seen: list[Any] = []
+
+    def hook(ws: wsloop.WebSocket, request: Any) -> None:
+        seen.append(request)
+        if redirect and request.path == "/old":
+            ws.reject(302, "moved", [("Location", "/new")])
+
+    return wsloop.serve(Echo(), loop=backend.loop, process_request=hook), seen
+
+
+@pytest.mark.parametrize("given", ["headers", "userinfo"])
+def test_redirect_to_another_host_drops_credentials(backend, given: str) -> None:  # type: ignore[no-untyped-def]
+    """Two real servers on 127.0.0.1; another port is another host."""
+    server, seen = recording_server(backend)
+    stub = HttpStub(
+        b"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:%d/moved\r\nContent-Length: 0\r\n\r\n"
+        % server.port
+    )
+    headers = [("X-Trace", "t1")]
+    if given == "headers":
+        url = f"ws://127.0.0.1:{stub.port}/old"
+        headers += [("Authorization", "Bearer s3cret"), ("Cookie", "sid=1")]
+        headers += [("Proxy-Authorization", "Basic cHJveHk6cHc=")]
+        sent = [b"Authorization: Bearer s3cret", b"Cookie: sid=1", b"Proxy-Authorization: Basic"]
+    else:
+        url = f"ws://user:pw@127.0.0.1:{stub.port}/old"
+        sent = [b"Authorization: Basic dXNlcjpwdw=="]
+    rec = echo_round_trip(backend, url, headers=headers)
+    assert rec.messages == ["ping?"], rec.errors
+    assert all(line in stub.requests[0] for line in sent), "the first host got them"
+    [request] = seen
+    assert request.path == "/moved" and request.headers.get("X-Trace") == "t1"
+    assert [name for name in CREDENTIALS if name in request.headers] == []
+    stub.close()
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+def test_redirect_on_the_same_host_keeps_credentials(backend) -> None:  # type: ignore[no-untyped-def]
+    server, seen = recording_server(backend, redirect=True)
+    url = f"ws://user:pw@127.0.0.1:{server.port}/old"
+    rec = echo_round_trip(backend, url, headers=[("Cookie", "sid=1")])
+    assert rec.messages == ["ping?"], rec.errors
+    assert [r.path for r in seen] == ["/old", "/new"]
+    for request in seen:
+        assert request.headers.get_all("Authorization") == ["Basic dXNlcjpwdw=="]
+        assert request.headers.get_all("Cookie") == ["sid=1"]
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+@pytest.mark.parametrize(
+    ("new", "kept"),
+    [
+        ("ws://h:80/other", True),  # the same origin, default port spelled out
+        ("ws://H/x", True),  # host names are case-insensitive
+        ("wss://h/", False),  # another scheme
+        ("ws://h:81/", False),  # another port
+        ("ws://h2/", False),  # another host
+    ],
+)
+def test_strip_credentials_is_the_default_rule(new: str, kept: bool) -> None:
+    from wsloop.options import ClientOptions, strip_credentials
+
+    assert ClientOptions().redirect_headers is strip_credentials
+    headers = [("authorization", "a"), ("COOKIE", "c"), ("Proxy-Authorization", "p"), ("X", "x")]
+    assert strip_credentials("ws://h/", new, headers) == (headers if kept else [("X", "x")])
+
+
+def test_redirect_headers_hook_decides(backend) -> None:  # type: ignore[no-untyped-def]
+    server, seen = recording_server(backend)
+    stub = HttpStub(
+        b"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:%d/moved\r\nContent-Length: 0\r\n\r\n"
+        % server.port
+    )
+    calls: list[tuple[str, str, list[tuple[str, str]]]] = []
+
+    def trust_the_new_host(
+        old: str, new: str, headers: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        calls.append((old, new, headers))
+        return [*headers, ("X-Redirected-From", old)]
+
+    rec = echo_round_trip(
+        backend,
+        f"ws://127.0.0.1:{stub.port}/old",
+        headers=[("Authorization", "Bearer s3cret")],
+        redirect_headers=trust_the_new_host,
+    )
+    assert rec.messages == ["ping?"], rec.errors
+    old = f"ws://127.0.0.1:{stub.port}/old"
+    assert calls == [
+        (old, f"ws://127.0.0.1:{server.port}/moved", [("Authorization", "Bearer s3cret")])
+    ]
+    [request] = seen
+    assert request.headers.get("Authorization") == "Bearer s3cret"
+    assert request.headers.get("X-Redirected-From") == old
+    stub.close()
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+def test_redirect_headers_hook_returning_junk_is_reported(backend) -> None:  # type: ignore[no-untyped-def]
+    stub = HttpStub(
+        b"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:1/moved\r\nContent-Length: 0\r\n\r\n"
+    )
+    rec = echo_round_trip(
+        backend, f"ws://127.0.0.1:{stub.port}/", redirect_headers=lambda old, new, headers: None
+    )
+    assert stub.hits == 1
+    assert isinstance(rec.errors[0], TypeError) and "redirect_headers must return" in str(
+        rec.errors[0]
+    )
     stub.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from typing import Any
@@ -54,6 +55,9 @@ GOOD = (
         ((GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "short") + "\r\n").encode(), b"400"),
         ((GOOD + "X: " + "a" * 9000 + "\r\n\r\n").encode(), b"431"),
         (b"POST / HTTP/1.1\r\n\r\n", b"405"),
+        ((GOOD + "Host: y\r\n\r\n").encode(), b"400"),
+        ((GOOD.replace("/chat", "/a\x00b") + "\r\n").encode(), b"400"),
+        ((GOOD.replace("/chat", "/" + "a" * 10240) + "\r\n").encode(), b"414"),
     ],
 )
 def test_bad_handshakes_get_clear_http_errors(backend, request_bytes: bytes, status: bytes) -> None:  # type: ignore[no-untyped-def]
@@ -98,6 +102,54 @@ def test_process_request_rejects_and_picks_subprotocol(backend) -> None:  # type
     c2.close()
     server.close()
     assert backend.run_until(lambda: c2.closed and server.closed)
+
+
+def test_origins_refuse_cross_site_handshakes_with_403(backend) -> None:  # type: ignore[no-untyped-def]
+    seen: list[str | None] = []
+
+    def hook(ws: wsloop.WebSocket, request: Any) -> None:
+        seen.append(request.headers.get("Origin"))
+
+    server = wsloop.serve(
+        Echo(),
+        loop=backend.loop,
+        process_request=hook,
+        origins=["https://app.example", re.compile(r"https://[a-z]+\.app\.example")],
+    )
+    origins = ["https://app.example", "https://eu.app.example", "https://evil.example", None]
+    recs = {o: Recorder() for o in origins}
+    clients = [wsloop.connect(server.url, r, loop=backend.loop, origin=o) for o, r in recs.items()]
+    ok, sub, evil, none = recs.values()
+    assert backend.run_until(
+        lambda: (
+            ok.opened.is_set() and sub.opened.is_set() and clients[2].closed and clients[3].closed
+        )
+    )
+    for refused in (evil, none):
+        err = refused.errors[0]
+        assert isinstance(err, wsloop.HandshakeError) and err.status == 403, err
+        assert not refused.opened.is_set()
+    # Refused before the application's hook ever saw them.
+    assert sorted(seen) == ["https://app.example", "https://eu.app.example"]
+    for c in clients:
+        c.close()
+    server.close()
+    assert backend.run_until(lambda: server.closed and all(c.closed for c in clients))
+
+
+def test_origins_option_says_what_to_pass() -> None:
+    loop = wsloop.get_loop("builtin")
+    try:
+        with pytest.raises(TypeError, match="list of allowed origins"):
+            wsloop.serve(Echo(), loop=loop, origins="https://app.example")
+        with pytest.raises(TypeError, match=r"re\.Pattern"):
+            wsloop.serve(Echo(), loop=loop, origins=["https://app.example", 42])
+        with pytest.raises(ValueError, match="every handshake would be refused"):
+            wsloop.serve(Echo(), loop=loop, origins=[])
+        with pytest.raises(ValueError, match="no path or trailing slash"):
+            wsloop.serve(Echo(), loop=loop, origins=["https://app.example/"])
+    finally:
+        loop.close()
 
 
 def test_max_connections_answers_503(backend) -> None:  # type: ignore[no-untyped-def]

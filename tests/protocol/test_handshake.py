@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from wshelpers import feed, frame
@@ -114,6 +116,74 @@ def test_bad_requests_get_clear_statuses(
         assert header in out
 
 
+def test_duplicate_host_is_400() -> None:
+    """RFC 7230 5.4: more than one Host header is a 400, whichever comes first."""
+    data = request().replace(
+        b"Host: server.example.com\r\n", b"Host: server.example.com\r\nHost: evil.example\r\n"
+    )
+    status, out, _ = refused(data)
+    assert status == 400 and b"more than one Host" in out
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/a\x00b",  # NUL
+        "/\x1b[31mred",  # an escape sequence for a log viewer's terminal
+        "/caf\u00e9",  # raw non-ASCII (sent as UTF-8)
+        "/a\tb",
+        "*",  # asterisk-form
+        "http://server.example.com/chat",  # absolute-form
+        "chat",  # no leading slash
+        "/a%zz",  # "%" without two hex digits
+        "/a%4",
+        "/a#frag",
+        "/a?b#frag",
+        '/a"b',
+        "/a<b>",
+        "/a\\b",
+        "/a{b}",
+        "/a|b",
+        "/a^b",
+        "/a`b",
+        "/a\x7fb",
+    ],
+)
+def test_request_target_must_be_origin_form(target: str) -> None:
+    status, out, _ = refused(request(line=f"GET {target} HTTP/1.1"))
+    assert status == 400 and b"request target" in out
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/",
+        "//",
+        "/chat?room=1&user=%C3%A9",
+        "/a:b@c/!$&'()*+,;=-._~0-9",
+        "/p?q=/x?y=:@!$&'()*+,;=",
+        "/?",
+        "/%2F%2f",
+    ],
+)
+def test_origin_form_targets_are_accepted(target: str) -> None:
+    events = feed(ServerConnection(), request(line=f"GET {target} HTTP/1.1"))
+    assert isinstance(events[0], RequestReceived) and events[0].request.path == target
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["whole-head", "line-unfinished"])
+def test_request_target_too_long_is_414(complete: bool) -> None:
+    """RFC 7230 3.1.1: a request line too long is 414, not 431 (which is
+    for header fields), whether or not the line has ended yet."""
+    line = "GET /" + "a" * 10240 + " HTTP/1.1"
+    data = request(line=line) if complete else line.encode()[:9000]
+    server = ServerConnection()
+    server.receive_data(data)
+    event = server.next_event()
+    assert isinstance(event, HandshakeFailed) and event.error.status == 414
+    assert server.data_to_send().startswith(b"HTTP/1.1 414 URI Too Long\r\n")
+
+
 def test_header_line_too_long_is_431() -> None:
     status, _, _ = refused(request(X_Long="a" * 9000))
     assert status == 431
@@ -153,6 +223,39 @@ def test_reject_sends_status_and_body() -> None:
     out = server.data_to_send()
     assert out.startswith(b"HTTP/1.1 403 Forbidden\r\n") and out.endswith(b"origin not allowed\n")
     assert server.close_transport
+
+
+ALLOWED = ["https://app.example", re.compile(r"https://[a-z0-9-]+\.app\.example")]
+
+
+@pytest.mark.parametrize(
+    ("origins", "origin", "status"),
+    [
+        (None, "https://evil.example", None),  # the default: any Origin
+        (None, None, None),
+        (ALLOWED, "https://app.example", None),
+        (ALLOWED, "https://eu-1.app.example", None),  # the pattern
+        (ALLOWED, "https://evil.example", 403),
+        (ALLOWED, "https://app.example.evil.example", 403),  # fullmatch, not match
+        (ALLOWED, "https://eu.app.example.evil.example", 403),
+        (ALLOWED, "http://app.example", 403),
+        (ALLOWED, "null", 403),
+        (ALLOWED, None, 403),  # no Origin, and None not allowed
+        ([*ALLOWED, None], None, None),
+        ([*ALLOWED, None], "https://evil.example", 403),
+        (ALLOWED, "https://app.example\r\nOrigin: https://app.example", 400),  # two headers
+    ],
+)
+def test_origins_refuse_other_sites_with_403(
+    origins: list[str | re.Pattern[str] | None] | None, origin: str | None, status: int | None
+) -> None:
+    server = ServerConnection(origins=origins)
+    events = feed(server, request(Origin=origin))
+    if status is None:
+        assert isinstance(events[0], RequestReceived), events
+        return
+    assert isinstance(events[0], HandshakeFailed) and events[0].error.status == status
+    assert server.data_to_send().startswith(f"HTTP/1.1 {status} ".encode())
 
 
 def test_accept_rejects_unoffered_subprotocol() -> None:

@@ -38,7 +38,6 @@ to the I/O layer, which calls :meth:`fail` or closes the transport.
 
 from __future__ import annotations
 
-import base64
 import codecs
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -73,10 +72,12 @@ from .handshake import (
     MAX_HEAD,
     Headers,
     HeadParser,
+    OriginRule,
     Request,
     Response,
     WebSocketURL,
     accept_key,
+    check_origin,
     error_response,
     new_key,
     parse_extensions,
@@ -734,9 +735,8 @@ class ClientConnection(Connection):
             headers.add("Sec-WebSocket-Protocol", ", ".join(self.offered_subprotocols))
         if deflate is not None:
             headers.add("Sec-WebSocket-Extensions", deflate.client_offer())
-        if self.url.user_info is not None:
-            cred = ":".join(self.url.user_info).encode("utf-8")
-            headers.add("Authorization", "Basic " + base64.b64encode(cred).decode("ascii"))
+        if self.url.authorization is not None:
+            headers.add("Authorization", self.url.authorization)
         for name, value in extra_headers:
             headers.add(name, value)
         self.request = Request("GET", self.url.resource, "HTTP/1.1", headers)
@@ -836,15 +836,22 @@ class ClientConnection(Connection):
 
 class ServerConnection(Connection):
     """The server side: parses the client's request, then is accepted or
-    rejected by the application."""
+    rejected by the application.
+
+    ``origins``: None accepts any ``Origin``; else the request is refused
+    with 403 unless :func:`~.handshake.check_origin` allows it."""
 
     def __init__(
         self,
         *,
         deflate: DeflateOptions | None = DeflateOptions(),  # noqa: B008 - frozen
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        origins: Sequence[OriginRule] | None = None,
     ) -> None:
         super().__init__(max_message_size=max_message_size, deflate=deflate)
+        if isinstance(origins, (str, bytes)):
+            raise TypeError(f"origins must be a list of origins such as [{origins!r}], not a str")
+        self.origins: tuple[OriginRule, ...] | None = None if origins is None else tuple(origins)
         self.request: Request | None = None
         self._head: HeadParser | None = HeadParser()
         self._key = ""
@@ -863,6 +870,8 @@ class ServerConnection(Connection):
             request = Request(method, target, version, headers)
             self._key = validate_request(request)
             parse_extensions(headers.get_all("Sec-WebSocket-Extensions"))
+            if self.origins is not None:
+                check_origin(request, self.origins)
         except HandshakeError as exc:
             self._head = None
             self._refuse(exc)

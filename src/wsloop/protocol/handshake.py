@@ -2,7 +2,8 @@
 
 Parsing is bounded: a header line may hold at most ``MAX_LINE`` bytes, a head
 at most ``MAX_HEADERS`` header lines and ``MAX_HEAD`` bytes in all. Past those
-limits the head is refused (431 on a server) before any more memory is spent.
+limits the head is refused (431 on a server; 414 when it is the request line
+that is too long) before any more memory is spent.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_LINE",
     "Headers",
+    "OriginRule",
     "Request",
     "Response",
     "WebSocketURL",
     "accept_key",
+    "check_origin",
     "parse_url",
 ]
 
@@ -36,6 +39,13 @@ MAX_HEADERS = 128
 MAX_HEAD = 65536
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# The origin-form request target (RFC 7230 5.3.1, RFC 3986 3.3/3.4): an
+# absolute path of pchars and "/", then optionally "?" and a query of
+# pchars, "/" and "?"; a "%" must start a valid escape. Used with fullmatch.
+_ORIGIN_FORM = re.compile(
+    r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*"
+    r"(?:\?(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*)?"
+)
 _REASONS = {
     101: "Switching Protocols",
     200: "OK",
@@ -46,6 +56,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    414: "URI Too Long",
     426: "Upgrade Required",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
@@ -163,7 +174,8 @@ class HeadParser:
 
     ``feed`` returns None while the head is incomplete, else ``(start_line,
     headers, rest)`` where ``rest`` is the bytes that followed the head.
-    Limits violated raise :class:`HandshakeError` with status 431 or 400.
+    Limits violated raise :class:`HandshakeError` with status 431, 414 (the
+    start line, i.e. the request target, is too long) or 400.
     """
 
     __slots__ = ("_buf", "_line_start", "_lines", "_scanned")
@@ -205,7 +217,7 @@ class HeadParser:
                 raise HandshakeError(400, "invalid character in a header value")
             headers._items.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
         if len(lines[0]) > MAX_LINE:
-            raise HandshakeError(431, f"the start line is longer than {MAX_LINE} bytes")
+            raise _start_line_too_long()
         return lines[0].decode("latin-1"), headers, rest
 
     def _check_partial(self) -> None:
@@ -219,9 +231,16 @@ class HeadParser:
             i = buf.find(b"\r\n", i + 2)
         self._scanned = max(self._line_start, len(buf) - 1)
         if len(buf) - self._line_start > MAX_LINE:
+            if not self._lines:  # still in the start line
+                raise _start_line_too_long()
             raise HandshakeError(431, f"a header line is longer than {MAX_LINE} bytes")
         if self._lines > MAX_HEADERS + 1:
             raise HandshakeError(431, f"more than {MAX_HEADERS} header lines")
+
+
+def _start_line_too_long() -> HandshakeError:
+    # RFC 7230 3.1.1: a request line longer than the server accepts is 414.
+    return HandshakeError(414, f"the start line is longer than {MAX_LINE} bytes: use a shorter URI")
 
 
 def parse_request_line(line: str) -> tuple[str, str, str]:
@@ -254,8 +273,18 @@ def validate_request(request: Request) -> str:
         )
     if request.version != "HTTP/1.1":
         raise HandshakeError(505, "a WebSocket handshake needs HTTP/1.1")
-    if not h.get("Host"):
+    if not _ORIGIN_FORM.fullmatch(request.target):
+        raise HandshakeError(
+            400,
+            "the request target must be a path such as /chat?room=1, "
+            "of URI characters (RFC 3986; escape others as %XX)",
+        )
+    hosts = h.get_all("Host")
+    if not hosts or not hosts[0]:
         raise HandshakeError(400, "missing Host header")
+    if len(hosts) > 1:
+        # RFC 7230 5.4: a request with more than one Host is answered 400.
+        raise HandshakeError(400, "more than one Host header: send exactly one")
     if "websocket" not in token_list(h.get_all("Upgrade")):
         raise HandshakeError(
             426,
@@ -281,6 +310,35 @@ def validate_request(request: Request) -> str:
     if len(raw) != 16:
         raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
     return keys[0]
+
+
+#: One entry of a server's allowed origins: an exact ``Origin`` value, a
+#: pattern the whole value must match, or None for "no Origin header".
+OriginRule = str | re.Pattern[str] | None
+
+
+def check_origin(request: Request, origins: Iterable[OriginRule]) -> None:
+    """Refuse (403) a request whose ``Origin`` is not one of ``origins``.
+
+    Browsers send ``Origin`` with every WebSocket handshake and the server
+    is the only one who can check it: this is the defence against
+    cross-site WebSocket hijacking. A str must equal the header, a
+    ``re.Pattern`` must fullmatch it, and None allows requests without
+    one (non-browser clients). More than one ``Origin`` header is a 400.
+    """
+    values = request.headers.get_all("Origin")
+    if len(values) > 1:
+        raise HandshakeError(400, "more than one Origin header: send exactly one")
+    origin = values[0] if values else None
+    for rule in origins:
+        if rule is None or isinstance(rule, str):
+            if origin == rule:
+                return
+        elif origin is not None and rule.fullmatch(origin):
+            return
+    if origin is None:
+        raise HandshakeError(403, "this server needs an Origin header")
+    raise HandshakeError(403, f"origin {origin[:100]!r} is not allowed here")
 
 
 # Extension header grammar (RFC 6455 9.1, RFC 7230 3.2.6).
@@ -339,6 +397,14 @@ class WebSocketURL:
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.secure else 80
         return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def authorization(self) -> str | None:
+        """The ``Authorization`` value for the URL's user-info, if any."""
+        if self.user_info is None:
+            return None
+        cred = ":".join(self.user_info).encode("utf-8")
+        return "Basic " + base64.b64encode(cred).decode("ascii")
 
 
 def parse_url(url: str) -> WebSocketURL:
