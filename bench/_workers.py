@@ -39,9 +39,9 @@ async def pump(send: Any, recv: Any, payload: bytes, count: int, in_flight: int)
 
 
 async def client_wsloop_aio(url: str, payload: bytes, count: int, in_flight: int) -> float:
-    import wsloop
+    import wsloop.aio
 
-    async with wsloop.connect(
+    async with wsloop.aio.connect(
         url, compression=False, max_message_size=None, ping_interval=None
     ) as ws:
         return await pump(ws.send, ws.recv, payload, count, in_flight)
@@ -246,13 +246,13 @@ def serve_wsloop(loop_name: str) -> None:
 
 
 async def serve_wsloop_aio() -> None:
-    import wsloop
+    import wsloop.aio
 
     async def echo(ws: Any) -> None:
         async for m in ws:
             await ws.send(m)
 
-    async with wsloop.serve(
+    async with wsloop.aio.serve(
         echo, HOST, 0, compression=False, max_message_size=None, ping_interval=None
     ) as s:
         print(s.url, flush=True)
@@ -428,12 +428,12 @@ def mem_server(lib: str) -> None:
             def count() -> int:
                 return len(conns)
         else:  # wsloop-aio
-            import wsloop
+            import wsloop.aio
 
             async def hold_aio(ws: Any) -> None:
                 await ws.wait_closed()
 
-            srv = await wsloop.serve(
+            srv = await wsloop.aio.serve(
                 hold_aio,
                 HOST,
                 0,
