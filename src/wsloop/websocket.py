@@ -179,12 +179,16 @@ class WebSocket:
             return
         if self.state != "open":
             raise InvalidStateError(f"cannot send: the connection is {self.state}")
-        if not isinstance(data, (str, bytes)):
-            data = bytes(data)  # the caller may reuse its buffer
-        size = len(data)
+        if isinstance(data, str):
+            # Encoded here, so a str that cannot be (a lone surrogate) fails
+            # in the caller's thread, not later on the loop's.
+            payload, text = data.encode("utf-8"), True
+        else:
+            payload, text = bytes(data), False  # the caller may reuse its buffer
+        size = len(payload)
         with self._marshal_lock:
             self._marshalled += size
-        self.loop.call_soon_threadsafe(self._send_marshalled, data, compress, size)
+        self.loop.call_soon_threadsafe(self._send_marshalled, payload, text, compress, size)
 
     def send_prepared(self, frame: bytes, data: str | bytes) -> None:
         """Loop thread only: send a frame from ``Connection.prepare_message``
@@ -295,19 +299,27 @@ class WebSocket:
         else:
             self.loop.call_soon_threadsafe(fn, *args)
 
-    def _send_marshalled(self, data: str | bytes, compress: bool, size: int) -> None:
+    def _send_marshalled(self, payload: bytes, text: bool, compress: bool, size: int) -> None:
         with self._marshal_lock:
             self._marshalled -= size
         try:
-            self._send(data, compress)
+            if text:
+                self.protocol.send_utf8(payload, compress=compress)
+            else:
+                self.protocol.send_binary(payload, compress=compress)
         except InvalidStateError:
             logger.debug("dropped a message sent from another thread: connection %s", self.state)
+            return
+        self._after_send()
 
     def _send(self, data: str | bytes | bytearray | memoryview, compress: bool) -> None:
         if isinstance(data, str):
             self.protocol.send_text(data, compress=compress)
         else:
             self.protocol.send_binary(data, compress=compress)
+        self._after_send()
+
+    def _after_send(self) -> None:
         # Sends are corked: everything sent while a batch of received
         # messages is dispatched goes out at the end of _process. Elsewhere
         # (a timer, a task, another thread) the first send of a burst goes
@@ -319,7 +331,9 @@ class WebSocket:
             return
         if not self._sent_since_input:
             self._sent_since_input = True
-            self._flush()
+            transport = self.transport
+            if transport is not None and not self._lost:
+                self._flush_queued(transport)
         else:
             self._flush_pending = True
             self.loop.call_soon(self._flush_corked)

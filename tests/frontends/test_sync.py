@@ -131,3 +131,49 @@ def test_a_blocking_server_refuses_bad_arguments() -> None:
     with pytest.raises(TypeError, match="valid options"):
         wsloop.sync.serve(print, ping_intervall=3)
     assert wsloop_threads() == []
+
+
+class Sink(wsloop.Handler):
+    """Reads every message and answers none."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.got = threading.Event()
+
+    def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
+        self.received += len(data)
+        if self.received >= 8 * 100_000:
+            self.got.set()
+
+
+@pytest.mark.parametrize("compression", [False, True])
+def test_a_blocking_send_returns_once_its_data_is_within_the_limit(
+    peer: LoopThread, compression: bool
+) -> None:
+    # The kernel takes a 100 KB message at once: no writable event ever
+    # follows, and the send must still return (issue 17, defect 1).
+    sink = Sink()
+    server = peer.call(lambda: wsloop.serve(sink, loop=peer.loop, compression=compression))
+    with wsloop.sync.connect(server.url, compression=compression) as ws:
+        done = [threading.Event() for _ in range(8)]
+
+        def send(n: int) -> None:
+            ws.send(bytes([n]) * 100_000)  # no timeout: it must not need one
+            done[n].set()
+
+        threads = [threading.Thread(target=send, args=(n,), daemon=True) for n in range(8)]
+        for t in threads:
+            t.start()
+        assert all(d.wait(10) for d in done), "a blocking send never returned"
+        assert sink.got.wait(10)
+    peer.call(server.close)
+
+
+def test_a_str_that_cannot_be_encoded_fails_in_the_sending_thread(peer: LoopThread) -> None:
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    with wsloop.sync.connect(server.url) as ws:
+        with pytest.raises(UnicodeEncodeError):
+            ws.send("lone surrogate \ud800")
+        ws.send("still open")
+        assert ws.recv(timeout=5) == "still open"
+    peer.call(server.close)

@@ -291,6 +291,11 @@ class Connection:
             )
         self._send(_TEXT, data.encode("utf-8"), compress)
 
+    def send_utf8(self, data: bytes, *, compress: bool = True) -> None:
+        """Queue a text message already encoded as UTF-8 (by the caller,
+        from a ``str``: it is not checked again)."""
+        self._send(_TEXT, data, compress)
+
     def send_binary(self, data: bytes | bytearray | memoryview, *, compress: bool = True) -> None:
         """Queue a binary message."""
         if type(data) is not bytes:  # bytes, the usual case, go as they are
