@@ -267,6 +267,9 @@ class HandlerForm(AioWebSocket):
     ) -> None:
         super().__init__(1, opened, failed)  # its queue stays empty
         self.app = app
+        # Looked up once, not per message: the application's handler is
+        # resolved (and checked) before the connection exists.
+        self._app_message: Callable[[WebSocket, str | bytes], object] = app.on_message
 
     async def recv(self) -> str | bytes:
         raise InvalidStateError(
@@ -281,7 +284,7 @@ class HandlerForm(AioWebSocket):
         self.app.on_open(ws)
 
     def on_message(self, ws: WebSocket, data: str | bytes) -> None:
-        self.app.on_message(ws, data)
+        self._app_message(ws, data)
 
     def on_ping(self, ws: WebSocket, data: bytes) -> None:
         self.app.on_ping(ws, data)

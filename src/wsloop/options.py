@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions, parse_url
@@ -98,7 +98,12 @@ class ConnectionOptions:
     timeout (None disables). ``write_limit``: the send buffer's high
     watermark; ``on_writable`` fires once it drains below a quarter of it.
     ``handler_errors``: ``"close"`` closes a connection whose callback
-    raised with 1011; ``"log"`` only logs.
+    raised with 1011; ``"log"`` only logs. ``subprotocols``: offered, in
+    preference order (client), or spoken, in preference order (server).
+    ``headers``: extra handshake headers, in the request (client) or the
+    101 response (server), as ``(name, value)`` pairs or a dict. ``ssl``: an
+    ``SSLContext``; a client's default verifies the certificate and
+    hostname, a server needs one for wss://.
     """
 
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
@@ -108,8 +113,15 @@ class ConnectionOptions:
     close_timeout: float = 10.0
     write_limit: int = 64 * 1024
     handler_errors: str = "close"
+    subprotocols: Sequence[str] = ()
+    headers: Iterable[tuple[str, str]] | dict[str, str] = ()
+    ssl: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.subprotocols, str):
+            raise TypeError("subprotocols must be a list of str, e.g. ['chat'], not one str")
+        if self.ssl is not None and not isinstance(self.ssl, ssl.SSLContext):
+            raise TypeError("ssl must be an ssl.SSLContext or None")
         if self.max_message_size is not None and (
             isinstance(self.max_message_size, bool) or not isinstance(self.max_message_size, int)
         ):
@@ -140,6 +152,12 @@ class ConnectionOptions:
         if isinstance(self.compression, DeflateOptions):
             return self.compression
         return None
+
+    @property
+    def header_items(self) -> list[tuple[str, str]]:
+        """``headers`` as a list of ``(name, value)`` pairs."""
+        items = self.headers.items() if isinstance(self.headers, dict) else self.headers
+        return [(str(k), str(v)) for k, v in items]
 
     @classmethod
     def build(cls, options: dict[str, Any]) -> Any:
@@ -192,22 +210,17 @@ class ClientOptions(ConnectionOptions):
     credentials when the redirect leaves the scheme, host and port.
     """
 
-    subprotocols: Sequence[str] = ()
-    headers: Iterable[tuple[str, str]] | dict[str, str] = ()
     origin: str | None = None
     open_timeout: float | None = 10.0
     reconnect: bool | Reconnect = False
     max_redirects: int = 3
     proxy: str | bool | None = None
-    ssl: ssl.SSLContext | None = None
     server_hostname: str | None = None
     loop_warning: float | None = 5.0
     redirect_headers: RedirectHeaders = strip_credentials
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.subprotocols, str):
-            raise TypeError("subprotocols must be a list of str, e.g. ['chat'], not one str")
         if not callable(self.redirect_headers):
             raise TypeError(
                 "redirect_headers must be a function (old_url, new_url, headers) -> headers, "
@@ -218,8 +231,6 @@ class ClientOptions(ConnectionOptions):
         _number("loop_warning", self.loop_warning, allow_none=True)
         if not isinstance(self.reconnect, (bool, Reconnect)):
             raise TypeError("reconnect must be True, False or a wsloop.Reconnect")
-        if self.ssl is not None and not isinstance(self.ssl, ssl.SSLContext):
-            raise TypeError("ssl must be an ssl.SSLContext or None")
         if self.proxy is True:
             raise ValueError("proxy must be a URL such as 'http://proxy:3128', None or False")
 
@@ -228,11 +239,6 @@ class ClientOptions(ConnectionOptions):
         if self.reconnect is True:
             return Reconnect()
         return self.reconnect or None
-
-    @property
-    def header_items(self) -> list[tuple[str, str]]:
-        items = self.headers.items() if isinstance(self.headers, dict) else self.headers
-        return [(str(k), str(v)) for k, v in items]
 
 
 ProcessRequest = Callable[..., Any]
@@ -268,10 +274,11 @@ def _check_origins(origins: Any) -> None:
 class ServerOptions(ConnectionOptions):
     """Options of :func:`wsloop.serve`.
 
-    ``subprotocols``: those the server speaks, in its order of preference.
-    ``process_request(ws, request)``: called with each valid handshake; return
-    None to accept, ``(status, body)`` to refuse, or call ``ws.accept(...)``
-    / ``ws.reject(...)`` yourself. ``max_connections``: beyond it, clients
+    ``process_request(ws, request)``: called with each valid handshake, a
+    plain function or (on asyncio and uvloop) an ``async`` one; return None
+    to accept, ``(status, body)`` with a 4xx/5xx status and a str body to
+    refuse, or call ``ws.accept(...)`` / ``ws.reject(...)`` yourself.
+    Anything else gets the client a 500 and a log line. ``max_connections``: beyond it, clients
     get 503. ``handshake_timeout``: a client that has not finished its
     handshake by then is dropped (slow-loris). ``broadcast_policy``: what
     :meth:`Server.broadcast` does with a client whose buffer is over its
@@ -283,20 +290,15 @@ class ServerOptions(ConnectionOptions):
     the defence against cross-site WebSocket hijacking.
     """
 
-    subprotocols: Sequence[str] = ()
     process_request: ProcessRequest | None = None
     max_connections: int | None = 10_000
     handshake_timeout: float = 10.0
-    ssl: ssl.SSLContext | None = None
     backlog: int = 128
     broadcast_policy: str = "skip"
-    extra_headers: Sequence[tuple[str, str]] = field(default=())
     origins: Sequence[OriginRule] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.subprotocols, str):
-            raise TypeError("subprotocols must be a list of str, e.g. ['chat'], not one str")
         _number("handshake_timeout", self.handshake_timeout)
         if self.process_request is not None and not callable(self.process_request):
             raise TypeError("process_request must be callable")
@@ -304,8 +306,6 @@ class ServerOptions(ConnectionOptions):
             not isinstance(self.max_connections, int) or self.max_connections < 1
         ):
             raise ValueError("max_connections must be a positive int or None")
-        if self.ssl is not None and not isinstance(self.ssl, ssl.SSLContext):
-            raise TypeError("ssl must be an ssl.SSLContext or None")
         if self.broadcast_policy not in ("skip", "close"):
             raise ValueError("broadcast_policy must be 'skip' or 'close'")
         _check_origins(self.origins)

@@ -8,7 +8,9 @@ handshake must finish within ``handshake_timeout``.
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import inspect
 import logging
 import socket
 import threading
@@ -78,6 +80,14 @@ class Server:
         port: int = 0,
         sock: socket.socket | None = None,
     ) -> None:
+        if inspect.iscoroutinefunction(options.process_request) and loop.name not in (
+            "asyncio",
+            "uvloop",
+        ):
+            raise TypeError(
+                f"an async process_request needs an asyncio or uvloop loop, not {loop.name}; "
+                "pass a plain function"
+            )
         self.handler_factory = handler_factory
         self.loop = loop
         self.options = options
@@ -262,24 +272,61 @@ class Server:
             (p for p in self.options.subprotocols if p.lower() in event.subprotocols), None
         )
         hook = self.options.process_request
-        if hook is not None:
-            try:
-                result = hook(ws, event.request)
-            except Exception as exc:
-                logger.exception("exception in process_request")
-                try:
-                    ws.handler.on_error(ws, exc)
-                except Exception:
-                    logger.exception("exception in on_error handler")
-                ws.reject(500, "internal server error")
-                return
-            if ws.protocol.state is not State.CONNECTING or ws.protocol.closed is not None:
-                return  # the hook answered itself
-            if result is not None:
-                status, body = result
-                ws.reject(status, body)
-                return
-        ws.accept(subprotocol, self.options.extra_headers)
+        if hook is None:
+            ws.accept(subprotocol, self.options.header_items)
+            return
+        try:
+            result = hook(ws, event.request)
+        except Exception as exc:
+            self._hook_failed(ws, exc)
+            return
+        if inspect.isawaitable(result):
+            # An async hook (asyncio and uvloop only, checked at serve()):
+            # the handshake waits for it.
+            future = asyncio.ensure_future(result, loop=self.loop.native)
+            future.add_done_callback(lambda done: self._hook_done(ws, done, subprotocol))
+            return
+        self._hook_answered(ws, result, subprotocol)
+
+    def _hook_done(self, ws: WebSocket, done: asyncio.Future[Any], subprotocol: str | None) -> None:
+        if done.cancelled() or ws.state != "connecting":
+            return
+        exc = done.exception()
+        if exc is not None:
+            self._hook_failed(ws, exc)
+        else:
+            self._hook_answered(ws, done.result(), subprotocol)
+
+    def _hook_answered(self, ws: WebSocket, result: Any, subprotocol: str | None) -> None:
+        if ws.protocol.state is not State.CONNECTING or ws.protocol.closed is not None:
+            return  # the hook answered itself
+        if result is None:
+            ws.accept(subprotocol, self.options.header_items)
+        elif (
+            isinstance(result, tuple)
+            and len(result) == 2
+            and isinstance(result[0], int)
+            and not isinstance(result[0], bool)
+            and 400 <= result[0] <= 599
+            and isinstance(result[1], str)
+        ):
+            ws.reject(result[0], result[1])
+        else:
+            logger.error(
+                "process_request %r returned %r: return None to accept, or (status, body) "
+                "with a 4xx/5xx status and a str body to refuse; answering 500",
+                self.options.process_request,
+                result,
+            )
+            ws.reject(500, "internal server error")
+
+    def _hook_failed(self, ws: WebSocket, exc: BaseException) -> None:
+        logger.error("exception in process_request", exc_info=exc)
+        try:
+            ws.handler.on_error(ws, exc)
+        except Exception:
+            logger.exception("exception in on_error handler")
+        ws.reject(500, "internal server error")
 
     def _ws_opened(self, ws: WebSocket) -> None:
         timer = self._pending.pop(ws, None)

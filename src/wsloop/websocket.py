@@ -101,6 +101,7 @@ class WebSocket:
         self._ka_deadline: Handle | None = None
         self._close_timer: Handle | None = None
         self._marshalled = 0  # bytes sent from other threads, not yet on the loop
+        self._drain_owed = False  # a sender from another thread waits for on_writable
         self._marshal_lock = threading.Lock()
 
     # -- what the application sees ------------------------------------------
@@ -239,6 +240,8 @@ class WebSocket:
         assert isinstance(proto, ServerConnection)
         items = headers.items() if isinstance(headers, dict) else headers
         proto.accept(subprotocol, items)
+        if not self._processing:
+            self._process()  # answered later than the request (an async hook)
 
     def reject(self, status: int = 403, body: str = "", headers: Any = ()) -> None:
         """Server: refuse the handshake with an HTTP status and a body."""
@@ -246,6 +249,8 @@ class WebSocket:
         assert isinstance(proto, ServerConnection)
         items = headers.items() if isinstance(headers, dict) else headers
         proto.reject(status, body, items)
+        if not self._processing:
+            self._process()
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.state} remote={self.remote_address}>"
@@ -300,6 +305,11 @@ class WebSocket:
             self.loop.call_soon_threadsafe(fn, *args)
 
     def _send_marshalled(self, payload: bytes, text: bool, compress: bool, size: int) -> None:
+        if self.buffered_amount > self._write_limit:
+            # The sender saw the buffer over its limit, these bytes counted,
+            # and may wait for on_writable: owed even if what is queued now
+            # is small (compressed) or the kernel takes it all at once.
+            self._drain_owed = True
         with self._marshal_lock:
             self._marshalled -= size
         try:
@@ -310,7 +320,11 @@ class WebSocket:
         except InvalidStateError:
             logger.debug("dropped a message sent from another thread: connection %s", self.state)
             return
-        self._after_send()
+        # Written at the end of this loop iteration by _flush_queued, which
+        # pays the drain report owed.
+        if not (self._processing or self._flush_pending):
+            self._flush_pending = True
+            self.loop.call_soon(self._flush_corked)
 
     def _send(self, data: str | bytes | bytearray | memoryview, compress: bool) -> None:
         if isinstance(data, str):
@@ -331,9 +345,7 @@ class WebSocket:
             return
         if not self._sent_since_input:
             self._sent_since_input = True
-            transport = self.transport
-            if transport is not None and not self._lost:
-                self._flush_queued(transport)
+            self._flush()
         else:
             self._flush_pending = True
             self.loop.call_soon(self._flush_corked)
@@ -431,11 +443,20 @@ class WebSocket:
         whether the kernel took everything (report it now) or not (the
         transport reports it once drained)."""
         seen = self.buffered_amount
+        owed = self._drain_owed
+        self._drain_owed = False
         self._flush()
-        if seen <= self._write_limit or transport.is_closing:
+        if (seen <= self._write_limit and not owed) or transport.is_closing:
             return
         if not transport.expect_drain():
-            self.loop.call_soon(self.write_drained)
+            self.loop.call_soon(self._drained)
+
+    def _drained(self) -> None:
+        """The report _flush_queued promised, unless more was written since:
+        then the transport reports the drain when it happens."""
+        transport = self.transport
+        if transport is not None and not self._lost and not transport.expect_drain():
+            self.write_drained()
 
     def _arm_close_timer(self) -> None:
         if self._close_timer is None and not self._lost and self.transport is not None:

@@ -404,3 +404,25 @@ def test_misuses_name_what_to_use_and_leak_nothing() -> None:
             wsloop.serve(echo)
 
     run("asyncio", main)
+
+
+@flavours
+def test_an_async_process_request_decides_the_handshake(flavour: str) -> None:
+    async def check(ws: wsloop.WebSocket, request: Any) -> Any:
+        await asyncio.sleep(0)  # a real await: the handshake waits for it
+        if request.headers.get("Authorization") != "Bearer good":
+            return 403, "bad token"
+        return None
+
+    async def main() -> None:
+        async with wsloop.aio.serve(echo, process_request=check) as server:
+            with pytest.raises(wsloop.HandshakeError) as info:
+                await wsloop.aio.connect(server.url)
+            assert info.value.status == 403
+            async with wsloop.aio.connect(
+                server.url, headers={"Authorization": "Bearer good"}
+            ) as ws:
+                await ws.send("in")
+                assert await ws.recv() == "in"
+
+    run(flavour, main)

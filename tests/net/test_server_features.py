@@ -104,6 +104,45 @@ def test_process_request_rejects_and_picks_subprotocol(backend) -> None:  # type
     assert backend.run_until(lambda: c2.closed and server.closed)
 
 
+@pytest.mark.parametrize("result", [403, ("403", "x"), (200, "ok"), (403, b"bytes"), [403, "x"]])
+def test_process_request_returning_something_else_gets_a_500_at_once(  # type: ignore[no-untyped-def]
+    backend, result: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = wsloop.serve(Echo(), loop=backend.loop, process_request=lambda ws, req: result)
+    rec = Recorder()
+    client = wsloop.connect(server.url, rec, loop=backend.loop, open_timeout=30)
+    assert backend.run_until(lambda: client.closed, timeout=5)  # not the open timeout
+    err = rec.errors[0]
+    assert isinstance(err, wsloop.HandshakeError) and err.status == 500, err
+    assert "process_request" in caplog.text and repr(result) in caplog.text
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+def test_the_server_headers_option_adds_to_the_101(backend) -> None:  # type: ignore[no-untyped-def]
+    server = wsloop.serve(Echo(), loop=backend.loop, headers={"X-Server": "wsloop"})
+    rec = Recorder()
+    client = wsloop.connect(server.url, rec, loop=backend.loop)
+    assert backend.run_until(rec.opened.is_set)
+    assert rec.ws is not None and rec.ws.response is not None
+    assert rec.ws.response.headers.get("X-Server") == "wsloop"
+    client.close()
+    server.close()
+    assert backend.run_until(lambda: client.closed and server.closed)
+
+
+def test_an_async_process_request_needs_an_asyncio_loop() -> None:
+    async def hook(ws: wsloop.WebSocket, request: Any) -> None:
+        return None
+
+    loop = wsloop.get_loop("builtin")
+    try:
+        with pytest.raises(TypeError, match="async process_request needs an asyncio"):
+            wsloop.serve(Echo(), loop=loop, process_request=hook)
+    finally:
+        loop.close()
+
+
 def test_origins_refuse_cross_site_handshakes_with_403(backend) -> None:  # type: ignore[no-untyped-def]
     seen: list[str | None] = []
 
