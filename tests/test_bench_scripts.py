@@ -16,7 +16,6 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
     [
         ("loops.py", ["--rounds", "2000"], "us/round trip"),
         ("core.py", ["--mib", "1"], "MB/s"),
-        ("asyncio_transports.py", ["--rounds", "2000"], "fd callbacks"),
         (
             "instructions.py",
             ["--count", "20", "--clients", "wsloop-aio,wsloop-aio-cb,bare", "--server", "wsloop"],

@@ -73,18 +73,22 @@ class AioWebSocket:
 
     @property
     def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the handshake, or None."""
         return self.ws.subprotocol
 
     @property
     def extensions(self) -> list[str]:
+        """The extensions agreed in the handshake (``permessage-deflate``...)."""
         return self.ws.extensions
 
     @property
     def local_address(self) -> Any:
+        """This end's address, as the socket reports it."""
         return self.ws.local_address
 
     @property
     def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it."""
         return self.ws.remote_address
 
     @property
@@ -104,14 +108,17 @@ class AioWebSocket:
 
     @property
     def buffered_amount(self) -> int:
+        """Bytes sent but not yet handed to the kernel."""
         return self.ws.buffered_amount
 
     @property
     def close_code(self) -> int | None:
+        """The close code once the connection is closing or closed (1006: no close frame)."""
         return self.ws.close_code
 
     @property
     def close_reason(self) -> str | None:
+        """The close reason once the connection is closing or closed."""
         return self.ws.close_reason
 
     @property

@@ -143,10 +143,12 @@ class AioServer:
 
     @property
     def port(self) -> int:
+        """The port it listens on."""
         return self.server.port
 
     @property
     def url(self) -> str:
+        """``ws://host:port/`` (``wss://`` with TLS)."""
         return self.server.url
 
     @property
@@ -154,13 +156,23 @@ class AioServer:
         """The open connections."""
         return [ws.handler for ws in self.server.connections]  # type: ignore[misc]
 
+    @property
+    def closed(self) -> bool:
+        """True once shutdown has finished."""
+        return self.server.closed
+
     def broadcast(self, message: str | bytes) -> int:
+        """Send to every open connection (see :func:`wsloop.broadcast`);
+        returns how many got it."""
         return self.server.broadcast(message)
 
-    def close(self) -> None:
-        self.server.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Stop accepting and close every connection (1001); await
+        :meth:`wait_closed` for the end."""
+        self.server.close(timeout)
 
     async def wait_closed(self) -> None:
+        """Wait until shutdown has finished."""
         await asyncio.shield(self._closed)
 
     async def serve_forever(self) -> None:

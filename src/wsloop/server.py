@@ -91,7 +91,7 @@ class Server:
         self.handler_factory = handler_factory
         self.loop = loop
         self.options = options
-        self.connections: set[WebSocket] = set()
+        self._connections: set[WebSocket] = set()
         self._done = threading.Event()
         self._pending: dict[WebSocket, Handle] = {}
         self._shutting_down = False
@@ -131,6 +131,11 @@ class Server:
         return sockets
 
     @property
+    def connections(self) -> set[WebSocket]:
+        """The open connections (use it on the loop's thread)."""
+        return self._connections
+
+    @property
     def port(self) -> int:
         return int(self.sockets[0].getsockname()[1])
 
@@ -144,7 +149,7 @@ class Server:
 
     def broadcast(self, message: str | bytes) -> int:
         """Send to every open connection (see :func:`broadcast`)."""
-        return broadcast(self.connections, message, policy=self.options.broadcast_policy)
+        return broadcast(self._connections, message, policy=self.options.broadcast_policy)
 
     def close(self, timeout: float | None = None) -> None:
         """Graceful shutdown, safe from any thread: stop accepting, close
@@ -171,7 +176,7 @@ class Server:
         return self._done.wait(timeout)
 
     def __repr__(self) -> str:
-        return f"<Server {self.url} {len(self.connections)} connections on {self.loop.name}>"
+        return f"<Server {self.url} {len(self._connections)} connections on {self.loop.name}>"
 
     # -- on the loop ---------------------------------------------------------
 
@@ -206,7 +211,7 @@ class Server:
     def _new_connection(self, sock: socket.socket) -> None:
         options = self.options
         limit = options.max_connections
-        if limit is not None and len(self.connections) + len(self._pending) >= limit:
+        if limit is not None and len(self._connections) + len(self._pending) >= limit:
             self._refuse_busy(sock)
             return
         try:
@@ -332,7 +337,7 @@ class Server:
         timer = self._pending.pop(ws, None)
         if timer is not None:
             timer.cancel()
-        self.connections.add(ws)
+        self._connections.add(ws)
 
     def _ws_refused(self, ws: WebSocket, error: HandshakeError) -> None:
         logger.info("refused handshake from %s: %s", ws.remote_address, error)
@@ -341,8 +346,8 @@ class Server:
         timer = self._pending.pop(ws, None)
         if timer is not None:
             timer.cancel()
-        self.connections.discard(ws)
-        if self._shutting_down and not self.connections and not self._pending:
+        self._connections.discard(ws)
+        if self._shutting_down and not self._connections and not self._pending:
             self._finish_shutdown()
 
     # -- shutdown -------------------------------------------------------------
@@ -357,17 +362,17 @@ class Server:
         for ws in list(self._pending):
             if ws.transport is not None:
                 ws.transport.abort()
-        for ws in list(self.connections):
+        for ws in list(self._connections):
             if ws.state == "open":
                 ws.close(1001, "server shutting down")
-        if not self.connections and not self._pending:
+        if not self._connections and not self._pending:
             self._finish_shutdown()
         else:
             self._shutdown_timer = self.loop.call_later(timeout, self._abort_remaining)
 
     def _abort_remaining(self) -> None:
         self._shutdown_timer = None
-        for ws in list(self.connections) + list(self._pending):
+        for ws in list(self._connections) + list(self._pending):
             if ws.transport is not None:
                 ws.transport.abort()
 

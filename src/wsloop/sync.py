@@ -116,18 +116,22 @@ class SyncWebSocket:
 
     @property
     def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the handshake, or None."""
         return self.ws.subprotocol
 
     @property
     def extensions(self) -> list[str]:
+        """The extensions agreed in the handshake (``permessage-deflate``...)."""
         return self.ws.extensions
 
     @property
     def local_address(self) -> Any:
+        """This end's address, as the socket reports it."""
         return self.ws.local_address
 
     @property
     def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it."""
         return self.ws.remote_address
 
     @property
@@ -147,14 +151,17 @@ class SyncWebSocket:
 
     @property
     def buffered_amount(self) -> int:
+        """Bytes sent but not yet handed to the kernel."""
         return self.ws.buffered_amount
 
     @property
     def close_code(self) -> int | None:
+        """The close code once the connection is closing or closed (1006: no close frame)."""
         return self.ws.close_code
 
     @property
     def close_reason(self) -> str | None:
+        """The close reason once the connection is closing or closed."""
         return self.ws.close_reason
 
     @property
@@ -322,10 +329,12 @@ class SyncServer:
 
     @property
     def port(self) -> int:
+        """The port it listens on."""
         return self.server.port
 
     @property
     def url(self) -> str:
+        """``ws://host:port/`` (``wss://`` with TLS)."""
         return self.server.url
 
     @property

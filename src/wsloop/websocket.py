@@ -85,8 +85,7 @@ class WebSocket:
         self._write_limit = options.write_limit
         self.owner = owner
         self.transport: Transport | None = None
-        #: Round-trip time of the last answered ping, in seconds.
-        self.latency: float | None = None
+        self._latency: float | None = None
         #: Free for the application's use (a user id, a subscription list...).
         self.data: dict[str, Any] = {}
         self._opened = False
@@ -116,39 +115,58 @@ class WebSocket:
 
     @property
     def open(self) -> bool:
+        """True while the connection is open."""
         return self.state == "open"
 
     @property
+    def closed(self) -> bool:
+        """True once the connection is closed."""
+        return self._lost
+
+    @property
+    def latency(self) -> float | None:
+        """Round-trip time of the last answered ping, in seconds."""
+        return self._latency
+
+    @property
     def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the handshake, or None."""
         return self.protocol.subprotocol
 
     @property
     def extensions(self) -> list[str]:
+        """The extensions agreed in the handshake (``permessage-deflate``...)."""
         return self.protocol.extensions
 
     @property
     def remote_address(self) -> Any:
+        """The peer's address, as the socket reports it."""
         return self.transport.peername if self.transport is not None else None
 
     @property
     def local_address(self) -> Any:
+        """This end's address, as the socket reports it."""
         return self.transport.sockname if self.transport is not None else None
 
     @property
     def request(self) -> Request | None:
+        """The handshake request (the server's view: what the client sent)."""
         return self.protocol.request  # type: ignore[attr-defined, no-any-return]
 
     @property
     def response(self) -> Response | None:
+        """The handshake response (the client's view: what the server sent)."""
         return getattr(self.protocol, "response", None)
 
     @property
     def close_code(self) -> int | None:
+        """The close code once the connection is closing or closed (1006: no close frame)."""
         closed = self.protocol.closed
         return closed.code if closed is not None else None
 
     @property
     def close_reason(self) -> str | None:
+        """The close reason once the connection is closing or closed."""
         closed = self.protocol.closed
         return closed.reason if closed is not None else None
 
@@ -204,9 +222,11 @@ class WebSocket:
 
     def ping(
         self, data: bytes | str | None = None, callback: Callable[[float], object] | None = None
-    ) -> bytes:
-        """Send a ping; ``callback(rtt_seconds)`` runs when its pong arrives.
-        Returns the payload (random unless given)."""
+    ) -> None:
+        """Send a ping (``data``: its payload, at most 125 bytes; random if
+        None). ``callback(rtt)`` runs on the loop's thread when its pong
+        arrives, with the round trip in seconds: what the asyncio and
+        blocking ``ping`` return."""
         payload = (
             os.urandom(4)
             if data is None
@@ -217,7 +237,6 @@ class WebSocket:
         if len(payload) > 125:
             raise ValueError(f"ping payload is {len(payload)} bytes; at most 125 are allowed")
         self._call_in_loop(self._ping, payload, callback)
-        return payload
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; ``on_close`` follows. Harmless twice."""
@@ -529,7 +548,7 @@ class WebSocket:
         waiter = self._pings.pop(data, None)
         if waiter is not None:
             sent, callback = waiter
-            self.latency = self.loop.time() - sent
+            self._latency = self.loop.time() - sent
             if data == self._ka_ping:
                 self._ka_ping = None
                 if self._ka_deadline is not None:
@@ -537,7 +556,7 @@ class WebSocket:
                     self._ka_deadline = None
             if callback is not None:
                 try:
-                    callback(self.latency)
+                    callback(self._latency)
                 except Exception as exc:
                     self._handler_failed("ping callback", exc)
         self._call_handler("on_pong", data)
