@@ -337,7 +337,7 @@ class Client:
         warn_after = self.options.loop_warning
         if warn_after is not None and not self.loop.in_loop_thread():
             self._watchdog = watchdog.after(warn_after, self._loop_did_not_run)
-        self._in_loop(self._begin)
+        self.loop.call_in_loop(self._begin)
         return self
 
     def send(self, data: str | bytes, *, compress: bool = True) -> None:
@@ -350,7 +350,7 @@ class Client:
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close for good: no reconnect after this. Safe from any thread."""
         self._closing = True
-        self._in_loop(self._close, code, reason)
+        self.loop.call_in_loop(self._close, code, reason)
 
     @property
     def closed(self) -> bool:
@@ -365,7 +365,7 @@ class Client:
     def add_done_callback(self, fn: Callable[[], object]) -> None:
         """Call ``fn()`` on the loop's thread once the client is done."""
         if self._done.is_set():
-            self._in_loop(fn)
+            self.loop.call_in_loop(fn)
         else:
             self._done_callbacks.append(fn)
 
@@ -394,12 +394,6 @@ class Client:
         )
 
     # -- on the loop ---------------------------------------------------------
-
-    def _in_loop(self, fn: Callable[..., object], *args: Any) -> None:
-        if self.loop.in_loop_thread():
-            fn(*args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
 
     def _loop_did_not_run(self) -> None:
         with _warned_lock:

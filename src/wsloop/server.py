@@ -107,7 +107,7 @@ class Server:
             self.sockets = self._bind(host, port, options.backlog)
         for s in self.sockets:
             s.setblocking(False)
-        self._in_loop(self._start)
+        self.loop.call_in_loop(self._start)
 
     @staticmethod
     def _bind(host: str | None, port: int, backlog: int) -> list[socket.socket]:
@@ -156,7 +156,9 @@ class Server:
         every connection with 1001, abort those still open after
         ``timeout`` (default ``close_timeout``), then release everything.
         ``closed`` is set when done."""
-        self._in_loop(self._shutdown, self.options.close_timeout if timeout is None else timeout)
+        self.loop.call_in_loop(
+            self._shutdown, self.options.close_timeout if timeout is None else timeout
+        )
 
     @property
     def closed(self) -> bool:
@@ -166,7 +168,7 @@ class Server:
     def add_done_callback(self, fn: Callable[[], object]) -> None:
         """Call ``fn()`` on the loop's thread once shutdown has finished."""
         if self._done.is_set():
-            self._in_loop(fn)
+            self.loop.call_in_loop(fn)
         else:
             self._done_callbacks.append(fn)
 
@@ -179,12 +181,6 @@ class Server:
         return f"<Server {self.url} {len(self._connections)} connections on {self.loop.name}>"
 
     # -- on the loop ---------------------------------------------------------
-
-    def _in_loop(self, fn: Any, *args: Any) -> None:
-        if self.loop.in_loop_thread():
-            fn(*args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
 
     def _start(self) -> None:
         if self._shutting_down:

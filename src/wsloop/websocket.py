@@ -236,20 +236,20 @@ class WebSocket:
         )
         if len(payload) > 125:
             raise ValueError(f"ping payload is {len(payload)} bytes; at most 125 are allowed")
-        self._call_in_loop(self._ping, payload, callback)
+        self.loop.call_in_loop(self._ping, payload, callback)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake; ``on_close`` follows. Harmless twice."""
         encode_close_payload(code, reason)  # bad arguments fail here, in the caller's thread
-        self._call_in_loop(self._close, code, reason)
+        self.loop.call_in_loop(self._close, code, reason)
 
     def pause_reading(self) -> None:
         """Stop reading from the socket (the peer will see TCP backpressure).
         Keepalive timeouts are suspended meanwhile: pongs cannot be read."""
-        self._call_in_loop(self._set_paused, True)
+        self.loop.call_in_loop(self._set_paused, True)
 
     def resume_reading(self) -> None:
-        self._call_in_loop(self._set_paused, False)
+        self.loop.call_in_loop(self._set_paused, False)
 
     # -- server side --------------------------------------------------------
 
@@ -316,12 +316,6 @@ class WebSocket:
         self.owner._ws_lost(self)
 
     # -- internals ----------------------------------------------------------
-
-    def _call_in_loop(self, fn: Callable[..., object], *args: Any) -> None:
-        if self.loop.in_loop_thread():
-            fn(*args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
 
     def _send_marshalled(self, payload: bytes, text: bool, compress: bool, size: int) -> None:
         if self.buffered_amount > self._write_limit:

@@ -167,7 +167,17 @@ class Loop(ABC):
         return self._thread_id
 
     def in_loop_thread(self) -> bool:
+        """True when called on the loop's own thread."""
         return self._thread_id == threading.get_ident()
+
+    def call_in_loop(self, callback: Callback, *args: Any) -> None:
+        """Run ``callback(*args)`` now when called on the loop's thread,
+        else hand it to the loop (:meth:`call_soon_threadsafe`): how
+        everything that may be called from any thread gets to the loop."""
+        if self._thread_id == threading.get_ident():
+            callback(*args)
+        else:
+            self.call_soon_threadsafe(callback, *args)
 
     @property
     def closed(self) -> bool:
