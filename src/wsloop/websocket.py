@@ -78,7 +78,9 @@ class WebSocket:
     ) -> None:
         self.loop = loop
         self.protocol = protocol
-        self.handler = handler
+        self._handler = handler
+        # The per-message callback, looked up once, not once per message.
+        self._on_message: Callable[[WebSocket, str | bytes], object] = handler.on_message
         self.options = options
         # Read on every flush and by the asyncio front-end on every send: a
         # native int here, not an attribute lookup on the (frozen) options.
@@ -104,6 +106,16 @@ class WebSocket:
         self._marshal_lock = threading.Lock()
 
     # -- what the application sees ------------------------------------------
+
+    @property
+    def handler(self) -> HandlerLike:
+        """The handler this connection's events go to."""
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler: HandlerLike) -> None:
+        self._handler = handler
+        self._on_message = handler.on_message
 
     @property
     def state(self) -> str:
@@ -401,8 +413,6 @@ class WebSocket:
         self._processing = True
         self._sent_since_input = False  # new input: the next lone send goes out at once
         proto = self.protocol
-        # The handler's on_message, looked up once per batch.
-        on_message: Callable[[WebSocket, str | bytes], object] | None = None
         try:
             while not self._lost:
                 event = proto.next_event()
@@ -410,9 +420,7 @@ class WebSocket:
                     break
                 if type(event) is Message:
                     try:
-                        if on_message is None:
-                            on_message = self.handler.on_message
-                        on_message(self, event.data)
+                        self._on_message(self, event.data)
                     except Exception as exc:
                         self._handler_failed("on_message", exc)
                 elif isinstance(event, Ping):
@@ -485,7 +493,7 @@ class WebSocket:
 
     def _call_handler(self, name: str, *args: Any) -> None:
         try:
-            getattr(self.handler, name)(self, *args)
+            getattr(self._handler, name)(self, *args)
         except Exception as exc:
             self._handler_failed(name, exc)
 
@@ -493,7 +501,7 @@ class WebSocket:
         logger.error("exception in %s handler of %r", name, self, exc_info=exc)
         if name != "on_error":
             try:
-                self.handler.on_error(self, exc)
+                self._handler.on_error(self, exc)
             except Exception:
                 logger.exception("exception in on_error handler of %r", self)
         if self.options.handler_errors == "close" and self.protocol.state is State.OPEN:
