@@ -477,9 +477,10 @@ class Client:
         headers = list(attempt.headers)
         if attempt.url.authorization is not None and target.user_info is None:
             headers.insert(0, ("Authorization", attempt.url.authorization))
-        result = self.options.redirect_headers(
-            _format_url(attempt.url), _format_url(target), headers
-        )
+        # Typed as returning object: what an application's hook returns is
+        # checked here, with a message, not by compiled code's return check.
+        hook: Callable[[str, str, list[tuple[str, str]]], object] = self.options.redirect_headers
+        result: Any = hook(_format_url(attempt.url), _format_url(target), headers)
         try:
             return list(Headers((str(name), str(value)) for name, value in result))
         except (TypeError, ValueError) as exc:

@@ -40,6 +40,9 @@ def test_every_connection_has_the_same_names(cls: type, name: str) -> None:
     assert hasattr(cls, name), f"{cls.__name__} has no {name}"
 
 
+# Compiled methods may not expose a signature (coroutines); the pure-Python
+# pass of scripts/test checks it.
+@pytest.mark.skipif(wsloop.COMPILED, reason="signatures are read from the Python source")
 @pytest.mark.parametrize("cls", CONNECTIONS, ids=lambda c: c.__name__)
 def test_send_ping_and_close_take_the_same_arguments(cls: type) -> None:
     send = list(inspect.signature(cls.send).parameters)
@@ -56,7 +59,8 @@ def test_send_ping_and_close_take_the_same_arguments(cls: type) -> None:
     ids=lambda c: c.__name__,
 )
 def test_clients_servers_and_connections_say_closed_the_same_way(cls: type) -> None:
-    assert isinstance(inspect.getattr_static(cls, "closed"), property)
+    # A property, or the data descriptor a compiled class has in its place.
+    assert inspect.isdatadescriptor(inspect.getattr_static(cls, "closed"))
     assert callable(cls.wait_closed)
     for old in ("wait", "done"):
         assert not hasattr(cls, old), f"{cls.__name__}.{old}: the name is wait_closed/closed"

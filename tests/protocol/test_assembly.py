@@ -121,7 +121,7 @@ def test_a_connection_failing_mid_message_drops_it() -> None:
     client.receive_eof()
     events = list(client.events())
     assert isinstance(events[-1], Closed) and events[-1].code == 1006
-    assert client._fill is None
+    assert client._assembler.filling is None
 
 
 BUFFERS = {"python": frames._PayloadBufferPython}

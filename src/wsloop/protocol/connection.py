@@ -10,6 +10,15 @@ calls made on it: it owns no socket, no clock and no thread. The I/O layer
 3. writes :meth:`data_to_send` to the peer, and
 4. closes the transport once :attr:`close_transport` is True.
 
+It is made of three parts, one module each, and this module's state
+machine, which decides what is allowed when:
+
+* :mod:`.reader`: bytes in, frames out (headers checked, payloads unmasked);
+* :mod:`.assembler`: data frames in, messages out (fragments, deflate,
+  UTF-8, the size limit);
+* :mod:`.writer`: messages and control frames out (masking, deflate);
+* :mod:`.handshake`: the opening handshake's HTTP, for both roles below.
+
 Parsing is lazy (as in h11): ``receive_data`` only buffers, and every call to
 ``next_event`` parses just far enough to produce one event. That ordering is
 observable: when a valid message is followed by a bad frame, the application
@@ -17,18 +26,7 @@ sees (and can answer) the message before the connection fails. (Two
 shortcuts keep that order: with the C accelerator, whole data frames that
 arrive into an empty buffer are decoded on arrival, sparing a copy; and the
 rest of a large binary message being assembled in place is copied into it on
-arrival, see below.)
-
-Data frames are consumed as their payload arrives rather than once complete:
-each chunk is unmasked, inflated and UTF-8 checked immediately, so an invalid
-byte fails the connection the moment it arrives (RFC 6455 8.1 "fail fast"),
-and a large message is not held twice in memory. The last frame of an
-uncompressed binary message goes one better once an eighth of the message
-has arrived: the whole message is allocated once (a ``PayloadBuffer``) and
-every later piece is copied straight into it as it arrives, instead of being
-buffered, copied out and joined (three copies and as many allocations per
-piece). The eighth bounds what a peer can make this end reserve ahead of
-what it has sent.
+arrival, see :mod:`.assembler`.)
 
 States: CONNECTING (opening handshake) -> OPEN -> CLOSING (this end sent a
 close frame) -> CLOSED. A :class:`~.events.Closed` event is produced exactly
@@ -38,12 +36,11 @@ to the I/O layer, which calls :meth:`fail` or closes the transport.
 
 from __future__ import annotations
 
-import codecs
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from enum import Enum
 from typing import Final
 
+from .assembler import MessageAssembler
 from .deflate import Deflate, DeflateOptions
 from .errors import HandshakeError, InvalidStateError, ProtocolError
 from .events import (
@@ -56,18 +53,7 @@ from .events import (
     Pong,
     RequestReceived,
 )
-from .frames import (
-    CONTROL_OPCODES,
-    KNOWN_OPCODES,
-    PayloadBuffer,
-    PayloadBufferLike,
-    apply_mask,
-    build_frame,
-    encode_close_payload,
-    encode_frame,
-    is_valid_close_code,
-    read_frame,
-)
+from .frames import encode_close_payload, encode_frame, is_valid_close_code, read_frame
 from .handshake import (
     MAX_HEAD,
     Headers,
@@ -87,6 +73,8 @@ from .handshake import (
     token_list,
     validate_request,
 )
+from .reader import CONTROL, NEED_MORE, FrameReader
+from .writer import FrameWriter
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -103,12 +91,8 @@ _BINARY: Final = 2
 _CLOSE: Final = 8
 _PING: Final = 9
 _PONG: Final = 10
-_utf8_decoder = codecs.getincrementaldecoder("utf-8")
-# Final: compiled code keeps them in C statics, not a module-dict lookup per frame.
+# Final: compiled code keeps it in a C static, not a module-dict lookup per read.
 _read_frame: Final = read_frame
-_build_frame: Final = build_frame
-# Assemble a message in place once this share of it has arrived (1/8).
-_FILL_RATIO: Final = 8
 
 
 class State(Enum):
@@ -158,28 +142,12 @@ class Connection:
         # list natively where deque methods are generic calls.
         self._events: list[Event] = []
         self._ev_next = 0
-        self._out: list[bytes] = []
-        self._out_size = 0
-        self._in = bytearray()
-        self._pos = 0
+        self._reader = FrameReader(self.is_client)
+        self._assembler = MessageAssembler(self.max_message_size)
+        self._writer = FrameWriter(self.is_client)
         self._eof = False
         self._close_sent = False
         self._frames = False  # whether frames are being parsed
-        self._mask_pool = b""
-        self._mask_i = 0
-        # The frame being read: remaining payload bytes, or -1 between frames.
-        self._f_left = -1
-        self._f_fin = False
-        self._f_mask: bytes | None = None
-        self._f_off = 0
-        # The message being read: opcode, or 0 when none is in progress.
-        self._m_op = 0
-        self._m_deflated = False
-        self._m_size = 0
-        self._m_parts: list[bytes] | list[str] = []
-        self._m_decoder: codecs.IncrementalDecoder | None = None
-        # The message being assembled in place (its bytes so far: _m_size).
-        self._fill: PayloadBufferLike | None = None
 
     # -- input ------------------------------------------------------------
 
@@ -201,15 +169,20 @@ class Connection:
         if self.state is State.CONNECTING and not self._frames:
             self._receive_handshake(data[:end] if end < len(data) else data)
             return
+        reader = self._reader
+        assembler = self._assembler
         pos = 0
-        if self._fill is not None and not len(self._in):
+        dest = assembler.filling
+        if dest is not None and not reader.buffered:
             # More of the message being assembled: straight into it.
-            pos = min(self._f_left, end)
-            event = self._fill_from(data, 0, pos)
-            if event is None:
+            pos = min(reader.left, end)
+            reader.fill_from(dest, data, 0, pos)
+            message = assembler.filled(pos, reader.left == 0)
+            if message is None:
                 return  # all of data was payload
-            self._events.append(event)
-        if not (len(self._in) or _read_frame is None or self._f_left >= 0 or self._m_op):
+            reader.left = -1
+            self._events.append(Message(message))
+        if not (reader.buffered or _read_frame is None or reader.left >= 0 or assembler.opcode):
             # Nothing buffered: whole data frames at the head of ``data`` are
             # decoded straight from it by the C fast path (the copy into the
             # buffer saved) and queued as events; the rest is buffered and
@@ -225,7 +198,7 @@ class Connection:
                 events.append(Message(got[0]))
                 pos = got[1]
         if pos < end:
-            self._in += data[pos:end] if pos or end < len(data) else data
+            reader.feed(data[pos:end] if pos or end < len(data) else data)
 
     def receive_eof(self) -> None:
         """The peer closed its end of the TCP connection."""
@@ -267,21 +240,11 @@ class Connection:
     @property
     def bytes_to_send(self) -> int:
         """How many bytes :meth:`data_to_send` would return now."""
-        return self._out_size
+        return self._writer.size
 
     def data_to_send(self) -> bytes:
         """Take the bytes queued for the peer."""
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self._out_size = 0
-        return data
-
-    def _queue(self, data: bytes) -> None:
-        self._out.append(data)
-        self._out_size += len(data)
+        return self._writer.take()
 
     def send_text(self, data: str, *, compress: bool = True) -> None:
         """Queue a text message."""
@@ -320,7 +283,7 @@ class Connection:
             raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
         if self.is_client or self._codec is not None:
             return False
-        self._queue(frame)
+        self._writer.queue(frame)
         return True
 
     def send_ping(self, data: bytes = b"") -> None:
@@ -335,7 +298,7 @@ class Connection:
         """Start the closing handshake; harmless if already closing or closed."""
         payload = encode_close_payload(code, reason)
         if self.state is State.OPEN:
-            self._queue(encode_frame(_CLOSE, payload, mask_key=self._mask_key()))
+            self._writer.control(_CLOSE, payload)
             self._close_sent = True
             self.state = State.CLOSING
         elif self.state is State.CONNECTING and self.closed is None:
@@ -356,17 +319,7 @@ class Connection:
     def _send(self, opcode: int, data: bytes, compress: bool) -> None:
         if self.state is not State.OPEN:
             raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
-        first_byte = 0x80 | opcode
-        codec = self._codec
-        if (
-            codec is not None
-            and compress
-            and codec.can_compress
-            and len(data) >= codec.options.min_size
-        ):
-            data = codec.compress(data)
-            first_byte |= 0x40  # RSV1: compressed
-        self._queue(_build_frame(first_byte, data, self._mask_key() if self.is_client else None))
+        self._writer.message(opcode, data, compress)
 
     def _send_control(self, opcode: int, data: bytes | str) -> None:
         if isinstance(data, str):
@@ -379,42 +332,31 @@ class Connection:
             raise InvalidStateError(
                 f"cannot send a ping/pong: the connection is {self.state.value}"
             )
-        self._queue(encode_frame(opcode, bytes(data), mask_key=self._mask_key()))
+        self._writer.control(opcode, bytes(data))
 
-    def _mask_key(self) -> bytes | None:
-        if not self.is_client:
-            return None
-        i = self._mask_i
-        if i >= len(self._mask_pool):
-            self._mask_pool = os.urandom(256)
-            i = 0
-        self._mask_i = i + 4
-        return self._mask_pool[i : i + 4]
+    def _queue(self, data: bytes) -> None:
+        self._writer.queue(data)
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         raise NotImplementedError
 
-    def _start_frames(self, rest: bytes) -> None:
+    def _start_frames(self, rest: bytes | bytearray) -> None:
         self._frames = True
-        self._in += rest
+        if rest:
+            self._reader.feed(rest)
 
     def _finish(self, event: Closed) -> Closed:
         self.state = State.CLOSED
         self.closed = event
-        self._in = bytearray()
-        self._pos = 0
-        self._m_parts = []
-        self._m_decoder = None
-        self._fill = None
+        self._reader.clear()
+        self._assembler.clear()
         self._frames = False
         return event
 
     def _fail(self, code: int, reason: str) -> Closed:
         if self.state in (State.OPEN, State.CLOSING) and not self._close_sent:
             data = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
-            self._queue(
-                encode_frame(_CLOSE, encode_close_payload(code, data), mask_key=self._mask_key())
-            )
+            self._writer.control(_CLOSE, encode_close_payload(code, data))
             self._close_sent = True
         self.close_transport = True
         return self._finish(Closed(code, reason, False, ProtocolError(code, reason)))
@@ -431,241 +373,56 @@ class Connection:
 
     def _parse(self) -> Event | None:
         """Parse input until one event is ready or more bytes are needed."""
-        buf = self._in
-        if len(buf) <= self._pos:
+        reader = self._reader
+        if not reader.buffered:
             return None
-        if self._f_left < 0 and not self._m_op and read_frame is not None:
+        assembler = self._assembler
+        if reader.left < 0 and not assembler.opcode:
             # The common case, a whole unfragmented message, in C when it
             # can; whatever it declines is parsed below, from the same place.
-            limit = self.max_message_size
-            got = read_frame(
-                buf, self._pos, len(buf), self.is_client, -1 if limit is None else limit
-            )
-            if got is not None:
-                self._consume(got[1] - self._pos)
-                return Message(got[0])
-        while True:
-            pos = self._pos
-            avail = len(buf) - pos
-            if self._f_left < 0:
-                if avail < 2:
-                    break
-                b0 = buf[pos]
-                b1 = buf[pos + 1]
-                opcode = b0 & 0x0F
-                masked = b1 & 0x80
-                length = b1 & 0x7F
-                if opcode not in KNOWN_OPCODES:
-                    return self._fail(1002, f"unknown opcode {opcode:#x}")
-                if b0 & 0x30:
-                    return self._fail(1002, "RSV2/RSV3 set without a negotiated extension")
-                rsv1 = bool(b0 & 0x40)
-                fin = bool(b0 & 0x80)
-                if bool(masked) == self.is_client:
-                    which = "masked" if masked else "unmasked"
-                    return self._fail(
-                        1002, f"{which} frame from the {'server' if masked else 'client'}"
-                    )
-                if opcode in CONTROL_OPCODES:
-                    if not fin:
-                        return self._fail(1002, "fragmented control frame")
-                    if length > 125:
-                        return self._fail(1002, "control frame payload over 125 bytes")
-                    if rsv1:
-                        return self._fail(1002, "RSV1 set on a control frame")
-                elif rsv1 and (self._codec is None or opcode == 0):
-                    return self._fail(1002, "RSV1 set without permessage-deflate on a first frame")
-                head = 2
-                if length == 126:
-                    if avail < 4:
-                        break
-                    length = (buf[pos + 2] << 8) | buf[pos + 3]
-                    head = 4
-                    if length < 126:
-                        return self._fail(1002, "frame length not minimally encoded")
-                elif length == 127:
-                    if avail < 10:
-                        break
-                    length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                    head = 10
-                    if length < 65536 or length >> 63:
-                        return self._fail(1002, "frame length not minimally encoded")
-                if masked:
-                    head += 4
-                if avail < head:
-                    break
-                key = bytes(buf[pos + head - 4 : pos + head]) if masked else None
-                if opcode >= 8:
-                    if avail < head + length:
-                        break
-                    payload = bytes(buf[pos + head : pos + head + length])
-                    self._consume(head + length)
-                    if key is not None:
-                        payload = apply_mask(payload, key)
-                    return self._control(opcode, payload)
-                if opcode == 0:
-                    if not self._m_op:
-                        return self._fail(1002, "continuation frame without a message to continue")
+            whole = reader.read_whole(self.max_message_size)
+            if whole is not None:
+                return Message(whole)
+        try:
+            while True:
+                if reader.left < 0:
+                    kind = reader.read_header(self._codec is not None)
+                    if kind == NEED_MORE:
+                        return None
+                    if kind == CONTROL:
+                        return self._control(reader.opcode, reader.control_payload)
+                    assembler.start_frame(reader.opcode, reader.rsv1, reader.left)
+                    if reader.left == 0:
+                        reader.left = -1
+                        message = assembler.payload(b"", reader.fin)
+                        if message is not None:
+                            return Message(message)
+                        continue
+                # Payload of the current data frame, as much as has arrived.
+                take = reader.available()
+                if take == 0:
+                    return None
+                left = reader.left
+                dest = assembler.filling
+                if dest is None and take < left and assembler.fill_worth(take, left, reader.fin):
+                    dest = assembler.start_fill(left)
+                if dest is not None:
+                    reader.take_into(dest, take)
+                    message = assembler.filled(take, reader.left == 0)
                 else:
-                    if self._m_op:
-                        return self._fail(1002, "new message started before the last one finished")
-                    self._m_op = opcode
-                    self._m_deflated = rsv1
-                    self._m_size = 0
-                    self._m_parts = []
-                    self._m_decoder = None
-                limit = self.max_message_size
-                if not self._m_deflated and limit is not None and self._m_size + length > limit:
-                    return self._fail(1009, f"message over the {limit}-byte limit")
-                self._consume(head)
-                self._f_left = length
-                self._f_fin = fin
-                self._f_mask = key
-                self._f_off = 0
-                pos = self._pos
-                avail = len(buf) - pos
-                if length == 0:
-                    event = self._payload(b"")
-                    if event is not None:
-                        return event
-                    continue
-            # Payload of the current data frame, as much as has arrived.
-            take = min(self._f_left, avail)
-            if take == 0:
-                break
-            if self._fill is None and take < self._f_left and self._fill_worth(take):
-                self._start_fill()
-            if self._fill is not None:
-                event = self._fill_from(buf, pos, take)
-                self._consume(take)
-                if event is not None:
-                    return event
-                continue
-            if pos == 0 and take == len(buf):
-                chunk = bytes(buf)  # the common case: one whole frame, one copy
-            else:
-                with memoryview(buf) as view:
-                    chunk = bytes(view[pos : pos + take])  # one copy, not two
-            self._consume(take)
-            event = self._payload(chunk)
-            if event is not None:
-                return event
-        return None
-
-    def _consume(self, n: int) -> None:
-        pos = self._pos + n
-        if pos >= len(self._in):
-            self._in.clear()
-            pos = 0
-        elif pos > 65536 and pos * 2 > len(self._in):
-            del self._in[:pos]
-            pos = 0
-        self._pos = pos
-
-    def _fill_worth(self, take: int) -> bool:
-        """Whether to assemble the rest of this message in place, given
-        ``take`` more bytes of it now, not all of it (the caller checks):
-        the last frame of an uncompressed binary message, an eighth of it
-        received."""
-        return (
-            self._f_fin
-            and self._m_op == _BINARY
-            and not self._m_deflated
-            and self._f_left - take <= _FILL_RATIO * (self._m_size + take)
-        )
-
-    def _start_fill(self) -> None:
-        dest = PayloadBuffer(self._m_size + self._f_left)
-        for part in self._m_parts:  # earlier frames of a fragmented message
-            dest.fill(part, 0, len(part), None, 0)  # type: ignore[arg-type]
-        self._m_parts = []
-        self._fill = dest
-
-    def _fill_from(self, src: bytes | bytearray | memoryview, start: int, n: int) -> Event | None:
-        """Copy ``n`` payload bytes from ``src[start:]`` into the message
-        being assembled; its Message event once that was the last of it."""
-        dest = self._fill
-        assert dest is not None
-        key = self._f_mask
-        dest.fill(src, start, n, key, self._f_off)
-        self._m_size += n
-        if key is not None:
-            self._f_off += n
-        self._f_left -= n
-        if self._f_left:
-            return None
-        self._fill = None
-        self._f_left = -1
-        self._m_op = 0
-        return Message(dest.take())
-
-    def _payload(self, chunk: bytes) -> Event | None:
-        """Take a piece of the current data frame; an event when it ends a
-        message or breaks the protocol."""
-        key = self._f_mask
-        if key is not None and chunk:
-            chunk = apply_mask(chunk, key, self._f_off)
-            self._f_off += len(chunk)
-        self._f_left -= len(chunk)
-        done = self._f_left == 0 and self._f_fin
-        if self._f_left == 0:
-            self._f_left = -1
-        limit = self.max_message_size
-        if self._m_deflated:
-            codec = self._codec
-            assert codec is not None
-            budget = None if limit is None else limit - self._m_size
-            try:
-                data = codec.decompress(chunk, budget) if chunk else b""
-                if done and (budget is None or len(data) <= budget):
-                    data += codec.end_message(None if budget is None else budget - len(data))
-            except ProtocolError as exc:
-                return self._fail(exc.code, exc.reason)
-            self._m_size += len(data)
-            if limit is not None and self._m_size > limit:
-                return self._fail(1009, f"message over the {limit}-byte limit after decompression")
-        else:
-            data = chunk
-            self._m_size += len(data)
-        parts: list[bytes] | list[str] = self._m_parts
-        if self._m_op == _TEXT:
-            decoder = self._m_decoder
-            if done and decoder is None and not parts:
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    return self._fail(1007, "invalid UTF-8 in a text message")
-                self._m_op = 0
-                return Message(text)
-            if decoder is None:
-                decoder = self._m_decoder = _utf8_decoder()
-            try:
-                piece = decoder.decode(data, done)
-            except UnicodeDecodeError:
-                return self._fail(1007, "invalid UTF-8 in a text message")
-            if piece:
-                parts.append(piece)  # type: ignore[arg-type]
-            if done:
-                self._m_op = 0
-                self._m_decoder = None
-                self._m_parts = []
-                return Message("".join(parts))  # type: ignore[arg-type]
-            return None
-        if done and not parts:
-            self._m_op = 0
-            return Message(data)
-        if data:
-            parts.append(data)  # type: ignore[arg-type]
-        if done:
-            self._m_op = 0
-            self._m_parts = []
-            return Message(b"".join(parts))  # type: ignore[arg-type]
-        return None
+                    chunk = reader.take(take)
+                    message = assembler.payload(chunk, reader.left == 0 and reader.fin)
+                if reader.left == 0:
+                    reader.left = -1
+                if message is not None:
+                    return Message(message)
+        except ProtocolError as exc:
+            return self._fail(exc.code, exc.reason)
 
     def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == _PING:
             if self.state is State.OPEN:
-                self._queue(encode_frame(_PONG, payload, mask_key=self._mask_key()))
+                self._writer.control(_PONG, payload)
             return Ping(payload)
         if opcode == _PONG:
             return Pong(payload)
@@ -684,7 +441,7 @@ class Connection:
                 return self._fail(1007, "invalid UTF-8 in the close reason")
         if not self._close_sent:
             echo = payload[:2] if payload else b""
-            self._queue(encode_frame(_CLOSE, echo, mask_key=self._mask_key()))
+            self._writer.control(_CLOSE, echo)
             self._close_sent = True
         if not self.is_client:
             # The server closes the TCP connection first (RFC 6455 7.1.1).
@@ -702,6 +459,8 @@ class Connection:
         self.state = State.OPEN
         self.subprotocol = subprotocol
         self._codec = codec
+        self._assembler.codec = codec
+        self._writer.codec = codec
         self.extensions = ext
         self._events.append(Opened(subprotocol, ext, request, response))
 
@@ -863,7 +622,7 @@ class ServerConnection(Connection):
 
     def _receive_handshake(self, data: bytes | bytearray | memoryview) -> None:
         if self._head is None:  # request received, answer pending
-            self._in += data
+            self._reader.feed(data)
             return
         try:
             head = self._head.feed(data)
@@ -882,7 +641,7 @@ class ServerConnection(Connection):
             self._refuse(exc)
             return
         self.request = request
-        self._in += rest
+        self._reader.feed(rest)
         self._events.append(
             RequestReceived(request, token_list(headers.get_all("Sec-WebSocket-Protocol")))
         )

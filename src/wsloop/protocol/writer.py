@@ -1,0 +1,84 @@
+"""The writing half of a connection: messages and control frames out.
+
+A :class:`FrameWriter` turns what this end sends into frames (masked with a
+fresh key when this end is a client, compressed when permessage-deflate was
+negotiated) and queues them, with the handshake's bytes, until the I/O
+layer takes them. Whether sending is allowed at all is the connection's
+state machine's decision (:mod:`.connection`), not the writer's.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from .deflate import Deflate
+from .frames import build_frame, encode_frame
+
+__all__ = ["FrameWriter"]
+
+# Final: compiled code keeps it in a C static, not a module-dict lookup per send.
+_build_frame: Final = build_frame
+
+
+class FrameWriter:
+    """Frames out, queued until :meth:`take` hands them to the I/O layer."""
+
+    def __init__(self, is_client: bool) -> None:
+        self.is_client = is_client
+        #: The negotiated permessage-deflate codec, once open (None: off).
+        self.codec: Deflate | None = None
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._mask_pool = b""
+        self._mask_i = 0
+
+    @property
+    def size(self) -> int:
+        """How many bytes :meth:`take` would return now."""
+        return self._out_size
+
+    def take(self) -> bytes:
+        """Everything queued, as one bytes."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        return data
+
+    def queue(self, data: bytes) -> None:
+        """Queue bytes as they are (a handshake, or a prepared frame)."""
+        self._out.append(data)
+        self._out_size += len(data)
+
+    def message(self, opcode: int, data: bytes, compress: bool) -> None:
+        """Queue a whole text or binary message as one frame."""
+        first_byte = 0x80 | opcode
+        codec = self.codec
+        if (
+            codec is not None
+            and compress
+            and codec.can_compress
+            and len(data) >= codec.options.min_size
+        ):
+            data = codec.compress(data)
+            first_byte |= 0x40  # RSV1: compressed
+        self.queue(_build_frame(first_byte, data, self.mask_key() if self.is_client else None))
+
+    def control(self, opcode: int, payload: bytes) -> None:
+        """Queue a ping, pong or close frame (its payload already checked)."""
+        self.queue(encode_frame(opcode, payload, mask_key=self.mask_key()))
+
+    def mask_key(self) -> bytes | None:
+        """A fresh masking key for a client's frame (RFC 6455 5.3), None for
+        a server's; drawn 4 bytes at a time from a pool of random bytes."""
+        if not self.is_client:
+            return None
+        i = self._mask_i
+        if i >= len(self._mask_pool):
+            self._mask_pool = os.urandom(256)
+            i = 0
+        self._mask_i = i + 4
+        return self._mask_pool[i : i + 4]
