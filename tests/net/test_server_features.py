@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import wsloop
-from netkit import Echo, LoopThread, Recorder
+from netkit import Echo, FloodClient, LoopThread, Recorder
 
 
 def raw_request(port: int, request: bytes, timeout: float = 5) -> bytes:
@@ -299,3 +299,47 @@ def test_pacing_from_inside_a_message_callback(backend) -> None:  # type: ignore
     client.close()
     server.close()
     assert backend.run_until(lambda: server.closed)
+
+
+FLOOD_COUNT = 512
+FLOOD_SIZE = 64 * 1024  # 32 MiB in all
+
+
+def test_cli_echo_server_stops_reading_a_client_that_does_not_read(backend) -> None:  # type: ignore[no-untyped-def]
+    """Defect 5: ``wsloop serve --mode echo`` against a client that sends
+    32 MiB and reads nothing holds at most write_limit plus what one read
+    of the socket delivered, then echoes every byte in order once the
+    client reads."""
+    from wsloop.cli import ServeHandler
+    from wsloop.transport import READ_SIZE
+
+    class Watched(ServeHandler):
+        peak = 0
+
+        def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
+            super().on_message(ws, data)
+            self.peak = max(self.peak, ws.buffered_amount)  # it grows only here
+
+    handler = Watched("echo", 120, backend.loop)
+    server = wsloop.serve(handler, loop=backend.loop, compression=False, max_message_size=None)
+    handler.server = server
+    flood = FloodClient(server.port, FLOOD_COUNT, FLOOD_SIZE)
+    try:
+        assert backend.run_until(flood.opened.is_set)
+        # Bounded negative wait: a server that stopped reading never lets
+        # the client push 32 MiB into it (kernel buffers hold a few MiB).
+        assert not backend.run_until(flood.sent_all.is_set, timeout=1.0)
+        limit = server.options.write_limit
+        bound = limit + READ_SIZE + FLOOD_SIZE + 64 * 14  # + frame headers
+        assert 0 < handler.peak <= bound, (handler.peak, bound)
+        (ws,) = server.connections
+        assert ws.buffered_amount <= bound
+        flood.start_reading()
+        assert backend.run_until(flood.done.is_set, timeout=30), (flood.sent, flood.received)
+        assert flood.sent_all.is_set() and flood.received == FLOOD_COUNT and not flood.wrong
+        assert flood.closes == [(1000, "")]
+        assert handler.peak <= bound, (handler.peak, bound)
+    finally:
+        flood.close()
+        server.close()
+        assert backend.run_until(lambda: server.closed)
