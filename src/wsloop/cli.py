@@ -239,7 +239,10 @@ class ServeHandler(Handler):
         if ws.state != "open":
             return
         ws.data["seq"] += 1
-        ws.send(json.dumps({"seq": ws.data["seq"], "time": round(time.time(), 6)}))
+        # A client that does not keep up misses ticks (the gap in seq shows
+        # it) rather than the server buffering them for it without bound.
+        if ws.buffered_amount <= ws.options.write_limit:
+            ws.send(json.dumps({"seq": ws.data["seq"], "time": round(time.time(), 6)}))
         # A fixed cadence: each tick is due at start + seq * interval, so
         # the time spent sending does not slow the feed down.
         due = ws.data["start"] + ws.data["seq"] * self.interval

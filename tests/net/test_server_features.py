@@ -343,3 +343,40 @@ def test_cli_echo_server_stops_reading_a_client_that_does_not_read(backend) -> N
         flood.close()
         server.close()
         assert backend.run_until(lambda: server.closed)
+
+
+def test_cli_ticker_skips_ticks_for_a_client_that_does_not_read(backend) -> None:  # type: ignore[no-untyped-def]
+    """``wsloop serve --mode ticker``: a client that reads nothing misses
+    ticks; the server never holds more than write_limit plus one tick."""
+    from wsloop.cli import ServeHandler
+    from wsloop.protocol import ClientConnection
+
+    class Watched(ServeHandler):
+        peak = 0
+
+        def on_open(self, ws: wsloop.WebSocket) -> None:
+            assert ws.transport is not None
+            ws.transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            super().on_open(ws)
+
+        def tick(self, ws: wsloop.WebSocket) -> None:
+            super().tick(ws)
+            self.peak = max(self.peak, ws.buffered_amount)  # it grows only here
+
+    handler = Watched("ticker", 60 / 1e-5, backend.loop)  # a tick every 10 us
+    server = wsloop.serve(handler, loop=backend.loop, compression=False)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(ClientConnection(server.url, deflate=None).data_to_send())
+    try:
+        assert backend.run_until(lambda: len(server.connections) == 1)
+        (ws,) = server.connections
+        # 20000 ticks of ~50 bytes: far more than the limit and the kernel's buffers.
+        assert backend.run_until(lambda: ws.data["seq"] >= 20_000, timeout=10)
+        limit = server.options.write_limit
+        assert limit < handler.peak <= limit + 100, handler.peak
+    finally:
+        sock.close()
+        server.close()
+        assert backend.run_until(lambda: server.closed)
