@@ -77,12 +77,21 @@ def test_keepalive_detects_a_peer_that_stops_answering(backend) -> None:  # type
     # The peer keeps TCP open but never reads again, so never answers pings.
     peer = RawPeer(lambda sock, conn: stop.wait(20))
     rec = Recorder()
-    client = wsloop.connect(peer.url, rec, loop=backend.loop, ping_interval=0.1, ping_timeout=0.2)
-    assert backend.run_until(rec.opened.is_set)
-    opened = time.monotonic()
+    interval, timeout = 0.2, 0.4
+    times: dict[str, float] = {}
+    rec.on_open = lambda ws: (times.setdefault("open", time.monotonic()), Recorder.on_open(rec, ws))  # type: ignore[method-assign]
+    rec.on_close = lambda ws, *a: (  # type: ignore[method-assign]
+        times.setdefault("close", time.monotonic()),
+        Recorder.on_close(rec, ws, *a),
+    )
+    client = wsloop.connect(
+        peer.url, rec, loop=backend.loop, ping_interval=interval, ping_timeout=timeout
+    )
     assert backend.run_until(rec.closed.is_set, timeout=5)
-    elapsed = time.monotonic() - opened
-    assert elapsed < 0.1 + 0.2 + 0.5, elapsed
+    # Dropped once the first ping's timeout ran out: not before, and well
+    # before a timeout half as long again would have.
+    elapsed = times["close"] - times["open"]
+    assert interval + timeout - 0.05 <= elapsed < interval + 1.5 * timeout, elapsed
     assert any(isinstance(e, TimeoutError) for e in rec.errors)
     assert rec.closes[0][0] == 1011
     stop.set()
@@ -104,6 +113,55 @@ def test_keepalive_keeps_a_healthy_connection(backend, peer: LoopThread) -> None
     client.close()
     assert backend.run_until(lambda: client.closed)
     peer.call(server.close)
+
+
+def test_keepalive_keeps_a_connection_whose_pongs_are_slow(backend) -> None:  # type: ignore[no-untyped-def]
+    """A pong that arrives within ping_timeout, even late, settles its ping:
+    a peer that answers every ping 60% of the timeout late stays connected
+    while the next pings go out."""
+    delay = 0.18
+    timers: list[threading.Timer] = []
+
+    def slow_ponger(sock: socket.socket, conn: Any) -> None:
+        from wsloop.protocol import Closed, Ping, encode_frame
+
+        def pong(payload: bytes) -> None:
+            try:
+                sock.sendall(encode_frame(0xA, payload))
+            except OSError:
+                pass
+
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            conn.receive_data(data)
+            for event in conn.events():
+                if isinstance(event, Ping):
+                    conn.data_to_send()  # not the pong it queued at once...
+                    timer = threading.Timer(delay, pong, (event.data,))  # ...but a late one
+                    timers.append(timer)
+                    timer.start()
+                elif isinstance(event, Closed):
+                    sock.sendall(conn.data_to_send())
+                    return
+
+    peer = RawPeer(slow_ponger)
+    rec = Recorder()
+    pongs: list[bytes] = []
+    rec.on_pong = lambda ws, data: pongs.append(data)  # type: ignore[method-assign]
+    client = wsloop.connect(peer.url, rec, loop=backend.loop, ping_interval=0.05, ping_timeout=0.3)
+    try:
+        assert backend.run_until(lambda: len(pongs) >= 5 or rec.closed.is_set(), timeout=5)
+        assert not rec.closes and not rec.errors, (rec.closes, rec.errors)
+        assert rec.ws is not None and rec.ws.latency is not None and rec.ws.latency >= delay
+        client.close()
+        assert backend.run_until(lambda: client.closed)
+        assert rec.closes == [(1000, "", True)]
+    finally:
+        for timer in timers:
+            timer.cancel()
+        peer.close()
 
 
 def test_ping_reports_round_trip_time(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
