@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -70,6 +71,79 @@ def test_gives_up_after_max_attempts(backend) -> None:  # type: ignore[no-untype
     assert client.state == "gave_up"
     assert [s for s, _ in rec.states].count("connecting") == 3
     assert all(isinstance(e, ConnectionRefusedError) for e in rec.errors) and len(rec.errors) == 3
+
+
+def timed_states(rec: Recorder) -> list[tuple[str, dict[str, Any], float]]:
+    """Make ``rec`` also record when each state began."""
+    out: list[tuple[str, dict[str, Any], float]] = []
+
+    def on_state(client: wsloop.Client, state: str, detail: dict[str, Any]) -> None:
+        rec.states.append((state, detail))
+        out.append((state, detail, time.monotonic()))
+
+    rec.on_state = on_state  # type: ignore[method-assign]
+    return out
+
+
+def test_backoff_doubles_up_to_max_delay_against_a_refused_port(backend) -> None:  # type: ignore[no-untyped-def]
+    from netkit import free_port
+
+    rec = Recorder()
+    states = timed_states(rec)
+    policy = wsloop.Reconnect(initial_delay=0.02, factor=2, max_delay=0.1, jitter=0, max_attempts=6)
+    client = wsloop.connect(
+        f"ws://127.0.0.1:{free_port()}/", rec, loop=backend.loop, reconnect=policy
+    )
+    assert backend.run_until(lambda: client.closed)
+    assert client.state == "gave_up"
+    waits = [(d["attempt"], d["delay"]) for s, d, _ in states if s == "waiting"]
+    assert waits == [
+        (1, pytest.approx(0.02)),
+        (2, pytest.approx(0.04)),
+        (3, pytest.approx(0.08)),
+        (4, pytest.approx(0.1)),
+        (5, pytest.approx(0.1)),
+    ]
+    # Each wait lasted its delay before the next attempt.
+    for (s1, d1, t1), (s2, _, t2) in itertools.pairwise(states):
+        if s1 == "waiting":
+            assert s2 == "connecting" and t2 - t1 >= d1["delay"] - 0.005, (t1, t2, d1)
+
+
+def test_backoff_starts_over_after_a_connection_that_opened(backend) -> None:  # type: ignore[no-untyped-def]
+    # A server that accepts every connection, then closes it at once.
+    server = wsloop.serve(loop=backend.loop, on_open=lambda ws: ws.close(1001, "bye"))
+    rec = Recorder()
+    states = timed_states(rec)
+    policy = wsloop.Reconnect(initial_delay=0.02, factor=2, max_delay=10, jitter=0)
+    client = wsloop.connect(server.url, rec, loop=backend.loop, reconnect=policy)
+    assert backend.run_until(lambda: [s for s, _ in rec.states].count("waiting") >= 4)
+    client.close()
+    server.close()
+    assert backend.run_until(lambda: client.closed and server.closed)
+    names = [s for s, _, _ in states]
+    assert names[:9] == ["connecting", "open", "waiting"] * 3, names
+    waits = [(d["attempt"], d["delay"]) for s, d, _ in states if s == "waiting"]
+    assert waits[:4] == [(1, pytest.approx(0.02))] * 4, waits
+    assert rec.closes[:4] == [(1001, "bye", True)] * 4
+
+
+def test_close_while_waiting_to_reconnect_stops_for_good(backend) -> None:  # type: ignore[no-untyped-def]
+    from netkit import free_port
+
+    rec = Recorder()
+    policy = wsloop.Reconnect(initial_delay=0.3, jitter=0)
+    client = wsloop.connect(
+        f"ws://127.0.0.1:{free_port()}/", rec, loop=backend.loop, reconnect=policy
+    )
+    assert backend.run_until(lambda: client.state == "waiting")
+    client.close()
+    assert backend.run_until(lambda: client.closed)
+    assert client.state == "closed"
+    assert [s for s, _ in rec.states] == ["connecting", "waiting", "closed"]
+    # Bounded negative wait, past the retry's due time: no further attempt.
+    assert not backend.run_until(lambda: len(rec.states) > 3, timeout=0.5)
+    assert client.attempts == 1 and len(rec.errors) == 1
 
 
 def test_keepalive_detects_a_peer_that_stops_answering(backend) -> None:  # type: ignore[no-untyped-def]
