@@ -238,6 +238,76 @@ def test_keepalive_keeps_a_connection_whose_pongs_are_slow(backend) -> None:  # 
         peer.close()
 
 
+def test_pause_reading_holds_messages_and_keepalive_waits(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    rec = Recorder()
+    pongs: list[bytes] = []
+    rec.on_pong = lambda ws, data: pongs.append(data)  # type: ignore[method-assign]
+
+    def on_open(ws: wsloop.WebSocket) -> None:
+        Recorder.on_open(rec, ws)
+        ws.pause_reading()
+        ws.send("held")
+
+    rec.on_open = on_open  # type: ignore[method-assign]
+    client = wsloop.connect(
+        server.url, rec, loop=backend.loop, ping_interval=0.05, ping_timeout=0.1
+    )
+    assert backend.run_until(rec.opened.is_set)
+    # Bounded negative wait, several ping timeouts long: the echo and the
+    # pongs wait unread, and keepalive does not drop the paused connection.
+    assert not backend.run_until(lambda: bool(rec.messages) or rec.closed.is_set(), timeout=0.6)
+    assert rec.ws is not None and rec.ws.state == "open" and not pongs
+    rec.ws.resume_reading()
+    assert backend.run_until(lambda: rec.messages == ["held"] and len(pongs) >= 2)
+    assert not rec.closes and not rec.errors
+    client.close()
+    assert backend.run_until(lambda: client.closed)
+    assert rec.closes == [(1000, "", True)]
+    peer.call(server.close)
+
+
+def test_close_timeout_drops_a_peer_that_never_answers_the_close(backend) -> None:  # type: ignore[no-untyped-def]
+    stop = threading.Event()
+    # The peer keeps TCP open but never reads again, so never answers the close.
+    peer = RawPeer(lambda sock, conn: stop.wait(20))
+    rec = Recorder()
+    client = wsloop.connect(peer.url, rec, loop=backend.loop, close_timeout=0.3)
+    try:
+        assert backend.run_until(rec.opened.is_set)
+        started = time.monotonic()
+        client.close()
+        assert backend.run_until(rec.closed.is_set, timeout=5)
+        elapsed = time.monotonic() - started
+        assert 0.3 - 0.02 <= elapsed < 0.3 + 0.5, elapsed
+        assert [(code, clean) for code, _, clean in rec.closes] == [(1006, False)]
+        assert backend.run_until(lambda: client.closed)
+    finally:
+        stop.set()
+        peer.close()
+
+
+def test_handler_errors_log_keeps_the_connection_open(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    rec = Recorder(want=2, send=["first"])
+
+    def on_each(r: Recorder, ws: wsloop.WebSocket, data: Any) -> None:
+        if data == "first":
+            ws.send("second")
+            raise ValueError("bug in the application")
+
+    rec.on_each = on_each
+    client = wsloop.connect(server.url, rec, loop=backend.loop, handler_errors="log")
+    assert backend.run_until(rec.got_all.is_set)
+    assert rec.messages == ["first", "second"]
+    assert [type(e) for e in rec.errors] == [ValueError]
+    assert rec.ws is not None and rec.ws.state == "open" and not rec.closes
+    client.close()
+    assert backend.run_until(lambda: client.closed)
+    assert rec.closes == [(1000, "", True)]
+    peer.call(server.close)
+
+
 def test_ping_reports_round_trip_time(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
     server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
     rec = Recorder()
