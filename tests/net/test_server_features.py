@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -218,6 +220,60 @@ def test_broadcast_skips_a_slow_client(backend) -> None:  # type: ignore[no-unty
     assert backend.run_until(lambda: server.closed)
 
 
+def test_broadcast_policy_close_closes_a_slow_client_with_1008(backend) -> None:  # type: ignore[no-untyped-def]
+    from wsloop.protocol import ClientConnection, Closed, Message, Opened
+
+    closes: list[tuple[int, str, bool]] = []
+    server = wsloop.serve(
+        loop=backend.loop,
+        write_limit=16384,
+        compression=False,
+        broadcast_policy="close",
+        on_close=lambda ws, code, reason, clean: closes.append((code, reason, clean)),
+    )
+    # A slow client: completes its handshake, then reads nothing until told.
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", server.port))
+    proto = ClientConnection(server.url, deflate=None, max_message_size=None)
+    slow.sendall(proto.data_to_send())
+    assert backend.run_until(lambda: len(server.connections) == 1)
+    big = b"x" * 65536
+    counts: list[int] = []
+
+    def flood() -> None:
+        # Broadcast until the client's buffer is over write_limit: then the
+        # broadcast closes it instead of sending (bounded, in case it never does).
+        while len(counts) < 1000 and (not counts or counts[-1] == 1):
+            counts.append(server.broadcast(big))
+
+    backend.loop.call_soon(flood)
+    assert backend.run_until(lambda: bool(counts) and counts[-1] != 1)
+    assert counts[-1] == 0 and len(counts) > 1, counts
+    # Now the client reads: every message it was sent, then a close with 1008.
+    events: list[Any] = []
+
+    def read() -> None:
+        with slow:
+            while True:
+                data = slow.recv(1 << 20)
+                if not data:
+                    return
+                proto.receive_data(data)
+                events.extend(proto.events())
+                slow.sendall(proto.data_to_send())
+
+    done, _ = in_thread(read)
+    assert backend.run_until(done.is_set)
+    assert isinstance(events[0], Opened)
+    assert events[1:-1] == [Message(big)] * (len(counts) - 1)
+    last = events[-1]
+    assert isinstance(last, Closed) and (last.code, last.reason) == (1008, "too slow to keep up")
+    assert [(code, clean) for code, _, clean in closes] == [(1008, True)]
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
 def test_graceful_shutdown_closes_with_1001(backend) -> None:  # type: ignore[no-untyped-def]
     server = wsloop.serve(Echo(), loop=backend.loop)
     recs = [Recorder() for _ in range(3)]
@@ -230,6 +286,68 @@ def test_graceful_shutdown_closes_with_1001(backend) -> None:  # type: ignore[no
     assert stats["readers"] == stats["writers"] == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_shutdown_timeout_aborts_a_client_that_never_closes(backend) -> None:  # type: ignore[no-untyped-def]
+    from wsloop.protocol import ClientConnection
+
+    server = wsloop.serve(Echo(), loop=backend.loop, close_timeout=10)
+    # A client that completes its handshake and never reads or answers again.
+    mute = socket.create_connection(("127.0.0.1", server.port))
+    mute.sendall(ClientConnection(server.url, deflate=None).data_to_send())
+    try:
+        assert backend.run_until(lambda: len(server.connections) == 1)
+        started = time.monotonic()
+        server.close(timeout=0.3)
+        assert backend.run_until(lambda: server.closed, timeout=5)
+        elapsed = time.monotonic() - started
+        # After the shutdown timeout, well before the connection's own close_timeout.
+        assert 0.3 - 0.02 <= elapsed < 0.3 + 0.5, elapsed
+        assert not server.connections
+    finally:
+        mute.close()
+
+
+def test_process_request_that_raises_answers_500(backend) -> None:  # type: ignore[no-untyped-def]
+    server_errors: list[BaseException] = []
+
+    def hook(ws: wsloop.WebSocket, request: Any) -> None:
+        raise KeyError("bug in the hook")
+
+    server = wsloop.serve(
+        Echo(),
+        loop=backend.loop,
+        process_request=hook,
+        on_error=lambda ws, exc: server_errors.append(exc),
+    )
+    rec = Recorder()
+    client = wsloop.connect(server.url, rec, loop=backend.loop)
+    assert backend.run_until(lambda: client.closed)
+    assert not rec.opened.is_set()
+    (err,) = rec.errors
+    assert isinstance(err, wsloop.HandshakeError) and err.status == 500, err
+    assert [type(e) for e in server_errors] == [KeyError]
+    assert not server.connections
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+@pytest.mark.parametrize("compression", [False, True], ids=["plain", "deflate"])
+def test_max_message_size_is_inclusive(backend, compression: bool) -> None:  # type: ignore[no-untyped-def]
+    limit = 1000
+    server = wsloop.serve(
+        Echo(), loop=backend.loop, max_message_size=limit, compression=compression
+    )
+    at_limit = os.urandom(limit)
+    rec = Recorder(want=1, send=[at_limit])
+    rec.on_each = lambda r, ws, data: ws.send(os.urandom(limit + 1))
+    client = wsloop.connect(server.url, rec, loop=backend.loop, compression=compression)
+    assert backend.run_until(lambda: client.closed)
+    assert rec.messages == [at_limit], "a message of exactly max_message_size is accepted"
+    assert rec.ws is not None and bool(rec.ws.extensions) is compression
+    assert [code for code, _, _ in rec.closes] == [1009], "one byte over is refused"
+    server.close()
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_server_handler_exception_closes_that_connection_only(backend) -> None:  # type: ignore[no-untyped-def]
