@@ -153,11 +153,17 @@ def test_keepalive_detects_a_peer_that_stops_answering(backend) -> None:  # type
     rec = Recorder()
     interval, timeout = 0.2, 0.4
     times: dict[str, float] = {}
-    rec.on_open = lambda ws: (times.setdefault("open", time.monotonic()), Recorder.on_open(rec, ws))  # type: ignore[method-assign]
-    rec.on_close = lambda ws, *a: (  # type: ignore[method-assign]
-        times.setdefault("close", time.monotonic()),
-        Recorder.on_close(rec, ws, *a),
-    )
+
+    def on_open(ws: wsloop.WebSocket) -> None:
+        times.setdefault("open", time.monotonic())
+        Recorder.on_open(rec, ws)
+
+    def on_close(ws: wsloop.WebSocket, code: int, reason: str, clean: bool) -> None:
+        times.setdefault("close", time.monotonic())
+        Recorder.on_close(rec, ws, code, reason, clean)
+
+    rec.on_open = on_open  # type: ignore[method-assign]
+    rec.on_close = on_close  # type: ignore[method-assign]
     client = wsloop.connect(
         peer.url, rec, loop=backend.loop, ping_interval=interval, ping_timeout=timeout
     )
@@ -269,8 +275,12 @@ def test_pause_reading_holds_messages_and_keepalive_waits(backend, peer: LoopThr
 
 def test_close_timeout_drops_a_peer_that_never_answers_the_close(backend) -> None:  # type: ignore[no-untyped-def]
     stop = threading.Event()
-    # The peer keeps TCP open but never reads again, so never answers the close.
-    peer = RawPeer(lambda sock, conn: stop.wait(20))
+
+    def mute(sock: socket.socket, conn: Any) -> None:
+        # Keeps TCP open but never reads again, so never answers the close.
+        stop.wait(20)
+
+    peer = RawPeer(mute)
     rec = Recorder()
     client = wsloop.connect(peer.url, rec, loop=backend.loop, close_timeout=0.3)
     try:

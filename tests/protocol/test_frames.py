@@ -8,7 +8,7 @@ import random
 import pytest
 
 from wshelpers import feed, frame, open_client, open_server, parse_frames
-from wsloop.protocol import Message, Ping, Pong, apply_mask, encode_frame, frames
+from wsloop.protocol import Event, Message, Ping, Pong, apply_mask, encode_frame, frames
 from wsloop.protocol.frames import is_valid_close_code
 
 HELLO_MASKED = bytes.fromhex("81 85 37 fa 21 3d 7f 9f 4d 51 58".replace(" ", ""))
@@ -67,7 +67,7 @@ def test_masked_frames_fed_in_pieces_of_odd_sizes_unmask_correctly(start: int) -
         + frame(0, big[1000:], mask=True)
     )
     server = open_server(max_message_size=None)
-    events = []
+    events: list[Event] = []
     pos = 0
     i = start
     while pos < len(data):
