@@ -166,13 +166,21 @@ def drive(
     for an owned loop, by native means for an application's loop."""
     if native is not None:
         return native_run(name, native, done, timeout)
+    # A run that timed out leaves its check scheduled: it must not stop a
+    # later run when its own condition comes true.
+    running = [True]
 
     def check() -> None:
+        if not running[0]:
+            return
         if done():
             loop.stop()
         else:
             loop.call_later(0.005, check)
 
     loop.call_soon(check)
-    run_loop(loop, timeout)
+    try:
+        run_loop(loop, timeout)
+    finally:
+        running[0] = False
     return done()

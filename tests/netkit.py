@@ -225,3 +225,87 @@ class AsyncioThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+class FloodClient:
+    """A client on a plain socket that, from a thread, completes its
+    handshake and sends ``count`` binary messages of ``size`` bytes as fast
+    as the server takes them, and reads nothing until :meth:`start_reading`;
+    then it checks that every message comes back, in order, and closes."""
+
+    def __init__(self, port: int, count: int, size: int) -> None:
+        from wsloop.protocol import ClientConnection
+
+        self.count = count
+        self.base = os.urandom(size)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.proto = ClientConnection(
+            f"ws://127.0.0.1:{port}/", deflate=None, max_message_size=None
+        )
+        self.opened = threading.Event()
+        self.sent = 0
+        self.sent_all = threading.Event()
+        self.received = 0
+        self.wrong: list[int] = []
+        self.closes: list[tuple[int, str]] = []
+        self.done = threading.Event()
+        self._writer = threading.Thread(target=self._write, name="test-flood-writer", daemon=True)
+        self._writer.start()
+        self._reader: threading.Thread | None = None
+
+    def message(self, i: int) -> bytes:
+        return i.to_bytes(4, "big") + self.base[4:]
+
+    def _write(self) -> None:
+        from wsloop.protocol import Opened, encode_frame
+
+        try:
+            self.sock.sendall(self.proto.data_to_send())
+            while not any(isinstance(e, Opened) for e in self.proto.events()):
+                data = self.sock.recv(65536)
+                if not data:
+                    return
+                self.proto.receive_data(data)
+            self.opened.set()
+            for i in range(self.count):
+                self.sock.sendall(encode_frame(2, self.message(i), mask_key=os.urandom(4)))
+                self.sent += 1
+        except OSError:
+            return
+        self.sent_all.set()
+
+    def start_reading(self) -> None:
+        self._reader = threading.Thread(target=self._read, name="test-flood-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        from wsloop.protocol import Closed, Message
+
+        try:
+            while True:
+                data = self.sock.recv(1 << 20)
+                if not data:
+                    return
+                self.proto.receive_data(data)
+                for event in self.proto.events():
+                    if isinstance(event, Message):
+                        if event.data != self.message(self.received):
+                            self.wrong.append(self.received)
+                        self.received += 1
+                        if self.received == self.count:
+                            self.proto.close(1000)
+                    elif isinstance(event, Closed):
+                        self.closes.append((event.code, event.reason))
+                out = self.proto.data_to_send()
+                if out:
+                    self.sock.sendall(out)
+        except OSError:
+            return
+        finally:
+            self.done.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        self._writer.join(10)
+        if self._reader is not None:
+            self._reader.join(10)

@@ -239,7 +239,10 @@ class ServeHandler(Handler):
         if ws.state != "open":
             return
         ws.data["seq"] += 1
-        ws.send(json.dumps({"seq": ws.data["seq"], "time": round(time.time(), 6)}))
+        # A client that does not keep up misses ticks (the gap in seq shows
+        # it) rather than the server buffering them for it without bound.
+        if ws.buffered_amount <= ws.options.write_limit:
+            ws.send(json.dumps({"seq": ws.data["seq"], "time": round(time.time(), 6)}))
         # A fixed cadence: each tick is due at start + seq * interval, so
         # the time spent sending does not slow the feed down.
         due = ws.data["start"] + ws.data["seq"] * self.interval
@@ -250,6 +253,16 @@ class ServeHandler(Handler):
             ws.send(data)
         elif self.mode == "broadcast":
             self.server.broadcast(data)
+        # A client that sends and never reads would otherwise make the server
+        # hold everything it echoes: stop reading it while its send buffer is
+        # over the limit (TCP then slows it down), and go on in on_writable.
+        if ws.buffered_amount > ws.options.write_limit and not ws.data.get("paused"):
+            ws.data["paused"] = True
+            ws.pause_reading()
+
+    def on_writable(self, ws: WebSocket) -> None:
+        if ws.data.pop("paused", False):
+            ws.resume_reading()
 
     def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
         timer = ws.data.get("timer")

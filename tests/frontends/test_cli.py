@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import wsloop
-from netkit import Echo, LoopThread, free_port, tls_contexts
+from netkit import Echo, FloodClient, LoopThread, free_port, tls_contexts
 
 WSLOOP = [sys.executable, "-m", "wsloop"]
 
@@ -200,3 +200,47 @@ def test_serve_origin_refuses_other_sites() -> None:
 def test_serve_origin_must_be_an_origin() -> None:
     result = run("serve", "--port", "0", "--origin", "https://a.example/")
     assert result.returncode == 2 and "no path or trailing slash" in result.stderr
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its peak) of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_serve_echo_memory_stays_bounded_for_a_client_that_does_not_read() -> None:
+    """Defect 5: a client sends 32 MiB and reads nothing; the echo server
+    stops reading it instead of holding the echoes, then sends them all."""
+    proc = subprocess.Popen(
+        [*WSLOOP, "serve", "--port", "0", "--mode", "echo", "--max-size", str(1 << 20)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    flood = None
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        flood = FloodClient(port, count=512, size=64 * 1024)
+        assert flood.opened.wait(10)
+        base = memory_kib(proc.pid, "VmRSS")
+        # Bounded negative wait: 32 MiB cannot get into a server that
+        # stopped reading (the kernel's buffers hold a few MiB).
+        assert not flood.sent_all.wait(1.0)
+        grown = memory_kib(proc.pid, "VmRSS") - base
+        assert grown < 16 * 1024, f"the server grew by {grown} KiB"
+        flood.start_reading()
+        assert flood.done.wait(30), (flood.sent, flood.received)
+        assert flood.sent_all.is_set() and flood.received == 512 and not flood.wrong
+        assert flood.closes == [(1000, "")]
+        peak = memory_kib(proc.pid, "VmHWM") - base
+        assert peak < 16 * 1024, f"the server's peak was {peak} KiB over its start"
+    finally:
+        if flood is not None:
+            flood.close()
+        proc.terminate()
+        proc.wait(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -72,17 +73,105 @@ def test_gives_up_after_max_attempts(backend) -> None:  # type: ignore[no-untype
     assert all(isinstance(e, ConnectionRefusedError) for e in rec.errors) and len(rec.errors) == 3
 
 
+def timed_states(rec: Recorder) -> list[tuple[str, dict[str, Any], float]]:
+    """Make ``rec`` also record when each state began."""
+    out: list[tuple[str, dict[str, Any], float]] = []
+
+    def on_state(client: wsloop.Client, state: str, detail: dict[str, Any]) -> None:
+        rec.states.append((state, detail))
+        out.append((state, detail, time.monotonic()))
+
+    rec.on_state = on_state  # type: ignore[method-assign]
+    return out
+
+
+def test_backoff_doubles_up_to_max_delay_against_a_refused_port(backend) -> None:  # type: ignore[no-untyped-def]
+    from netkit import free_port
+
+    rec = Recorder()
+    states = timed_states(rec)
+    policy = wsloop.Reconnect(initial_delay=0.02, factor=2, max_delay=0.1, jitter=0, max_attempts=6)
+    client = wsloop.connect(
+        f"ws://127.0.0.1:{free_port()}/", rec, loop=backend.loop, reconnect=policy
+    )
+    assert backend.run_until(lambda: client.closed)
+    assert client.state == "gave_up"
+    waits = [(d["attempt"], d["delay"]) for s, d, _ in states if s == "waiting"]
+    assert waits == [
+        (1, pytest.approx(0.02)),
+        (2, pytest.approx(0.04)),
+        (3, pytest.approx(0.08)),
+        (4, pytest.approx(0.1)),
+        (5, pytest.approx(0.1)),
+    ]
+    # Each wait lasted its delay before the next attempt.
+    for (s1, d1, t1), (s2, _, t2) in itertools.pairwise(states):
+        if s1 == "waiting":
+            assert s2 == "connecting" and t2 - t1 >= d1["delay"] - 0.005, (t1, t2, d1)
+
+
+def test_backoff_starts_over_after_a_connection_that_opened(backend) -> None:  # type: ignore[no-untyped-def]
+    # A server that accepts every connection, then closes it at once.
+    server = wsloop.serve(loop=backend.loop, on_open=lambda ws: ws.close(1001, "bye"))
+    rec = Recorder()
+    states = timed_states(rec)
+    policy = wsloop.Reconnect(initial_delay=0.02, factor=2, max_delay=10, jitter=0)
+    client = wsloop.connect(server.url, rec, loop=backend.loop, reconnect=policy)
+    assert backend.run_until(lambda: [s for s, _ in rec.states].count("waiting") >= 4)
+    client.close()
+    server.close()
+    assert backend.run_until(lambda: client.closed and server.closed)
+    names = [s for s, _, _ in states]
+    assert names[:9] == ["connecting", "open", "waiting"] * 3, names
+    waits = [(d["attempt"], d["delay"]) for s, d, _ in states if s == "waiting"]
+    assert waits[:4] == [(1, pytest.approx(0.02))] * 4, waits
+    assert rec.closes[:4] == [(1001, "bye", True)] * 4
+
+
+def test_close_while_waiting_to_reconnect_stops_for_good(backend) -> None:  # type: ignore[no-untyped-def]
+    from netkit import free_port
+
+    rec = Recorder()
+    policy = wsloop.Reconnect(initial_delay=0.3, jitter=0)
+    client = wsloop.connect(
+        f"ws://127.0.0.1:{free_port()}/", rec, loop=backend.loop, reconnect=policy
+    )
+    assert backend.run_until(lambda: client.state == "waiting")
+    client.close()
+    assert backend.run_until(lambda: client.closed)
+    assert client.state == "closed"
+    assert [s for s, _ in rec.states] == ["connecting", "waiting", "closed"]
+    # Bounded negative wait, past the retry's due time: no further attempt.
+    assert not backend.run_until(lambda: len(rec.states) > 3, timeout=0.5)
+    assert client.attempts == 1 and len(rec.errors) == 1
+
+
 def test_keepalive_detects_a_peer_that_stops_answering(backend) -> None:  # type: ignore[no-untyped-def]
     stop = threading.Event()
     # The peer keeps TCP open but never reads again, so never answers pings.
     peer = RawPeer(lambda sock, conn: stop.wait(20))
     rec = Recorder()
-    client = wsloop.connect(peer.url, rec, loop=backend.loop, ping_interval=0.1, ping_timeout=0.2)
-    assert backend.run_until(rec.opened.is_set)
-    opened = time.monotonic()
+    interval, timeout = 0.2, 0.4
+    times: dict[str, float] = {}
+
+    def on_open(ws: wsloop.WebSocket) -> None:
+        times.setdefault("open", time.monotonic())
+        Recorder.on_open(rec, ws)
+
+    def on_close(ws: wsloop.WebSocket, code: int, reason: str, clean: bool) -> None:
+        times.setdefault("close", time.monotonic())
+        Recorder.on_close(rec, ws, code, reason, clean)
+
+    rec.on_open = on_open  # type: ignore[method-assign]
+    rec.on_close = on_close  # type: ignore[method-assign]
+    client = wsloop.connect(
+        peer.url, rec, loop=backend.loop, ping_interval=interval, ping_timeout=timeout
+    )
     assert backend.run_until(rec.closed.is_set, timeout=5)
-    elapsed = time.monotonic() - opened
-    assert elapsed < 0.1 + 0.2 + 0.5, elapsed
+    # Dropped once the first ping's timeout ran out: not before, and well
+    # before a timeout half as long again would have.
+    elapsed = times["close"] - times["open"]
+    assert interval + timeout - 0.05 <= elapsed < interval + 1.5 * timeout, elapsed
     assert any(isinstance(e, TimeoutError) for e in rec.errors)
     assert rec.closes[0][0] == 1011
     stop.set()
@@ -103,6 +192,129 @@ def test_keepalive_keeps_a_healthy_connection(backend, peer: LoopThread) -> None
     assert not rec.closes
     client.close()
     assert backend.run_until(lambda: client.closed)
+    peer.call(server.close)
+
+
+def test_keepalive_keeps_a_connection_whose_pongs_are_slow(backend) -> None:  # type: ignore[no-untyped-def]
+    """A pong that arrives within ping_timeout, even late, settles its ping:
+    a peer that answers every ping 60% of the timeout late stays connected
+    while the next pings go out."""
+    delay = 0.18
+    timers: list[threading.Timer] = []
+
+    def slow_ponger(sock: socket.socket, conn: Any) -> None:
+        from wsloop.protocol import Closed, Ping, encode_frame
+
+        def pong(payload: bytes) -> None:
+            try:
+                sock.sendall(encode_frame(0xA, payload))
+            except OSError:
+                pass
+
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            conn.receive_data(data)
+            for event in conn.events():
+                if isinstance(event, Ping):
+                    conn.data_to_send()  # not the pong it queued at once...
+                    timer = threading.Timer(delay, pong, (event.data,))  # ...but a late one
+                    timers.append(timer)
+                    timer.start()
+                elif isinstance(event, Closed):
+                    sock.sendall(conn.data_to_send())
+                    return
+
+    peer = RawPeer(slow_ponger)
+    rec = Recorder()
+    pongs: list[bytes] = []
+    rec.on_pong = lambda ws, data: pongs.append(data)  # type: ignore[method-assign]
+    client = wsloop.connect(peer.url, rec, loop=backend.loop, ping_interval=0.05, ping_timeout=0.3)
+    try:
+        assert backend.run_until(lambda: len(pongs) >= 5 or rec.closed.is_set(), timeout=5)
+        assert not rec.closes and not rec.errors, (rec.closes, rec.errors)
+        assert rec.ws is not None and rec.ws.latency is not None and rec.ws.latency >= delay
+        client.close()
+        assert backend.run_until(lambda: client.closed)
+        assert rec.closes == [(1000, "", True)]
+    finally:
+        for timer in timers:
+            timer.cancel()
+        peer.close()
+
+
+def test_pause_reading_holds_messages_and_keepalive_waits(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    rec = Recorder()
+    pongs: list[bytes] = []
+    rec.on_pong = lambda ws, data: pongs.append(data)  # type: ignore[method-assign]
+
+    def on_open(ws: wsloop.WebSocket) -> None:
+        Recorder.on_open(rec, ws)
+        ws.pause_reading()
+        ws.send("held")
+
+    rec.on_open = on_open  # type: ignore[method-assign]
+    client = wsloop.connect(
+        server.url, rec, loop=backend.loop, ping_interval=0.05, ping_timeout=0.1
+    )
+    assert backend.run_until(rec.opened.is_set)
+    # Bounded negative wait, several ping timeouts long: the echo and the
+    # pongs wait unread, and keepalive does not drop the paused connection.
+    assert not backend.run_until(lambda: bool(rec.messages) or rec.closed.is_set(), timeout=0.6)
+    assert rec.ws is not None and rec.ws.state == "open" and not pongs
+    rec.ws.resume_reading()
+    assert backend.run_until(lambda: rec.messages == ["held"] and len(pongs) >= 2)
+    assert not rec.closes and not rec.errors
+    client.close()
+    assert backend.run_until(lambda: client.closed)
+    assert rec.closes == [(1000, "", True)]
+    peer.call(server.close)
+
+
+def test_close_timeout_drops_a_peer_that_never_answers_the_close(backend) -> None:  # type: ignore[no-untyped-def]
+    stop = threading.Event()
+
+    def mute(sock: socket.socket, conn: Any) -> None:
+        # Keeps TCP open but never reads again, so never answers the close.
+        stop.wait(20)
+
+    peer = RawPeer(mute)
+    rec = Recorder()
+    client = wsloop.connect(peer.url, rec, loop=backend.loop, close_timeout=0.3)
+    try:
+        assert backend.run_until(rec.opened.is_set)
+        started = time.monotonic()
+        client.close()
+        assert backend.run_until(rec.closed.is_set, timeout=5)
+        elapsed = time.monotonic() - started
+        assert 0.3 - 0.02 <= elapsed < 0.3 + 0.5, elapsed
+        assert [(code, clean) for code, _, clean in rec.closes] == [(1006, False)]
+        assert backend.run_until(lambda: client.closed)
+    finally:
+        stop.set()
+        peer.close()
+
+
+def test_handler_errors_log_keeps_the_connection_open(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    rec = Recorder(want=2, send=["first"])
+
+    def on_each(r: Recorder, ws: wsloop.WebSocket, data: Any) -> None:
+        if data == "first":
+            ws.send("second")
+            raise ValueError("bug in the application")
+
+    rec.on_each = on_each
+    client = wsloop.connect(server.url, rec, loop=backend.loop, handler_errors="log")
+    assert backend.run_until(rec.got_all.is_set)
+    assert rec.messages == ["first", "second"]
+    assert [type(e) for e in rec.errors] == [ValueError]
+    assert rec.ws is not None and rec.ws.state == "open" and not rec.closes
+    client.close()
+    assert backend.run_until(lambda: client.closed)
+    assert rec.closes == [(1000, "", True)]
     peer.call(server.close)
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
 
 import wsloop
-from netkit import Echo, LoopThread, Recorder
+from netkit import Echo, FloodClient, LoopThread, Recorder
 
 
 def raw_request(port: int, request: bytes, timeout: float = 5) -> bytes:
@@ -257,6 +259,60 @@ def test_broadcast_skips_a_slow_client(backend) -> None:  # type: ignore[no-unty
     assert backend.run_until(lambda: server.closed)
 
 
+def test_broadcast_policy_close_closes_a_slow_client_with_1008(backend) -> None:  # type: ignore[no-untyped-def]
+    from wsloop.protocol import ClientConnection, Closed, Message, Opened
+
+    closes: list[tuple[int, str, bool]] = []
+    server = wsloop.serve(
+        loop=backend.loop,
+        write_limit=16384,
+        compression=False,
+        broadcast_policy="close",
+        on_close=lambda ws, code, reason, clean: closes.append((code, reason, clean)),
+    )
+    # A slow client: completes its handshake, then reads nothing until told.
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", server.port))
+    proto = ClientConnection(server.url, deflate=None, max_message_size=None)
+    slow.sendall(proto.data_to_send())
+    assert backend.run_until(lambda: len(server.connections) == 1)
+    big = b"x" * 65536
+    counts: list[int] = []
+
+    def flood() -> None:
+        # Broadcast until the client's buffer is over write_limit: then the
+        # broadcast closes it instead of sending (bounded, in case it never does).
+        while len(counts) < 1000 and (not counts or counts[-1] == 1):
+            counts.append(server.broadcast(big))
+
+    backend.loop.call_soon(flood)
+    assert backend.run_until(lambda: bool(counts) and counts[-1] != 1)
+    assert counts[-1] == 0 and len(counts) > 1, counts
+    # Now the client reads: every message it was sent, then a close with 1008.
+    events: list[Any] = []
+
+    def read() -> None:
+        with slow:
+            while True:
+                data = slow.recv(1 << 20)
+                if not data:
+                    return
+                proto.receive_data(data)
+                events.extend(proto.events())
+                slow.sendall(proto.data_to_send())
+
+    done, _ = in_thread(read)
+    assert backend.run_until(done.is_set)
+    assert isinstance(events[0], Opened)
+    assert events[1:-1] == [Message(big)] * (len(counts) - 1)
+    last = events[-1]
+    assert isinstance(last, Closed) and (last.code, last.reason) == (1008, "too slow to keep up")
+    assert [(code, clean) for code, _, clean in closes] == [(1008, True)]
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
 def test_graceful_shutdown_closes_with_1001(backend) -> None:  # type: ignore[no-untyped-def]
     server = wsloop.serve(Echo(), loop=backend.loop)
     recs = [Recorder() for _ in range(3)]
@@ -269,6 +325,68 @@ def test_graceful_shutdown_closes_with_1001(backend) -> None:  # type: ignore[no
     assert stats["readers"] == stats["writers"] == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_shutdown_timeout_aborts_a_client_that_never_closes(backend) -> None:  # type: ignore[no-untyped-def]
+    from wsloop.protocol import ClientConnection
+
+    server = wsloop.serve(Echo(), loop=backend.loop, close_timeout=10)
+    # A client that completes its handshake and never reads or answers again.
+    mute = socket.create_connection(("127.0.0.1", server.port))
+    mute.sendall(ClientConnection(server.url, deflate=None).data_to_send())
+    try:
+        assert backend.run_until(lambda: len(server.connections) == 1)
+        started = time.monotonic()
+        server.close(timeout=0.3)
+        assert backend.run_until(lambda: server.closed, timeout=5)
+        elapsed = time.monotonic() - started
+        # After the shutdown timeout, well before the connection's own close_timeout.
+        assert 0.3 - 0.02 <= elapsed < 0.3 + 0.5, elapsed
+        assert not server.connections
+    finally:
+        mute.close()
+
+
+def test_process_request_that_raises_answers_500(backend) -> None:  # type: ignore[no-untyped-def]
+    server_errors: list[BaseException] = []
+
+    def hook(ws: wsloop.WebSocket, request: Any) -> None:
+        raise KeyError("bug in the hook")
+
+    server = wsloop.serve(
+        Echo(),
+        loop=backend.loop,
+        process_request=hook,
+        on_error=lambda ws, exc: server_errors.append(exc),
+    )
+    rec = Recorder()
+    client = wsloop.connect(server.url, rec, loop=backend.loop)
+    assert backend.run_until(lambda: client.closed)
+    assert not rec.opened.is_set()
+    (err,) = rec.errors
+    assert isinstance(err, wsloop.HandshakeError) and err.status == 500, err
+    assert [type(e) for e in server_errors] == [KeyError]
+    assert not server.connections
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+@pytest.mark.parametrize("compression", [False, True], ids=["plain", "deflate"])
+def test_max_message_size_is_inclusive(backend, compression: bool) -> None:  # type: ignore[no-untyped-def]
+    limit = 1000
+    server = wsloop.serve(
+        Echo(), loop=backend.loop, max_message_size=limit, compression=compression
+    )
+    at_limit = os.urandom(limit)
+    rec = Recorder(want=1, send=[at_limit])
+    rec.on_each = lambda r, ws, data: ws.send(os.urandom(limit + 1))
+    client = wsloop.connect(server.url, rec, loop=backend.loop, compression=compression)
+    assert backend.run_until(lambda: client.closed)
+    assert rec.messages == [at_limit], "a message of exactly max_message_size is accepted"
+    assert rec.ws is not None and bool(rec.ws.extensions) is compression
+    assert [code for code, _, _ in rec.closes] == [1009], "one byte over is refused"
+    server.close()
+    assert backend.run_until(lambda: server.closed)
 
 
 def test_server_handler_exception_closes_that_connection_only(backend) -> None:  # type: ignore[no-untyped-def]
@@ -338,3 +456,84 @@ def test_pacing_from_inside_a_message_callback(backend) -> None:  # type: ignore
     client.close()
     server.close()
     assert backend.run_until(lambda: server.closed)
+
+
+FLOOD_COUNT = 512
+FLOOD_SIZE = 64 * 1024  # 32 MiB in all
+
+
+def test_cli_echo_server_stops_reading_a_client_that_does_not_read(backend) -> None:  # type: ignore[no-untyped-def]
+    """Defect 5: ``wsloop serve --mode echo`` against a client that sends
+    32 MiB and reads nothing holds at most write_limit plus what one read
+    of the socket delivered, then echoes every byte in order once the
+    client reads."""
+    from wsloop.cli import ServeHandler
+    from wsloop.transport import READ_SIZE
+
+    class Watched(ServeHandler):
+        peak = 0
+
+        def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
+            super().on_message(ws, data)
+            self.peak = max(self.peak, ws.buffered_amount)  # it grows only here
+
+    handler = Watched("echo", 120, backend.loop)
+    server = wsloop.serve(handler, loop=backend.loop, compression=False, max_message_size=None)
+    handler.server = server
+    flood = FloodClient(server.port, FLOOD_COUNT, FLOOD_SIZE)
+    try:
+        assert backend.run_until(flood.opened.is_set)
+        # Bounded negative wait: a server that stopped reading never lets
+        # the client push 32 MiB into it (kernel buffers hold a few MiB).
+        assert not backend.run_until(flood.sent_all.is_set, timeout=1.0)
+        limit = server.options.write_limit
+        bound = limit + READ_SIZE + FLOOD_SIZE + 64 * 14  # + frame headers
+        assert 0 < handler.peak <= bound, (handler.peak, bound)
+        (ws,) = server.connections
+        assert ws.buffered_amount <= bound
+        flood.start_reading()
+        assert backend.run_until(flood.done.is_set, timeout=30), (flood.sent, flood.received)
+        assert flood.sent_all.is_set() and flood.received == FLOOD_COUNT and not flood.wrong
+        assert flood.closes == [(1000, "")]
+        assert handler.peak <= bound, (handler.peak, bound)
+    finally:
+        flood.close()
+        server.close()
+        assert backend.run_until(lambda: server.closed)
+
+
+def test_cli_ticker_skips_ticks_for_a_client_that_does_not_read(backend) -> None:  # type: ignore[no-untyped-def]
+    """``wsloop serve --mode ticker``: a client that reads nothing misses
+    ticks; the server never holds more than write_limit plus one tick."""
+    from wsloop.cli import ServeHandler
+    from wsloop.protocol import ClientConnection
+
+    class Watched(ServeHandler):
+        peak = 0
+
+        def on_open(self, ws: wsloop.WebSocket) -> None:
+            assert ws.transport is not None
+            ws.transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            super().on_open(ws)
+
+        def tick(self, ws: wsloop.WebSocket) -> None:
+            super().tick(ws)
+            self.peak = max(self.peak, ws.buffered_amount)  # it grows only here
+
+    handler = Watched("ticker", 60 / 1e-5, backend.loop)  # a tick every 10 us
+    server = wsloop.serve(handler, loop=backend.loop, compression=False)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(ClientConnection(server.url, deflate=None).data_to_send())
+    try:
+        assert backend.run_until(lambda: len(server.connections) == 1)
+        (ws,) = server.connections
+        # 20000 ticks of ~50 bytes: far more than the limit and the kernel's buffers.
+        assert backend.run_until(lambda: ws.data["seq"] >= 20_000, timeout=10)
+        limit = server.options.write_limit
+        assert limit < handler.peak <= limit + 100, handler.peak
+    finally:
+        sock.close()
+        server.close()
+        assert backend.run_until(lambda: server.closed)

@@ -78,6 +78,25 @@ def test_truncated_utf8_at_message_end_fails() -> None:
     check_failed(server, feed(server, frame(1, "é".encode()[:1], mask=True)), 1007)
 
 
+@pytest.mark.parametrize(
+    "fragments",
+    [
+        [b"ab", "é".encode()[:1]],  # the last fragment ends mid-character
+        [b"ab", "€".encode()[:2]],
+        ["€".encode()[:1], "€".encode()[1:2]],  # split, and never finished
+        [b"a\xf0\x9f", b""],  # an empty last fragment after a truncated one
+        [b"ab", b"cd", "😀".encode()[:3]],
+    ],
+)
+def test_truncated_utf8_at_the_end_of_a_fragmented_message_fails(fragments: list[bytes]) -> None:
+    server = open_server()
+    data = frame(1, fragments[0], fin=False, mask=True)
+    for part in fragments[1:-1]:
+        data += frame(0, part, fin=False, mask=True)
+    assert feed(server, data) == []
+    check_failed(server, feed(server, frame(0, fragments[-1], mask=True)), 1007)
+
+
 def test_utf8_split_across_fragments_is_valid() -> None:
     server = open_server()
     data = "€".encode()

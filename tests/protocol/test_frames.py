@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 
 from wshelpers import feed, frame, open_client, open_server, parse_frames
-from wsloop.protocol import Message, Ping, Pong, apply_mask, encode_frame, frames
+from wsloop.protocol import Event, Message, Ping, Pong, apply_mask, encode_frame, frames
 from wsloop.protocol.frames import is_valid_close_code
 
 HELLO_MASKED = bytes.fromhex("81 85 37 fa 21 3d 7f 9f 4d 51 58".replace(" ", ""))
@@ -28,6 +29,53 @@ def test_apply_mask_matches_definition(impl: str, size: int, offset: int) -> Non
     key = os.urandom(4)
     assert IMPLEMENTATIONS[impl](data, key, offset) == naive_mask(data, key, offset)
     assert IMPLEMENTATIONS[impl](bytearray(data), key, offset) == naive_mask(data, key, offset)
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS)
+def test_apply_mask_in_pieces_of_odd_sizes_with_a_running_offset(impl: str) -> None:
+    """How a payload split across reads is unmasked: each piece from where
+    the last one left off in the key stream."""
+    data = os.urandom(5000)
+    key = os.urandom(4)
+    out = b""
+    sizes = [1, 3, 5, 7, 2, 66, 129, 9, 65, 1001]
+    i = 0
+    while len(out) < len(data):
+        piece = data[len(out) : len(out) + sizes[i % len(sizes)]]
+        out += IMPLEMENTATIONS[impl](piece, key, len(out))
+        i += 1
+    assert out == naive_mask(data, key)
+
+
+# Cut points cycling through odd sizes, small (the int path of the pure-Python
+# mask) and large (its translate path), so that pieces start at every offset
+# into the masking key; the largest starts the in-place assembly of a big message.
+ODD_SIZES = [1, 3, 5, 7, 66, 9, 129, 11, 1001, 13, 30001]
+
+
+@pytest.mark.parametrize("start", range(len(ODD_SIZES)))
+def test_masked_frames_fed_in_pieces_of_odd_sizes_unmask_correctly(start: int) -> None:
+    rng = random.Random(start)
+    text = "".join(rng.choice("abcdé€😀") for _ in range(3000))
+    small = rng.randbytes(300)
+    big = rng.randbytes(200_000)  # the last frame of a large binary message: assembled in place
+    data = (
+        frame(1, text.encode(), mask=True)
+        + frame(2, small, fin=False, mask=True)
+        + frame(0, small[::-1], mask=True)
+        + frame(2, big[:1000], fin=False, mask=True)
+        + frame(0, big[1000:], mask=True)
+    )
+    server = open_server(max_message_size=None)
+    events: list[Event] = []
+    pos = 0
+    i = start
+    while pos < len(data):
+        size = ODD_SIZES[i % len(ODD_SIZES)]
+        events += feed(server, data[pos : pos + size])
+        pos += size
+        i += 1
+    assert events == [Message(text), Message(small + small[::-1]), Message(big)]
 
 
 def test_rfc_5_7_single_frame_unmasked_text() -> None:
