@@ -324,8 +324,10 @@ def connect(url: str, *, max_queue: int = DEFAULT_MAX_QUEUE, **options: Any) -> 
 class SyncServer:
     """A blocking server, made by :func:`serve`."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, threads: set[threading.Thread]) -> None:
         self.server = server
+        # The threads running the connections' function, until each returns.
+        self._threads = threads
 
     @property
     def port(self) -> int:
@@ -366,9 +368,15 @@ class SyncServer:
         return count[0]
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop accepting, close every connection (1001) and wait until done."""
+        """Stop accepting, close every connection (1001) and wait until done,
+        the connections' functions returned included (each is given up to
+        ``timeout``, default ``close_timeout``, once its connection closed)."""
         self.server.close(timeout)
         self.wait_closed()
+        grace = self.server.options.close_timeout if timeout is None else timeout
+        for thread in list(self._threads):
+            if thread is not threading.current_thread():
+                thread.join(grace)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until shutdown has finished; False if ``timeout`` passed first."""
@@ -410,19 +418,24 @@ def serve(
     check_max_queue(max_queue)
     opts = ServerOptions.build(options)
 
+    threads: set[threading.Thread] = set()
+
     def run(ws: SyncWebSocket) -> None:
         try:
             handler(ws)
         except ConnectionClosed:
-            pass
+            ws.close()
         except Exception:
             logger.exception("exception in connection handler")
             ws.close(1011, "internal error")
-            return
-        ws.close()
+        else:
+            ws.close()
+        finally:
+            threads.discard(threading.current_thread())
 
     def opened(ws: SyncWebSocket) -> None:
         thread = threading.Thread(target=run, args=(ws,), name="wsloop-sync-handler", daemon=True)
+        threads.add(thread)
         thread.start()
 
     def new_handler() -> SyncWebSocket:
@@ -435,4 +448,4 @@ def serve(
         _shared.release()
         raise
     server.add_done_callback(_shared.release)
-    return SyncServer(server)
+    return SyncServer(server, threads)
