@@ -211,7 +211,7 @@ async def client_bare(url: str, payload: bytes, count: int, in_flight: int) -> f
 def run_client(lib: str, loop_name: str, url: str, size: int, count: int, in_flight: int) -> float:
     payload = bytes(size)
     if lib == "wsloop":
-        from wsloop.bench import measure
+        from wsloop.cli.bench import measure
 
         return measure(url, loop_name, size, count, in_flight)
     fn = {

@@ -177,7 +177,7 @@ def run_client_mode(
                 close_timeout=5,
             )
             loop.run()
-            client.wait(1)
+            client.wait_closed(1)
             return got
 
         count = int(run_one(f"{base}/getCaseCount", echo=False)[0])

@@ -467,7 +467,7 @@ def test_cli_echo_server_stops_reading_a_client_that_does_not_read(backend) -> N
     32 MiB and reads nothing holds at most write_limit plus what one read
     of the socket delivered, then echoes every byte in order once the
     client reads."""
-    from wsloop.cli import ServeHandler
+    from wsloop.cli.feeds import ServeHandler
     from wsloop.transport import READ_SIZE
 
     class Watched(ServeHandler):
@@ -505,7 +505,7 @@ def test_cli_echo_server_stops_reading_a_client_that_does_not_read(backend) -> N
 def test_cli_ticker_skips_ticks_for_a_client_that_does_not_read(backend) -> None:  # type: ignore[no-untyped-def]
     """``wsloop serve --mode ticker``: a client that reads nothing misses
     ticks; the server never holds more than write_limit plus one tick."""
-    from wsloop.cli import ServeHandler
+    from wsloop.cli.feeds import ServeHandler
     from wsloop.protocol import ClientConnection
 
     class Watched(ServeHandler):

@@ -14,7 +14,7 @@ from typing import Any
 
 import wsloop
 
-from .loops import Loop, get_loop
+from ..loops import Loop, get_loop
 
 
 class _Runner(wsloop.Handler):

@@ -19,8 +19,9 @@ from typing import Any
 
 import wsloop
 
-from .cli import ServeHandler
-from .loops import BACKENDS, Loop, get_loop
+from ..loops import BACKENDS, Loop, get_loop
+from .feeds import ServeHandler
+from .usage import UsageError
 
 
 class FeedPrinter(wsloop.Handler):
@@ -102,8 +103,6 @@ def summary(printer: FeedPrinter) -> tuple[bool, str]:
 
 def run_demo(args: argparse.Namespace) -> int:
     if args.duration <= 0 or args.rate <= 0:
-        from .cli import UsageError
-
         raise UsageError("--duration and --rate must be positive")
     server_loop, server, thread = start_ticker(args.rate)
     try:
