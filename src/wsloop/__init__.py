@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import socket as _socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import websocket as _websocket
 from .client import Client
@@ -34,6 +34,11 @@ from .protocol import (
 )
 from .server import Server, broadcast
 from .websocket import WebSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .options import ClientArgs, ServerArgs
 
 __version__ = "0.1.0"
 
@@ -99,7 +104,9 @@ def _loop(loop: Any) -> Loop:
         return default_loop()
 
 
-def connect(url: str, handler: Any = None, *, loop: Any = None, **kwargs: Any) -> Client:
+def connect(
+    url: str, handler: Any = None, *, loop: Any = None, **kwargs: Unpack[ClientArgs]
+) -> Client:
     """Connect to ``url`` with the callback API; returns the :class:`Client` at once.
 
     ``handler`` is a :class:`Handler`, any object with some ``on_*``
@@ -129,7 +136,7 @@ def serve(
     *,
     sock: _socket.socket | None = None,
     loop: Any = None,
-    **kwargs: Any,
+    **kwargs: Unpack[ServerArgs],
 ) -> Server:
     """Listen for WebSocket clients on ``host``:``port`` (or ``sock``) with
     the callback API.

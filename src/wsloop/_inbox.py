@@ -15,6 +15,8 @@ from collections.abc import Callable
 from .errors import ConnectionClosed
 from .websocket import WebSocket
 
+__all__ = ["Inbox"]
+
 
 class Inbox:
     def __init__(

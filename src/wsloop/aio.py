@@ -28,7 +28,7 @@ import functools
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._aiows import AioWebSocket, HandlerForm, fail, resolve
 from .client import Client
@@ -37,6 +37,11 @@ from .handler import Handler, has_callbacks, resolve_handler, split_callbacks
 from .loops import get_loop
 from .options import DEFAULT_MAX_QUEUE, ClientOptions, Reconnect, ServerOptions, check_max_queue
 from .server import Server
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .options import AioClientArgs, AioServerArgs
 
 __all__ = ["AioServer", "AioWebSocket", "Connect", "Serve", "connect", "serve"]
 
@@ -259,7 +264,7 @@ class Serve:
             await self._server.wait_closed()
 
 
-def connect(url: str, handler: Any = None, **options: Any) -> Connect:
+def connect(url: str, handler: Any = None, **options: Unpack[AioClientArgs]) -> Connect:
     """The asyncio client: ``async with connect(url) as ws``, ``ws = await
     connect(url)``, or ``async for ws in connect(url)`` to reconnect; it
     gives an :class:`AioWebSocket` once the connection is open, and raises
@@ -279,7 +284,7 @@ def serve(
     handler: Any = None,
     host: str | None = "127.0.0.1",
     port: int = 0,
-    **options: Any,
+    **options: Unpack[AioServerArgs],
 ) -> Serve:
     """The asyncio server: ``async with serve(handler, host, port) as
     server``. With ``async def handler(ws)`` (``wsloop.serve`` is the same)

@@ -10,6 +10,7 @@ it never reaches the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class _Combined(Handler):
                 setattr(self, name, fn)
 
 
-def split_callbacks(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_callbacks(kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``on_*`` keyword arguments (callbacks) apart from the rest (options)."""
     callbacks = {k: v for k, v in kwargs.items() if k.startswith("on_")}
     options = {k: v for k, v in kwargs.items() if not k.startswith("on_")}

@@ -7,20 +7,32 @@ value raises ``TypeError``/``ValueError`` at the call that passed it.
 from __future__ import annotations
 
 import re
+import socket
 import ssl
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions, parse_url
 from .protocol.handshake import OriginRule
 
+if TYPE_CHECKING:
+    from .client import Client
+    from .websocket import WebSocket
+
 __all__ = [
     "DEFAULT_MAX_QUEUE",
+    "AioClientArgs",
+    "AioServerArgs",
+    "CallbackArgs",
+    "ClientArgs",
+    "ClientOptionArgs",
     "ClientOptions",
     "ConnectionOptions",
     "Reconnect",
     "RedirectHeaders",
+    "ServerArgs",
+    "ServerOptionArgs",
     "ServerOptions",
     "check_max_queue",
     "strip_credentials",
@@ -160,7 +172,7 @@ class ConnectionOptions:
         return [(str(k), str(v)) for k, v in items]
 
     @classmethod
-    def build(cls, options: dict[str, Any]) -> Any:
+    def build(cls, options: Mapping[str, Any]) -> Any:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - names)
         if unknown:
@@ -309,3 +321,83 @@ class ServerOptions(ConnectionOptions):
         if self.broadcast_policy not in ("skip", "close"):
             raise ValueError("broadcast_policy must be 'skip' or 'close'")
         _check_origins(self.origins)
+
+
+# -- the same options as keyword arguments, for type checkers ------------------
+#
+# connect() and serve() take options as keywords. These TypedDicts type them
+# (with typing.Unpack), so that a misspelt option or a wrong type fails type
+# checking as well as at run time. tests/test_options_typing.py checks that
+# they name exactly the dataclasses' fields above.
+
+
+class _ConnectionOptionArgs(TypedDict, total=False):
+    max_message_size: int | None
+    compression: bool | DeflateOptions | None
+    ping_interval: float | None
+    ping_timeout: float | None
+    close_timeout: float
+    write_limit: int
+    handler_errors: str
+    subprotocols: Sequence[str]
+    headers: Iterable[tuple[str, str]] | dict[str, str]
+    ssl: ssl.SSLContext | None
+
+
+class ClientOptionArgs(_ConnectionOptionArgs, total=False):
+    """The keywords of :class:`ClientOptions`."""
+
+    origin: str | None
+    open_timeout: float | None
+    reconnect: bool | Reconnect
+    max_redirects: int
+    proxy: str | bool | None
+    server_hostname: str | None
+    loop_warning: float | None
+    redirect_headers: RedirectHeaders
+
+
+class ServerOptionArgs(_ConnectionOptionArgs, total=False):
+    """The keywords of :class:`ServerOptions`."""
+
+    process_request: ProcessRequest | None
+    max_connections: int | None
+    handshake_timeout: float
+    backlog: int
+    broadcast_policy: str
+    origins: Sequence[OriginRule] | None
+
+
+class CallbackArgs(TypedDict, total=False):
+    """Callbacks given as keywords (``on_message=...``), each as the
+    :class:`~wsloop.Handler` method of that name but for its ``self``."""
+
+    on_open: Callable[[WebSocket], object] | None
+    on_message: Callable[[WebSocket, str | bytes], object] | None
+    on_ping: Callable[[WebSocket, bytes], object] | None
+    on_pong: Callable[[WebSocket, bytes], object] | None
+    on_close: Callable[[WebSocket, int, str, bool], object] | None
+    on_error: Callable[[WebSocket | None, BaseException], object] | None
+    on_writable: Callable[[WebSocket], object] | None
+    on_state: Callable[[Client, str, dict[str, Any]], object] | None
+
+
+class ClientArgs(ClientOptionArgs, CallbackArgs, total=False):
+    """:func:`wsloop.connect`'s keywords: options and callbacks."""
+
+
+class ServerArgs(ServerOptionArgs, CallbackArgs, total=False):
+    """:func:`wsloop.serve`'s keywords: options and callbacks."""
+
+
+class AioClientArgs(ClientArgs, total=False):
+    """:func:`wsloop.aio.connect`'s keywords: also ``max_queue``."""
+
+    max_queue: int
+
+
+class AioServerArgs(ServerArgs, total=False):
+    """:func:`wsloop.aio.serve`'s keywords: also ``sock`` and ``max_queue``."""
+
+    sock: socket.socket | None
+    max_queue: int

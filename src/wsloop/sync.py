@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._inbox import Inbox
 from .client import Client
@@ -35,6 +35,11 @@ from .loops import Loop, get_loop
 from .options import DEFAULT_MAX_QUEUE, ClientOptions, ServerOptions, check_max_queue
 from .server import Server
 from .websocket import WebSocket
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .options import ClientOptionArgs, ServerOptionArgs
 
 __all__ = ["ConnectionClosed", "SyncServer", "SyncWebSocket", "connect", "serve"]
 
@@ -295,7 +300,9 @@ class SyncWebSocket:
                 self._on_done()
 
 
-def connect(url: str, *, max_queue: int = DEFAULT_MAX_QUEUE, **options: Any) -> SyncWebSocket:
+def connect(
+    url: str, *, max_queue: int = DEFAULT_MAX_QUEUE, **options: Unpack[ClientOptionArgs]
+) -> SyncWebSocket:
     """Connect and block until open (up to ``open_timeout``); raises what
     made the attempt fail. ``max_queue`` messages wait for :meth:`recv
     <SyncWebSocket.recv>` before reading pauses; other options as for
@@ -404,7 +411,7 @@ def serve(
     *,
     sock: socket.socket | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
-    **options: Any,
+    **options: Unpack[ServerOptionArgs],
 ) -> SyncServer:
     """Listen on ``host``:``port`` and run ``handler(ws)`` for each
     connection in a thread of its own, ``ws`` being a

@@ -16,6 +16,8 @@ import wsloop
 
 from ..loops import Loop, get_loop
 
+__all__ = ["measure", "run_cli"]
+
 
 class _Runner(wsloop.Handler):
     def __init__(self, loop: Loop, payload: bytes, count: int, in_flight: int) -> None:

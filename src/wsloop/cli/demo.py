@@ -23,6 +23,8 @@ from ..loops import BACKENDS, Loop, get_loop
 from .feeds import ServeHandler
 from .usage import UsageError
 
+__all__ = ["FeedPrinter", "listen", "run_demo", "start_ticker", "summary"]
+
 
 class FeedPrinter(wsloop.Handler):
     def __init__(self, loop: Loop, quiet: bool = False) -> None:

@@ -21,6 +21,8 @@ from typing import Any
 
 from .base import Loop
 
+__all__ = ["GeventLoop"]
+
 logger = logging.getLogger("wsloop.loops")
 
 
