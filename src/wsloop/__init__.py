@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from .options import ClientArgs, ServerArgs
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: True when the modules every message goes through run compiled (a wheel
 #: built with mypyc), False when they run as Python (an editable install, or
