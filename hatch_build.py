@@ -44,11 +44,14 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 #: stand-ins, which compiled argument checks would refuse), and the
 #: front-ends that are not on the per-message path.
 COMPILED = [
+    "wsloop/protocol/assembler.py",
     "wsloop/protocol/connection.py",
     "wsloop/protocol/deflate.py",
     "wsloop/protocol/events.py",
     "wsloop/protocol/frames.py",
     "wsloop/protocol/handshake.py",
+    "wsloop/protocol/reader.py",
+    "wsloop/protocol/writer.py",
     "wsloop/_aiows.py",
     "wsloop/_inbox.py",
     "wsloop/loops/_invoke.py",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
+from typing import Any
 
 from wsloop.protocol import (
     ClientConnection,
     Closed,
     DeflateOptions,
     Event,
-    RequestReceived,
     ServerConnection,
     apply_mask,
 )
@@ -48,15 +49,18 @@ def open_pair(
     client_deflate: DeflateOptions | None = None,
     server_deflate: DeflateOptions | None = None,
     max_message_size: int | None = 1 << 20,
+    protocol: Any = None,
 ) -> tuple[ClientConnection, ServerConnection]:
-    """A client and a server that completed their handshake in memory."""
-    client = ClientConnection(
+    """A client and a server that completed their handshake in memory
+    (made by ``protocol``, a package like ``wsloop.protocol``, if given)."""
+    proto = protocol or sys.modules["wsloop.protocol"]
+    client = proto.ClientConnection(
         "ws://example.com/", deflate=client_deflate, max_message_size=max_message_size
     )
-    server = ServerConnection(deflate=server_deflate, max_message_size=max_message_size)
+    server = proto.ServerConnection(deflate=server_deflate, max_message_size=max_message_size)
     server.receive_data(client.data_to_send())
     event = server.next_event()
-    assert isinstance(event, RequestReceived)
+    assert isinstance(event, proto.RequestReceived)
     server.accept()
     server.next_event()
     client.receive_data(server.data_to_send())

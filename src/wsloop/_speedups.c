@@ -13,7 +13,7 @@
  * - read_frame: the common case of parsing, a whole unfragmented data frame
  *   already buffered. Anything else (control frames, fragments, RSV bits,
  *   partial frames, every protocol error) returns None and is left to the
- *   Python parser in protocol/connection.py, which stays the reference:
+ *   Python parser in protocol/reader.py, which stays the reference:
  *   this function may only ever agree with it or decline.
  *
  * wsloop works without this module; protocol/frames.py and transport.py
@@ -210,10 +210,45 @@ payload_dealloc(PayloadBuffer *self)
     Py_DECREF(type);
 }
 
+/* Without the GIL (free-threaded builds), each call on a PayloadBuffer holds
+ * the object's critical section: fill() and take() never interleave. */
+#if PY_VERSION_HEX >= 0x030D0000
+#define PAYLOAD_LOCK(self) Py_BEGIN_CRITICAL_SECTION(self)
+#define PAYLOAD_UNLOCK(self) Py_END_CRITICAL_SECTION()
+#else
+#define PAYLOAD_LOCK(self) {
+#define PAYLOAD_UNLOCK(self) }
+#endif
+
+static PyObject *payload_fill_locked(PayloadBuffer *self, PyObject *const *args,
+                                     Py_ssize_t nargs);
+static PyObject *payload_take_locked(PayloadBuffer *self);
+
 /* fill(src, start, n, key, key_offset) -> None: append src[start:start + n],
  * XORed with the 4-byte key stream from key_offset unless key is None. */
 static PyObject *
 payload_fill(PayloadBuffer *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result;
+    PAYLOAD_LOCK(self);
+    result = payload_fill_locked(self, args, nargs);
+    PAYLOAD_UNLOCK(self);
+    return result;
+}
+
+/* take() -> bytes: the message, once every byte of it is filled. */
+static PyObject *
+payload_take(PayloadBuffer *self, PyObject *unused)
+{
+    PyObject *result;
+    PAYLOAD_LOCK(self);
+    result = payload_take_locked(self);
+    PAYLOAD_UNLOCK(self);
+    return result;
+}
+
+static PyObject *
+payload_fill_locked(PayloadBuffer *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer src;
     Py_ssize_t start, n, key_offset, size;
@@ -256,9 +291,8 @@ payload_fill(PayloadBuffer *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* take() -> bytes: the message, once every byte of it is filled. */
 static PyObject *
-payload_take(PayloadBuffer *self, PyObject *unused)
+payload_take_locked(PayloadBuffer *self)
 {
     PyObject *data = self->data;
     if (data == NULL || self->filled != PyBytes_GET_SIZE(data)) {

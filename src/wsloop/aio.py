@@ -1,6 +1,6 @@
 """The asyncio front-end (asyncio and uvloop)::
 
-    async with wsloop.connect("wss://example.com/feed") as ws:
+    async with wsloop.aio.connect("wss://example.com/feed") as ws:
         await ws.send("subscribe")
         async for message in ws:
             print(message)
@@ -71,8 +71,12 @@ class Connect:
         callbacks, options = split_callbacks(options)
         self.app = None if handler is None and not callbacks else _app(handler, callbacks, options)
         self.max_queue = _split_max_queue(options)
-        self.reconnect = options.pop("reconnect", True)
+        # The policy of ``async for ws in connect(...)``; one awaited
+        # connection does not reconnect.
+        self.reconnect: bool | Reconnect | None = options.pop("reconnect", None)
         self.options = ClientOptions.build(options)  # errors now, not when awaited
+        if self.reconnect is not None and not isinstance(self.reconnect, (bool, Reconnect)):
+            raise TypeError("reconnect must be True, False or a wsloop.Reconnect")
         self._ws: AioWebSocket | None = None
 
     async def _open(self) -> AioWebSocket:
@@ -93,7 +97,15 @@ class Connect:
             raise
 
     def __await__(self) -> Generator[Any, None, AioWebSocket]:
+        self._one_connection("ws = await wsloop.aio.connect(url)")
         return self._open().__await__()
+
+    def _one_connection(self, how: str) -> None:
+        if self.reconnect is not None:
+            raise TypeError(
+                f"reconnect= applies to `async for ws in wsloop.aio.connect(url, reconnect=...)`; "
+                f"`{how}` opens one connection: pass no reconnect"
+            )
 
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("_") and hasattr(AioWebSocket, name):
@@ -105,6 +117,7 @@ class Connect:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     async def __aenter__(self) -> AioWebSocket:
+        self._one_connection("async with wsloop.aio.connect(url) as ws")
         self._ws = await self._open()
         return self._ws
 
@@ -113,6 +126,11 @@ class Connect:
             await self._ws.close()
 
     def __aiter__(self) -> AsyncIterator[AioWebSocket]:
+        if self.reconnect is False:
+            raise TypeError(
+                "`async for ws in wsloop.aio.connect(...)` reconnects: pass reconnect=True "
+                "or a wsloop.Reconnect, or use `async with` for one connection"
+            )
         return self._forever()
 
     async def _forever(self) -> AsyncIterator[AioWebSocket]:
@@ -268,8 +286,9 @@ def connect(url: str, handler: Any = None, **options: Unpack[AioClientArgs]) -> 
     """The asyncio client: ``async with connect(url) as ws``, ``ws = await
     connect(url)``, or ``async for ws in connect(url)`` to reconnect; it
     gives an :class:`AioWebSocket` once the connection is open, and raises
-    if it cannot open. Without a handler (``wsloop.connect(url)`` is the
-    same) messages are awaited with ``recv()`` or ``async for``. With a
+    if it cannot open. ``reconnect`` (True or a :class:`~wsloop.Reconnect`)
+    is the policy of ``async for``. Without a handler messages are awaited
+    with ``recv()`` or ``async for``. With a
     ``handler`` (a :class:`~wsloop.Handler`, any object with some ``on_*``
     methods, or ``on_message=...``-style keywords) each message goes to
     ``on_message(ws, data)`` on arrival, ``ws`` being the
@@ -287,9 +306,9 @@ def serve(
     **options: Unpack[AioServerArgs],
 ) -> Serve:
     """The asyncio server: ``async with serve(handler, host, port) as
-    server``. With ``async def handler(ws)`` (``wsloop.serve`` is the same)
-    each connection runs as a task, given an :class:`AioWebSocket`; with a
-    :class:`~wsloop.Handler` (or ``on_message=...`` keywords) its callbacks
-    run as for :func:`connect`. Other keywords are
+    server``. With ``async def handler(ws)`` each connection runs as a
+    task, given an :class:`AioWebSocket`; with a :class:`~wsloop.Handler`
+    (or ``on_message=...`` keywords) its callbacks run as for
+    :func:`connect`. Other keywords are
     :class:`~wsloop.ServerOptions`, ``sock`` and ``max_queue``."""
     return Serve(handler, host, port, **options)

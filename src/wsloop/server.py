@@ -282,8 +282,20 @@ class Server:
             self._hook_failed(ws, exc)
             return
         if inspect.isawaitable(result):
-            # An async hook (asyncio and uvloop only, checked at serve()):
-            # the handshake waits for it.
+            if self.loop.name not in ("asyncio", "uvloop"):
+                # Not caught at serve(): a callable object or a wrapper
+                # that returns a coroutine.
+                if inspect.iscoroutine(result):
+                    result.close()
+                self._hook_failed(
+                    ws,
+                    TypeError(
+                        f"process_request returned an awaitable, which needs an asyncio or "
+                        f"uvloop loop, not {self.loop.name}"
+                    ),
+                )
+                return
+            # The handshake waits for an async hook.
             future = asyncio.ensure_future(result, loop=self.loop.native)
             future.add_done_callback(lambda done: self._hook_done(ws, done, subprotocol))
             return
@@ -327,7 +339,8 @@ class Server:
             ws.handler.on_error(ws, exc)
         except Exception:
             logger.exception("exception in on_error handler")
-        ws.reject(500, "internal server error")
+        if ws.protocol.state is State.CONNECTING and ws.protocol.closed is None:
+            ws.reject(500, "internal server error")  # unless the hook answered before it failed
 
     def _ws_opened(self, ws: WebSocket) -> None:
         timer = self._pending.pop(ws, None)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._inbox import Inbox
 from .client import Client
-from .errors import ConnectionClosed, ConnectionClosedOK
+from .errors import ConnectionClosed, ConnectionClosedOK, InvalidStateError
 from .loops import Loop, get_loop
 from .options import DEFAULT_MAX_QUEUE, ClientOptions, ServerOptions, check_max_queue
 from .server import Server
@@ -221,17 +221,30 @@ class SyncWebSocket:
     def ping(self, data: bytes | str | None = None, *, timeout: float = 10.0) -> float:
         """Send a ping and return the round-trip time in seconds once its
         pong arrives; ``TimeoutError`` after ``timeout`` seconds."""
-        done = threading.Event()
+        inbox = self._open_inbox()
+        if inbox.closed is not None:
+            raise inbox.closed
         rtt: list[float] = []
 
         def pong(t: float) -> None:
-            rtt.append(t)
-            done.set()
+            with self._cond:
+                rtt.append(t)
+                self._cond.notify_all()
 
-        self.ws.ping(data, pong)
-        if not done.wait(timeout):
-            raise TimeoutError(f"no pong within {timeout}s")
-        return rtt[0]
+        try:
+            self.ws.ping(data, pong)
+        except InvalidStateError:
+            self.wait_closed(self.ws.options.close_timeout + 1)
+            if inbox.closed is not None:
+                raise inbox.closed from None
+            raise
+        with self._cond:  # woken by the pong or by the close (on_close)
+            self._cond.wait_for(lambda: rtt or inbox.closed is not None, timeout)
+        if rtt:
+            return rtt[0]
+        if inbox.closed is not None:
+            raise inbox.closed
+        raise TimeoutError(f"no pong within {timeout}s")
 
     def close(self, code: int = 1000, reason: str = "", timeout: float | None = None) -> None:
         """Close and wait (up to ``timeout``, default ``close_timeout`` + 1)."""
@@ -285,7 +298,7 @@ class SyncWebSocket:
 
     def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
         assert self._inbox is not None
-        self._inbox.close(code, reason, clean)
+        self._inbox.close(code, reason, clean)  # wakes recv(), send() and ping()
         self._closed.set()
 
     def on_error(self, ws: WebSocket | None, error: BaseException) -> None:
@@ -320,7 +333,12 @@ def connect(
         _shared.release()
         raise
     limit = opts.open_timeout
-    if not ws._opened.wait(None if limit is None else limit + 1):
+    try:
+        opened = ws._opened.wait(None if limit is None else limit + 1)
+    except BaseException:  # KeyboardInterrupt: the attempt must not go on
+        client.close()
+        raise
+    if not opened:
         client.close()
         raise TimeoutError(f"connect to {url} timed out")
     if ws._error is not None:
@@ -369,7 +387,8 @@ class SyncServer:
                 done.set()
 
         self.server.loop.call_soon_threadsafe(run)
-        done.wait()
+        if not done.wait(10):
+            raise TimeoutError("the loop did not run the broadcast within 10 s")
         if not count:
             raise RuntimeError("broadcast failed; see the log")
         return count[0]

@@ -248,6 +248,8 @@ class WebSocket:
         )
         if len(payload) > 125:
             raise ValueError(f"ping payload is {len(payload)} bytes; at most 125 are allowed")
+        if self.state != "open":
+            raise InvalidStateError(f"cannot ping: the connection is {self.state}")
         self.loop.call_in_loop(self._ping, payload, callback)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -383,6 +385,8 @@ class WebSocket:
             self._flush_queued(transport)
 
     def _ping(self, payload: bytes, callback: Callable[[float], object] | None) -> None:
+        if self.protocol.state is not State.OPEN:
+            return  # closed since ping() checked, from another thread: no pong will come
         self.protocol.send_ping(payload)
         self._pings[payload] = (self.loop.time(), callback)
         if not self._processing:

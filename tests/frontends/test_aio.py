@@ -426,3 +426,19 @@ def test_an_async_process_request_decides_the_handshake(flavour: str) -> None:
                 assert await ws.recv() == "in"
 
     run(flavour, main)
+
+
+def test_reconnect_is_for_async_for_only() -> None:
+    async def main() -> None:
+        with pytest.raises(TypeError, match="applies to `async for"):
+            await wsloop.aio.connect("ws://127.0.0.1:1/", reconnect=True)
+        with pytest.raises(TypeError, match="applies to `async for"):
+            async with wsloop.aio.connect("ws://127.0.0.1:1/", reconnect=wsloop.Reconnect()):
+                pass
+        with pytest.raises(TypeError, match="reconnects: pass reconnect=True"):
+            async for _ in wsloop.aio.connect("ws://127.0.0.1:1/", reconnect=False):
+                pass
+        with pytest.raises(TypeError, match="reconnect must be"):
+            wsloop.aio.connect("ws://127.0.0.1:1/", reconnect="yes")  # type: ignore[typeddict-item]
+
+    run("asyncio", main)

@@ -177,3 +177,13 @@ def test_a_str_that_cannot_be_encoded_fails_in_the_sending_thread(peer: LoopThre
         ws.send("still open")
         assert ws.recv(timeout=5) == "still open"
     peer.call(server.close)
+
+
+def test_ping_on_a_closed_connection_raises_connection_closed(peer: LoopThread) -> None:
+    server = peer.call(lambda: wsloop.serve(Echo(), loop=peer.loop))
+    ws = wsloop.sync.connect(server.url)
+    assert ws.ping(timeout=5) < 1
+    ws.close()
+    with pytest.raises(wsloop.ConnectionClosedOK):
+        ws.ping(timeout=5)  # at once, not after the timeout
+    peer.call(server.close)

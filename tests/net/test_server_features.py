@@ -133,6 +133,43 @@ def test_the_server_headers_option_adds_to_the_101(backend) -> None:  # type: ig
     assert backend.run_until(lambda: client.closed and server.closed)
 
 
+def test_an_awaitable_from_process_request_on_another_loop_gets_a_500(  # type: ignore[no-untyped-def]
+    backend,
+) -> None:
+    if backend.loop.name in ("asyncio", "uvloop"):
+        pytest.skip("awaitables are awaited there")
+
+    class Hook:  # an async __call__: not an async function, so serve() lets it through
+        async def __call__(self, ws: wsloop.WebSocket, request: Any) -> None:
+            return None
+
+    server = wsloop.serve(Echo(), loop=backend.loop, process_request=Hook())
+    rec = Recorder()
+    client = wsloop.connect(server.url, rec, loop=backend.loop, open_timeout=30)
+    assert backend.run_until(lambda: client.closed, timeout=5)
+    err = rec.errors[0]
+    assert isinstance(err, wsloop.HandshakeError) and err.status == 500, err
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+def test_a_process_request_that_answers_then_raises_keeps_its_answer(  # type: ignore[no-untyped-def]
+    backend,
+) -> None:
+    def hook(ws: wsloop.WebSocket, request: Any) -> None:
+        ws.reject(403, "no")
+        raise RuntimeError("then a bug")
+
+    server = wsloop.serve(Echo(), loop=backend.loop, process_request=hook)
+    rec = Recorder()
+    client = wsloop.connect(server.url, rec, loop=backend.loop)
+    assert backend.run_until(lambda: client.closed, timeout=5)
+    err = rec.errors[0]
+    assert isinstance(err, wsloop.HandshakeError) and err.status == 403, err
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
 def test_an_async_process_request_needs_an_asyncio_loop() -> None:
     async def hook(ws: wsloop.WebSocket, request: Any) -> None:
         return None

@@ -7,15 +7,21 @@ input, valid or not, and compare everything observable.
 
 from __future__ import annotations
 
+import importlib
 import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import wsloop.protocol as protocol
 from wshelpers import chunked, frame, open_pair
-from wsloop.protocol import Closed, DeflateOptions, Event, connection, frames
+from wsloop.protocol import frames
 
 pytestmark = pytest.mark.skipif(not frames.SPEEDUPS, reason="the C accelerator is not built")
 
@@ -104,17 +110,44 @@ def raw_frames(as_client: bool) -> st.SearchStrategy[list[bytes]]:
     )
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The sans-I/O core's Python sources, imported as a package of their
+    own (``wsloop_ref.protocol``) that has no accelerator to choose: the
+    reference the installed core (compiled, with the C fast paths) must
+    agree with. The core imports nothing above it (tests/test_layout.py),
+    so its modules alone make a working package."""
+    root = tmp_path_factory.mktemp("reference")
+    package = root / "wsloop_ref" / "protocol"
+    package.mkdir(parents=True)
+    (root / "wsloop_ref" / "__init__.py").write_text("")
+    for source in Path(frames.__file__).parent.glob("*.py"):
+        shutil.copy(source, package / source.name)
+    sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module("wsloop_ref.protocol")
+    finally:
+        sys.path.remove(str(root))
+    assert not module.frames.SPEEDUPS and module.frames.read_frame is None
+    return module
+
+
 def run(
-    data: bytes, cuts: list[int], as_client: bool, limit: int | None, deflate: bool
+    protocol: Any,
+    data: bytes,
+    cuts: list[int],
+    as_client: bool,
+    limit: int | None,
+    deflate: bool,
 ) -> list[str]:
     """Everything observable of a connection fed ``data``, as reprs (an
     exception equals only itself)."""
-    options = DeflateOptions() if deflate else None
+    options = protocol.DeflateOptions() if deflate else None
     client, server = open_pair(
-        client_deflate=options, server_deflate=options, max_message_size=limit
+        client_deflate=options, server_deflate=options, max_message_size=limit, protocol=protocol
     )
     conn = client if as_client else server
-    trace: list[Event | bytes | Closed | None] = []
+    trace: list[Any] = []
     for piece in chunked(data, cuts):
         conn.receive_data(piece)
         trace.extend(conn.events())
@@ -133,14 +166,17 @@ def run(
     st.booleans(),
 )
 def test_the_fast_path_never_changes_what_a_connection_does(
-    role_frames: tuple[bool, list[bytes]], cuts: list[int], limit: int | None, deflate: bool
+    reference: Any,
+    role_frames: tuple[bool, list[bytes]],
+    cuts: list[int],
+    limit: int | None,
+    deflate: bool,
 ) -> None:
     as_client, frames_ = role_frames
     data = b"".join(frames_)
     # This end's own frames (pongs, close echoes) carry random mask keys:
     # fix them so both runs can be compared byte for byte.
     with mock.patch.object(os, "urandom", lambda n: b"\x07" * n):
-        fast = run(data, cuts, as_client, limit, deflate)
-        with mock.patch.object(connection, "read_frame", None):
-            slow = run(data, cuts, as_client, limit, deflate)
+        fast = run(protocol, data, cuts, as_client, limit, deflate)
+        slow = run(reference, data, cuts, as_client, limit, deflate)
     assert fast == slow

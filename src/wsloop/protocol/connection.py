@@ -126,7 +126,6 @@ class Connection:
     ) -> None:
         if deflate is not None and not isinstance(deflate, DeflateOptions):
             raise TypeError("deflate must be a DeflateOptions or None")
-        self.max_message_size = _check_max_size(max_message_size)
         self.deflate_options = deflate
         self.state = State.CONNECTING
         #: True once this end should close the TCP connection.
@@ -143,11 +142,20 @@ class Connection:
         self._events: list[Event] = []
         self._ev_next = 0
         self._reader = FrameReader(self.is_client)
-        self._assembler = MessageAssembler(self.max_message_size)
+        self._assembler = MessageAssembler(_check_max_size(max_message_size))
         self._writer = FrameWriter(self.is_client)
         self._eof = False
         self._close_sent = False
         self._frames = False  # whether frames are being parsed
+
+    @property
+    def max_message_size(self) -> int | None:
+        """Larger messages (after inflating) fail the connection with 1009."""
+        return self._assembler.max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value: int | None) -> None:
+        self._assembler.max_message_size = _check_max_size(value)
 
     # -- input ------------------------------------------------------------
 

@@ -12,7 +12,7 @@ constant cost is lower.
 The accelerator also carries the per-message hot paths: :func:`build_frame`
 (a whole frame in one allocation), :data:`read_frame` (a whole
 unfragmented data frame, decoded; it declines anything else, which the
-Python parser in connection.py handles as the reference) and
+Python parser in reader.py handles as the reference) and
 :class:`PayloadBuffer` (a large message that arrives in pieces, each copied
 once). This module is the one place that chooses between the accelerator
 and the Python twins defined here; nothing else imports ``_speedups`` for
