@@ -74,7 +74,8 @@ from setuptools import setup
 from mypyc.build import mypycify
 
 config, *modules = sys.argv[1:]
-docs = {}
+docs = {}  # (module's last name, class or None, name) -> docstring
+properties = set()  # the same keys, for properties
 for module in modules:
     short = Path(module).stem
     tree = ast.parse(Path(module).read_text())
@@ -84,7 +85,12 @@ for module in modules:
         if isinstance(node, ast.ClassDef):
             for item in node.body:
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    docs[(short, node.name, item.name)] = ast.get_docstring(item)
+                    key = (short, node.name, item.name)
+                    if any(ast.unparse(d) == "property" for d in item.decorator_list):
+                        properties.add(key)
+                        docs[key] = ast.get_docstring(item)
+                    elif key not in docs:  # a property's setter keeps the getter's doc
+                        docs[key] = ast.get_docstring(item)
 
 extensions = mypycify(["--config-file", config, *modules], group_name="wsloop._compiled")
 
@@ -102,24 +108,78 @@ def literal(text):
             out.append("\\%03o" % byte)
     return '"' + "".join(out) + '"'
 
+# Where mypyc writes a docstring slot, and what names it:
+# - method tables (static PyMethodDef <module>___<Class>_methods[]) and a
+#   module's function table (<module>module_methods): entries with
+#   PyDoc_STR("name(signature)\n--\n\n");
+# - coroutines, wrapped in objects made by CPyFunction_New(..., "Class.name",
+#   ...) with the module's C name on the line, whose doc is an attribute;
+# - a class's .tp_doc = PyDoc_STR("Class(signature)\n--\n\n");
+# - property entries of getset tables (<module>___<Class>_getseters[]): a
+#   {"name", line, then lines ending in "NULL, NULL, NULL}," (read-only: the
+#   middle NULL is the doc) or "NULL, NULL}," after a setter (the first).
 table = re.compile(r"static PyMethodDef (\w+?)(?:___(\w+)_methods|module_methods)\[\]")
-entry = re.compile(r'PyDoc_STR\("(\w+)\(([^"]|\\")*?\\n--\\n\\n"\)')
+getsets = re.compile(r"static PyGetSetDef (\w+?)___(\w+)_getseters\[\]")
+signature = re.compile(r'PyDoc_STR\("(\w+)\(([^"]|\\")*?\\n--\\n\\n"\)')
+coroutine = re.compile(r'CPyModule_(\w+)\), "[^"]*", "(\w+)\.(\w+)",')
+wrapper = re.compile(r"PyObject\* (\w+) = CPyFunction_New\(")
+prop_start = re.compile(r'^\s*\{"(\w+)",\s*$')
+
+def add_doc(line, match, doc):
+    end = match.end() - 1
+    return line[:end] + " " + literal(doc) + line[end:]
+
 for path in {source for ext in extensions for source in ext.sources}:
     lines = Path(path).read_text().splitlines(keepends=True)
     where = (None, None)
+    in_getset = None  # (module, class) while in a getset table
+    prop = None
     for i, line in enumerate(lines):
-        found = table.search(line)
-        if found:
-            where = (found.group(1), found.group(2))
-        for match in reversed(list(entry.finditer(line))):
-            name = match.group(1)
+        if table.search(line):
+            found = table.search(line)
+            where, in_getset = (found.group(1), found.group(2)), None
+        elif getsets.search(line):
+            found = getsets.search(line)
+            in_getset, prop = (found.group(1), found.group(2)), None
+        elif in_getset is not None:
+            started = prop_start.match(line)
+            if started:
+                prop = started.group(1)
+            elif line.strip() == "};":
+                in_getset = None
+            elif prop is not None and line.rstrip().endswith(("NULL, NULL, NULL},", "NULL, NULL},")):
+                key = (in_getset[0], in_getset[1], prop)
+                doc = docs.get(key) if key in properties else None
+                if doc:
+                    if line.rstrip().endswith("NULL, NULL, NULL},"):
+                        line = line.replace("NULL, NULL, NULL},", f"NULL, {literal(doc)}, NULL}},")
+                    else:
+                        line = line.replace("NULL, NULL},", f"{literal(doc)}, NULL}},")
+                prop = None
+        wrapped = coroutine.search(line)
+        if wrapped:
+            # The wrapper object's type reads no doc from its C slot; its
+            # __doc__ is an attribute of the object, set once made.
+            module = wrapped.group(1).split("___")[-1]
+            doc = docs.get((module, wrapped.group(2), wrapped.group(3)))
+            made = wrapper.search(line)
+            if doc and made:
+                name = made.group(1)
+                line = line.rstrip("\n") + (
+                    f" if ({name} != NULL) {{ PyObject *doc = PyUnicode_FromString({literal(doc)});"
+                    f' if (doc == NULL || PyObject_SetAttrString({name}, "__doc__", doc) < 0)'
+                    " PyErr_Clear(); Py_XDECREF(doc); }\n"
+                )
+            lines[i] = line
+            continue
+        for match in reversed(list(signature.finditer(line))):
             if ".tp_doc" in line:
+                name = match.group(1)
                 doc = next((d for (m, c, n), d in docs.items() if c is None and n == name), None)
             else:
-                doc = docs.get((where[0], where[1], name))
+                doc = docs.get((where[0], where[1], match.group(1)))
             if doc:
-                end = match.end() - 1
-                line = line[:end] + " " + literal(doc) + line[end:]
+                line = add_doc(line, match, doc)
         lines[i] = line
     Path(path).write_text("".join(lines))
 

@@ -64,6 +64,15 @@ def test_the_compiled_build_runs_compiled_and_documents_itself() -> None:
     assert send.__text_signature__ == "($self, data, *, compress=True)"
     assert wsloop.Client.close.__doc__
     assert frames.encode_frame.__doc__ and "Serialise one frame" in frames.encode_frame.__doc__
+    # Properties, and coroutines (which mypyc wraps apart from the methods).
+    assert wsloop.WebSocket.closed.__doc__ == "True once the connection is closed."
+    assert wsloop.WebSocket.handler.__doc__ == "The handler this connection's events go to."
+    if sys.version_info >= (3, 12):  # a coroutine's wrapper takes a __doc__ from 3.12 on
+        from wsloop.aio import AioWebSocket, HandlerForm  # type: ignore[attr-defined]
+
+        assert (AioWebSocket.recv.__doc__ or "").startswith("The next message")
+        assert (HandlerForm.recv.__doc__ or "").startswith("Refuses")
+        assert (AioWebSocket.wait_closed.__doc__ or "").startswith("Wait until")
 
 
 @pytest.mark.skipif(EXPECTED != "pure", reason="not the pure-Python pass of scripts/test")

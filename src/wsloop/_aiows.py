@@ -279,6 +279,7 @@ class HandlerForm(AioWebSocket):
         self._app_message: Callable[[WebSocket, str | bytes], object] = app.on_message
 
     async def recv(self) -> str | bytes:
+        """Refuses: this form's messages go to the handler's ``on_message``."""
         raise InvalidStateError(
             "this connection's messages go to its handler's on_message; recv() and "
             "async for are for connections opened without a handler"
