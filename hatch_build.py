@@ -54,6 +54,7 @@ COMPILED = [
     "wsloop/protocol/writer.py",
     "wsloop/_aiows.py",
     "wsloop/_inbox.py",
+    "wsloop/_view.py",
     "wsloop/loops/_invoke.py",
     "wsloop/client.py",
     "wsloop/server.py",

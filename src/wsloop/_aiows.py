@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._inbox import Inbox
+from ._view import ConnectionView
 from .errors import ConnectionClosedOK, InvalidStateError
 from .websocket import WebSocket
 
@@ -39,7 +40,7 @@ def fail(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-class AioWebSocket:
+class AioWebSocket(ConnectionView):
     """A connection seen from asyncio. Use it from the loop it runs on.
 
     ``ws`` is the :class:`~wsloop.WebSocket` underneath. It is made per
@@ -47,7 +48,6 @@ class AioWebSocket:
     the handshake is done, ``failed(error)`` if the attempt fails before.
     """
 
-    ws: WebSocket
     inbox: Inbox
 
     def __init__(
@@ -65,61 +65,6 @@ class AioWebSocket:
         self._closed: asyncio.Future[None] = self._loop.create_future()
 
     # -- state ----------------------------------------------------------------
-
-    @property
-    def state(self) -> str:
-        """``connecting``, ``open``, ``closing`` or ``closed``."""
-        return self.ws.state
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the handshake, or None."""
-        return self.ws.subprotocol
-
-    @property
-    def extensions(self) -> list[str]:
-        """The extensions agreed in the handshake (``permessage-deflate``...)."""
-        return self.ws.extensions
-
-    @property
-    def local_address(self) -> Any:
-        """This end's address, as the socket reports it."""
-        return self.ws.local_address
-
-    @property
-    def remote_address(self) -> Any:
-        """The peer's address, as the socket reports it."""
-        return self.ws.remote_address
-
-    @property
-    def request(self) -> Any:
-        """The handshake request (the server's view: what the client sent)."""
-        return self.ws.request
-
-    @property
-    def response(self) -> Any:
-        """The handshake response (the client's view: what the server sent)."""
-        return self.ws.response
-
-    @property
-    def latency(self) -> float | None:
-        """Round-trip time of the last answered ping, in seconds."""
-        return self.ws.latency
-
-    @property
-    def buffered_amount(self) -> int:
-        """Bytes sent but not yet handed to the kernel."""
-        return self.ws.buffered_amount
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code once the connection is closing or closed (1006: no close frame)."""
-        return self.ws.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason once the connection is closing or closed."""
-        return self.ws.close_reason
 
     @property
     def closed(self) -> bool:

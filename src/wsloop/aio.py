@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from ._aiows import AioWebSocket, HandlerForm, fail, resolve
+from ._view import ServerView
 from .client import Client
 from .errors import ConnectionClosed
 from .handler import Handler, has_callbacks, resolve_handler, split_callbacks
@@ -155,34 +156,16 @@ class Connect:
             await asyncio.sleep(policy.delay(failures, random.random()))
 
 
-class AioServer:
+class AioServer(ServerView[AioWebSocket]):
     """A running server seen from asyncio."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, server: Server, tasks: set[asyncio.Task[None]]) -> None:
+        super().__init__(server)
+        # The tasks running the connections' handler, until each returns.
+        self._tasks = tasks
         closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = closed
         server.add_done_callback(lambda: resolve(closed, None))
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        return self.server.port
-
-    @property
-    def url(self) -> str:
-        """``ws://host:port/`` (``wss://`` with TLS)."""
-        return self.server.url
-
-    @property
-    def connections(self) -> list[AioWebSocket]:
-        """The open connections."""
-        return [ws.handler for ws in self.server.connections]  # type: ignore[misc]
-
-    @property
-    def closed(self) -> bool:
-        """True once shutdown has finished."""
-        return self.server.closed
 
     def broadcast(self, message: str | bytes) -> int:
         """Send to every open connection (see :func:`wsloop.broadcast`);
@@ -195,10 +178,14 @@ class AioServer:
         self.server.close(timeout)
 
     async def wait_closed(self) -> None:
-        """Wait until shutdown has finished."""
+        """Wait until shutdown has finished and every connection's handler
+        returned."""
         await asyncio.shield(self._closed)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
 
     async def serve_forever(self) -> None:
+        """Wait until the server is closed."""
         await self.wait_closed()
 
 
@@ -267,7 +254,7 @@ class Serve:
             port=self.port,
             sock=self.sock,
         )
-        return AioServer(server)
+        return AioServer(server, tasks)
 
     def __await__(self) -> Generator[Any, None, AioServer]:
         return self._start().__await__()

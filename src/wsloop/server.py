@@ -131,9 +131,9 @@ class Server:
         return sockets
 
     @property
-    def connections(self) -> set[WebSocket]:
-        """The open connections (use it on the loop's thread)."""
-        return self._connections
+    def connections(self) -> list[WebSocket]:
+        """The open connections (a new list each time)."""
+        return list(self._connections)
 
     @property
     def port(self) -> int:

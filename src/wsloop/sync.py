@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._inbox import Inbox
+from ._view import ConnectionView, ServerView
 from .client import Client
 from .errors import ConnectionClosed, ConnectionClosedOK, InvalidStateError
 from .loops import Loop, get_loop
@@ -88,12 +89,10 @@ class _LoopThread:
 _shared = _LoopThread()
 
 
-class SyncWebSocket:
+class SyncWebSocket(ConnectionView):
     """A blocking connection, made by :func:`connect` or given by
     :func:`serve`. ``ws`` is the :class:`~wsloop.WebSocket` underneath;
     this object is its handler."""
-
-    ws: WebSocket
 
     def __init__(
         self,
@@ -113,61 +112,6 @@ class SyncWebSocket:
         self._on_done = done  # (loop thread) once a client is done
 
     # -- state ----------------------------------------------------------------
-
-    @property
-    def state(self) -> str:
-        """``connecting``, ``open``, ``closing`` or ``closed``."""
-        return self.ws.state
-
-    @property
-    def subprotocol(self) -> str | None:
-        """The subprotocol agreed in the handshake, or None."""
-        return self.ws.subprotocol
-
-    @property
-    def extensions(self) -> list[str]:
-        """The extensions agreed in the handshake (``permessage-deflate``...)."""
-        return self.ws.extensions
-
-    @property
-    def local_address(self) -> Any:
-        """This end's address, as the socket reports it."""
-        return self.ws.local_address
-
-    @property
-    def remote_address(self) -> Any:
-        """The peer's address, as the socket reports it."""
-        return self.ws.remote_address
-
-    @property
-    def request(self) -> Any:
-        """The handshake request (the server's view: what the client sent)."""
-        return self.ws.request
-
-    @property
-    def response(self) -> Any:
-        """The handshake response (the client's view: what the server sent)."""
-        return self.ws.response
-
-    @property
-    def latency(self) -> float | None:
-        """Round-trip time of the last answered ping, in seconds."""
-        return self.ws.latency
-
-    @property
-    def buffered_amount(self) -> int:
-        """Bytes sent but not yet handed to the kernel."""
-        return self.ws.buffered_amount
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code once the connection is closing or closed (1006: no close frame)."""
-        return self.ws.close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason once the connection is closing or closed."""
-        return self.ws.close_reason
 
     @property
     def closed(self) -> bool:
@@ -346,33 +290,13 @@ def connect(
     return ws
 
 
-class SyncServer:
+class SyncServer(ServerView[SyncWebSocket]):
     """A blocking server, made by :func:`serve`."""
 
     def __init__(self, server: Server, threads: set[threading.Thread]) -> None:
-        self.server = server
+        super().__init__(server)
         # The threads running the connections' function, until each returns.
         self._threads = threads
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        return self.server.port
-
-    @property
-    def url(self) -> str:
-        """``ws://host:port/`` (``wss://`` with TLS)."""
-        return self.server.url
-
-    @property
-    def connections(self) -> list[SyncWebSocket]:
-        """The open connections."""
-        return [ws.handler for ws in list(self.server.connections)]  # type: ignore[misc]
-
-    @property
-    def closed(self) -> bool:
-        """True once shutdown has finished."""
-        return self.server.closed
 
     def broadcast(self, message: str | bytes) -> int:
         """Send to every open connection (see :func:`wsloop.broadcast`);
