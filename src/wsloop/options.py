@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions, parse_url
+from .protocol.connection import check_max_message_size
 from .protocol.handshake import OriginRule
 
 if TYPE_CHECKING:
@@ -134,12 +135,7 @@ class ConnectionOptions:
             raise TypeError("subprotocols must be a list of str, e.g. ['chat'], not one str")
         if self.ssl is not None and not isinstance(self.ssl, ssl.SSLContext):
             raise TypeError("ssl must be an ssl.SSLContext or None")
-        if self.max_message_size is not None and (
-            isinstance(self.max_message_size, bool) or not isinstance(self.max_message_size, int)
-        ):
-            raise TypeError("max_message_size must be an int (bytes) or None for no limit")
-        if self.max_message_size is not None and self.max_message_size <= 0:
-            raise ValueError("max_message_size must be positive, or None for no limit")
+        check_max_message_size(self.max_message_size)  # the core's own check
         if (
             not isinstance(self.compression, (bool, DeflateOptions))
             and self.compression is not None

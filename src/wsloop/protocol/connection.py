@@ -82,6 +82,7 @@ __all__ = [
     "Connection",
     "ServerConnection",
     "State",
+    "check_max_message_size",
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
@@ -102,7 +103,8 @@ class State(Enum):
     CLOSED = "closed"
 
 
-def _check_max_size(value: int | None) -> int | None:
+def check_max_message_size(value: int | None) -> int | None:
+    """``max_message_size``, checked: a positive int, or None for no limit."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -142,7 +144,7 @@ class Connection:
         self._events: list[Event] = []
         self._ev_next = 0
         self._reader = FrameReader(self.is_client)
-        self._assembler = MessageAssembler(_check_max_size(max_message_size))
+        self._assembler = MessageAssembler(check_max_message_size(max_message_size))
         self._writer = FrameWriter(self.is_client)
         self._eof = False
         self._close_sent = False
@@ -155,7 +157,7 @@ class Connection:
 
     @max_message_size.setter
     def max_message_size(self, value: int | None) -> None:
-        self._assembler.max_message_size = _check_max_size(value)
+        self._assembler.max_message_size = check_max_message_size(value)
 
     # -- input ------------------------------------------------------------
 
