@@ -1,23 +1,66 @@
-"""The few helper threads wsloop uses, shared and short-lived.
+"""The few helper threads wsloop uses, shared and short-lived, and how
+other threads learn that a client or server is done.
 
 DNS lookups run on a small pool (``wsloop-dns``, at most 8 threads) and
 "has the loop run yet?" deadlines on one timer thread
 (``wsloop-watchdog``). Both start on demand and end once idle, so a
 program that has closed its connections has no wsloop threads left, and
-10,000 connects do not mean 10,000 threads.
+10,000 connects do not mean 10,000 threads. :class:`Completion` is the
+``closed``/``wait_closed``/``add_done_callback`` of clients and servers.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Deadline", "resolver_pool", "watchdog"]
+__all__ = ["Completion", "Deadline", "resolver_pool", "watchdog"]
+
+logger = logging.getLogger("wsloop")
+
+
+class Completion:
+    """Something that finishes once (a client, a server): a flag any thread
+    can test or wait for, and callbacks run on the loop's thread when it
+    finishes (at once, through the loop, if it already has)."""
+
+    def __init__(self, call_in_loop: Callable[..., object], what: str) -> None:
+        self._call_in_loop = call_in_loop
+        self._what = what
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], object]] = []
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._event.wait(timeout)
+
+    def add_callback(self, fn: Callable[[], object]) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(fn)
+                return
+        self._call_in_loop(fn)
+
+    def finish(self) -> None:
+        """On the loop's thread: done; run the callbacks."""
+        with self._lock:
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            try:
+                fn()
+            except Exception:
+                logger.exception("exception in a %s done callback", self._what)
 
 
 class WorkerPool:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from ._threads import Deadline, resolver_pool, watchdog
+from ._threads import Completion, Deadline, resolver_pool, watchdog
 from .handler import HandlerLike
 from .loops import Handle, Loop
 from .options import ClientOptions
@@ -321,8 +321,7 @@ class Client:
         self.ws: WebSocket | None = None
         self.state = "idle"
         self.attempts = 0
-        self._done = threading.Event()
-        self._done_callbacks: list[Callable[[], object]] = []
+        self._done = Completion(loop.call_in_loop, "client")
         self._failures = 0
         self._closing = False
         self._attempt: _Attempt | None = None
@@ -355,7 +354,7 @@ class Client:
     @property
     def closed(self) -> bool:
         """True once the client is done: closed, or gave up reconnecting."""
-        return self._done.is_set()
+        return self._done.done
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until the client is done (closed or gave up); False if
@@ -364,10 +363,7 @@ class Client:
 
     def add_done_callback(self, fn: Callable[[], object]) -> None:
         """Call ``fn()`` on the loop's thread once the client is done."""
-        if self._done.is_set():
-            self.loop.call_in_loop(fn)
-        else:
-            self._done_callbacks.append(fn)
+        self._done.add_callback(fn)
 
     def __repr__(self) -> str:
         return f"<Client {self.url} {self.state} on {self.loop.name}>"
@@ -429,13 +425,7 @@ class Client:
         except Exception:
             logger.exception("exception in on_state handler of %r", self)
         if state in ("closed", "gave_up"):
-            self._done.set()
-            callbacks, self._done_callbacks = self._done_callbacks, []
-            for fn in callbacks:
-                try:
-                    fn()
-                except Exception:
-                    logger.exception("exception in a client done callback")
+            self._done.finish()
 
     def _attempt_failed(self, attempt: _Attempt, exc: BaseException) -> None:
         if attempt is not self._attempt:

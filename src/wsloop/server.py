@@ -13,10 +13,10 @@ import errno
 import inspect
 import logging
 import socket
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._threads import Completion
 from .handler import HandlerLike
 from .loops import Handle, Loop
 from .options import ServerOptions
@@ -92,11 +92,10 @@ class Server:
         self.loop = loop
         self.options = options
         self._connections: set[WebSocket] = set()
-        self._done = threading.Event()
+        self._done = Completion(loop.call_in_loop, "server")
         self._pending: dict[WebSocket, Handle] = {}
         self._shutting_down = False
         self._shutdown_timer: Handle | None = None
-        self._done_callbacks: list[Callable[[], object]] = []
         if sock is not None:
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError("sock must be a listening SOCK_STREAM socket")
@@ -163,14 +162,11 @@ class Server:
     @property
     def closed(self) -> bool:
         """True once shutdown has finished."""
-        return self._done.is_set()
+        return self._done.done
 
     def add_done_callback(self, fn: Callable[[], object]) -> None:
         """Call ``fn()`` on the loop's thread once shutdown has finished."""
-        if self._done.is_set():
-            self.loop.call_in_loop(fn)
-        else:
-            self._done_callbacks.append(fn)
+        self._done.add_callback(fn)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block until shutdown has finished; False if ``timeout`` passed
@@ -389,10 +385,4 @@ class Server:
         if self._shutdown_timer is not None:
             self._shutdown_timer.cancel()
             self._shutdown_timer = None
-        self._done.set()
-        callbacks, self._done_callbacks = self._done_callbacks, []
-        for fn in callbacks:
-            try:
-                fn()
-            except Exception:
-                logger.exception("exception in a server done callback")
+        self._done.finish()

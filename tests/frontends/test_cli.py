@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 import wsloop
+import wsloop.sync
 from netkit import Echo, FloodClient, LoopThread, free_port, tls_contexts
 
 WSLOOP = [sys.executable, "-m", "wsloop"]
@@ -21,21 +23,31 @@ def run(*args: str, stdin: str = "", timeout: float = 60) -> subprocess.Complete
     )
 
 
-@pytest.fixture
-def ticker() -> Iterator[str]:
+@contextlib.contextmanager
+def serving(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``wsloop serve --port 0 ARGS`` running: its URL (the first line it
+    prints) and the process; stopped with SIGTERM after."""
     proc = subprocess.Popen(
-        [*WSLOOP, "serve", "--port", "0", "--mode", "ticker", "--rate", "6000"],
+        [*WSLOOP, "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    assert url.startswith("ws://127.0.0.1:"), url
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("ws://127.0.0.1:"), (url, proc.stderr and proc.stderr.read())
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
     assert proc.returncode in (0, -15)
+
+
+@pytest.fixture
+def ticker() -> Iterator[str]:
+    with serving("--mode", "ticker", "--rate", "6000") as (url, _):
+        yield url
 
 
 @pytest.mark.parametrize("loop", ["builtin", "libev"])
@@ -151,39 +163,18 @@ def test_bench_prints_a_table() -> None:
 
 
 def test_serve_broadcast_mode() -> None:
-    proc = subprocess.Popen(
-        [*WSLOOP, "serve", "--port", "0", "--mode", "broadcast"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        import wsloop.sync
-
-        with wsloop.sync.connect(url) as a, wsloop.sync.connect(url) as b:
-            a.send("to everyone")
-            assert a.recv(timeout=5) == "to everyone"
-            assert b.recv(timeout=5) == "to everyone"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with (
+        serving("--mode", "broadcast") as (url, _),
+        wsloop.sync.connect(url) as a,
+        wsloop.sync.connect(url) as b,
+    ):
+        a.send("to everyone")
+        assert a.recv(timeout=5) == "to everyone"
+        assert b.recv(timeout=5) == "to everyone"
 
 
 def test_serve_origin_refuses_other_sites() -> None:
-    origins = ["--origin", "https://a.example", "--origin", "https://b.example"]
-    proc = subprocess.Popen(
-        [*WSLOOP, "serve", "--port", "0", *origins],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        import wsloop.sync
-
+    with serving("--origin", "https://a.example", "--origin", "https://b.example") as (url, _):
         for allowed in ("https://a.example", "https://b.example"):
             with wsloop.sync.connect(url, origin=allowed) as ws:
                 ws.send("hi")
@@ -192,9 +183,6 @@ def test_serve_origin_refuses_other_sites() -> None:
             with pytest.raises(wsloop.HandshakeError) as info:
                 wsloop.sync.connect(url, origin=other)
             assert info.value.status == 403
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_serve_origin_must_be_an_origin() -> None:
@@ -214,33 +202,22 @@ def memory_kib(pid: int, field: str) -> int:
 def test_serve_echo_memory_stays_bounded_for_a_client_that_does_not_read() -> None:
     """Defect 5: a client sends 32 MiB and reads nothing; the echo server
     stops reading it instead of holding the echoes, then sends them all."""
-    proc = subprocess.Popen(
-        [*WSLOOP, "serve", "--port", "0", "--mode", "echo", "--max-size", str(1 << 20)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    flood = None
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
+    with serving("--mode", "echo", "--max-size", str(1 << 20)) as (url, proc):
         port = int(url.rsplit(":", 1)[1].strip("/"))
         flood = FloodClient(port, count=512, size=64 * 1024)
-        assert flood.opened.wait(10)
-        base = memory_kib(proc.pid, "VmRSS")
-        # Bounded negative wait: 32 MiB cannot get into a server that
-        # stopped reading (the kernel's buffers hold a few MiB).
-        assert not flood.sent_all.wait(1.0)
-        grown = memory_kib(proc.pid, "VmRSS") - base
-        assert grown < 16 * 1024, f"the server grew by {grown} KiB"
-        flood.start_reading()
-        assert flood.done.wait(30), (flood.sent, flood.received)
-        assert flood.sent_all.is_set() and flood.received == 512 and not flood.wrong
-        assert flood.closes == [(1000, "")]
-        peak = memory_kib(proc.pid, "VmHWM") - base
-        assert peak < 16 * 1024, f"the server's peak was {peak} KiB over its start"
-    finally:
-        if flood is not None:
+        try:
+            assert flood.opened.wait(10)
+            base = memory_kib(proc.pid, "VmRSS")
+            # Bounded negative wait: 32 MiB cannot get into a server that
+            # stopped reading (the kernel's buffers hold a few MiB).
+            assert not flood.sent_all.wait(1.0)
+            grown = memory_kib(proc.pid, "VmRSS") - base
+            assert grown < 16 * 1024, f"the server grew by {grown} KiB"
+            flood.start_reading()
+            assert flood.done.wait(30), (flood.sent, flood.received)
+            assert flood.sent_all.is_set() and flood.received == 512 and not flood.wrong
+            assert flood.closes == [(1000, "")]
+            peak = memory_kib(proc.pid, "VmHWM") - base
+            assert peak < 16 * 1024, f"the server's peak was {peak} KiB over its start"
+        finally:
             flood.close()
-        proc.terminate()
-        proc.wait(10)
