@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import wsloop
 import wsloop.protocol as protocol
 from wshelpers import chunked, frame, open_pair
 from wsloop.protocol import frames
@@ -121,7 +122,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
     package = root / "wsloop_ref" / "protocol"
     package.mkdir(parents=True)
     (root / "wsloop_ref" / "__init__.py").write_text("")
-    for source in Path(frames.__file__).parent.glob("*.py"):
+    # (wsloop's own __init__ is never compiled: its __file__ is where the
+    # package is; a compiled module's is not reliable.)
+    for source in (Path(wsloop.__file__).parent / "protocol").glob("*.py"):
         shutil.copy(source, package / source.name)
     sys.path.insert(0, str(root))
     try:
