@@ -574,3 +574,54 @@ def test_cli_ticker_skips_ticks_for_a_client_that_does_not_read(backend) -> None
         sock.close()
         server.close()
         assert backend.run_until(lambda: server.closed)
+
+
+def test_a_ping_flood_from_a_client_that_reads_nothing_leaves_the_server_small(  # type: ignore[no-untyped-def]
+    backend,
+) -> None:
+    """Issue 17, defect 4: 200,000 pings from a client that never reads.
+    The server answers only the latest ping not yet answered, so what it
+    holds for that client stays a few pongs, not one per ping, and it keeps
+    serving: the client's message after the flood is echoed."""
+    from wsloop.protocol import ClientConnection, Message, Opened, encode_frame
+
+    server = wsloop.serve(Echo(), loop=backend.loop, ping_interval=None)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    proto = ClientConnection(server.url, deflate=None)
+    sent = threading.Event()
+    echoed: list[str | bytes] = []
+
+    def flood() -> None:
+        sock.sendall(proto.data_to_send())
+        while not any(isinstance(e, Opened) for e in proto.events()):
+            proto.receive_data(sock.recv(65536))
+        ping = encode_frame(9, b"flood!", mask_key=b"\x01\x02\x03\x04")
+        for _ in range(200):
+            sock.sendall(ping * 1000)
+        sock.sendall(encode_frame(1, b"after", mask_key=b"\x05\x06\x07\x08"))
+        sent.set()
+
+    writer = threading.Thread(target=flood, daemon=True)
+    writer.start()
+    assert backend.run_until(sent.is_set, timeout=30)
+    assert backend.run_until(lambda: len(server.connections) == 1)
+    ws = server.connections[0]
+    # Everything the server read was answered by a few pongs at most.
+    assert backend.run_until(lambda: ws.protocol.bytes_to_send == 0)
+    assert ws.buffered_amount < 64 * 1024, ws.buffered_amount
+    # Now read: pongs (few), then the echo of "after".
+    sock.settimeout(10)
+    pongs = 0
+    while not echoed:
+        data = sock.recv(1 << 20)
+        assert data, "the server closed the connection"
+        proto.receive_data(data)
+        for event in proto.events():
+            if isinstance(event, Message):
+                echoed.append(event.data)
+            else:
+                pongs += 1
+    assert echoed == ["after"] and pongs < 10_000, pongs
+    sock.close()
+    server.close()
+    assert backend.run_until(lambda: server.closed)

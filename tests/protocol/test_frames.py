@@ -103,6 +103,32 @@ def test_rfc_5_7_ping_and_masked_pong() -> None:
     assert feed(server, bytes.fromhex("8a8537fa213d7f9f4d5158")) == [Pong(b"Hello")]
 
 
+def test_a_ping_flood_is_answered_by_a_bounded_number_of_pongs() -> None:
+    # RFC 6455 5.5.3: past MAX_PONGS pongs not yet taken, only the latest
+    # ping is answered, so a ping flood from a peer that reads nothing
+    # queues a few pongs, not one per ping (issue 17, defect 4); a burst
+    # of a few pings (Autobahn 2.10) still gets every pong.
+    from wsloop.protocol.writer import MAX_PONGS
+
+    server = open_server()
+    assert feed(server, b"".join(frame(9, b"%d" % i, mask=True) for i in range(10)))
+    assert [p for _, _, _, p in parse_frames(server.data_to_send())] == [
+        b"%d" % i for i in range(10)
+    ]
+    pings = b"".join(frame(9, b"%d" % i, mask=True) for i in range(1000))
+    events = feed(server, pings + frame(2, b"data", mask=True) + frame(9, b"last", mask=True))
+    assert [type(e) for e in events].count(Ping) == 1001
+    pongs = [p for op, _, _, p in parse_frames(server.data_to_send()) if op == 0xA]
+    assert pongs == [b"%d" % i for i in range(MAX_PONGS - 1)] + [b"last"]
+    # Once taken, the next ping gets its own pong again.
+    assert feed(server, frame(9, b"again", mask=True)) == [Ping(b"again")]
+    server.send_text("after")
+    assert parse_frames(server.data_to_send()) == [
+        (0xA, True, 0, b"again"),
+        (0x1, True, 0, b"after"),
+    ]
+
+
 def test_rfc_5_7_length_encodings() -> None:
     assert encode_frame(2, b"\0" * 256)[:4] == bytes.fromhex("827e0100")
     assert encode_frame(2, b"\0" * 65536)[:10] == bytes.fromhex("827f0000000000010000")

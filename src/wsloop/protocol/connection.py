@@ -432,7 +432,7 @@ class Connection:
     def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == _PING:
             if self.state is State.OPEN:
-                self._writer.control(_PONG, payload)
+                self._writer.answer_ping(payload)
             return Ping(payload)
         if opcode == _PONG:
             return Pong(payload)

@@ -19,6 +19,8 @@ __all__ = ["FrameWriter"]
 
 # Final: compiled code keeps it in a C static, not a module-dict lookup per send.
 _build_frame: Final = build_frame
+#: Pongs queued at most until the I/O layer takes them (per batch of input).
+MAX_PONGS: Final = 32
 
 
 class FrameWriter:
@@ -30,6 +32,8 @@ class FrameWriter:
         self.codec: Deflate | None = None
         self._out: list[bytes] = []
         self._out_size = 0
+        self._pongs = 0  # pongs queued and not yet taken...
+        self._pong_at = -1  # ...and where in _out the last of them is
         self._mask_pool = b""
         self._mask_i = 0
 
@@ -46,6 +50,8 @@ class FrameWriter:
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._out_size = 0
+        self._pongs = 0
+        self._pong_at = -1
         return data
 
     def queue(self, data: bytes) -> None:
@@ -70,6 +76,22 @@ class FrameWriter:
     def control(self, opcode: int, payload: bytes) -> None:
         """Queue a ping, pong or close frame (its payload already checked)."""
         self.queue(encode_frame(opcode, payload, mask_key=self.mask_key()))
+
+    def answer_ping(self, payload: bytes) -> None:
+        """Queue the pong for a ping. Past :data:`MAX_PONGS` pongs queued
+        and not yet taken, the last one is replaced instead: only the latest
+        ping is answered (RFC 6455 5.5.3 allows it), so a peer that floods
+        pings and reads nothing cannot fill this end's buffers with pongs,
+        while a burst of a few pings still gets every pong."""
+        frame = encode_frame(0xA, payload, mask_key=self.mask_key())
+        at = self._pong_at
+        if self._pongs >= MAX_PONGS:
+            self._out_size += len(frame) - len(self._out[at])
+            self._out[at] = frame
+            return
+        self._pongs += 1
+        self._pong_at = len(self._out)
+        self.queue(frame)
 
     def mask_key(self) -> bytes | None:
         """A fresh masking key for a client's frame (RFC 6455 5.3), None for
