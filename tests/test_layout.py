@@ -103,3 +103,14 @@ def test_the_core_and_the_loops_import_nothing_above_them() -> None:
                 # The C accelerator is a leaf behind its boundary (frames.py, transport.py).
                 above = [t for t in targets if not t.startswith(layer) and t != "wsloop._speedups"]
                 assert above == [], f"{name} imports {above}"
+
+
+def test_the_callback_api_does_not_load_asyncio() -> None:
+    # A program on libev, GLib or the builtin loop never pays asyncio's import.
+    import subprocess
+    import sys
+
+    code = "import sys, wsloop; wsloop.Server; print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -8,7 +8,6 @@ handshake must finish within ``handshake_timeout``.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import inspect
 import logging
@@ -291,13 +290,16 @@ class Server:
                     ),
                 )
                 return
-            # The handshake waits for an async hook.
+            # The handshake waits for an async hook. (asyncio is imported
+            # here: programs on other loops never pay for it.)
+            import asyncio
+
             future = asyncio.ensure_future(result, loop=self.loop.native)
             future.add_done_callback(lambda done: self._hook_done(ws, done, subprotocol))
             return
         self._hook_answered(ws, result, subprotocol)
 
-    def _hook_done(self, ws: WebSocket, done: asyncio.Future[Any], subprotocol: str | None) -> None:
+    def _hook_done(self, ws: WebSocket, done: Any, subprotocol: str | None) -> None:
         if done.cancelled() or ws.state != "connecting":
             return
         exc = done.exception()
