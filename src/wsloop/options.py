@@ -296,12 +296,17 @@ class ServerOptions(ConnectionOptions):
     must fullmatch, and None in it to allow requests with no ``Origin``
     (non-browser clients). Others get 403 before ``process_request`` runs:
     the defence against cross-site WebSocket hijacking.
+    ``reuse_port``: bind with ``SO_REUSEPORT`` so that several processes
+    (each with its own loop) listen on the same port and the kernel spreads
+    new connections over them (Linux; FreeBSD's ``SO_REUSEPORT_LB``);
+    ``ValueError`` where the platform has neither.
     """
 
     process_request: ProcessRequest | None = None
     max_connections: int | None = 10_000
     handshake_timeout: float = 10.0
     backlog: int = 128
+    reuse_port: bool = False
     broadcast_policy: str = "skip"
     origins: Sequence[OriginRule] | None = None
 
@@ -317,6 +322,22 @@ class ServerOptions(ConnectionOptions):
         if self.broadcast_policy not in ("skip", "close"):
             raise ValueError("broadcast_policy must be 'skip' or 'close'")
         _check_origins(self.origins)
+        if not isinstance(self.reuse_port, bool):
+            raise TypeError(f"reuse_port must be True or False, not {self.reuse_port!r}")
+        if self.reuse_port and reuse_port_option() is None:
+            raise ValueError(
+                "reuse_port=True needs SO_REUSEPORT, which this platform does not have: "
+                "run one server per port (or one process) instead"
+            )
+
+
+def reuse_port_option() -> int | None:
+    """The socket option that lets processes share a listening port with
+    the kernel balancing connections over them, or None where there is none.
+
+    FreeBSD's plain ``SO_REUSEPORT`` gives every connection to one socket;
+    its ``SO_REUSEPORT_LB`` balances, as Linux's ``SO_REUSEPORT`` does."""
+    return getattr(socket, "SO_REUSEPORT_LB", None) or getattr(socket, "SO_REUSEPORT", None)
 
 
 # -- the same options as keyword arguments, for type checkers ------------------
@@ -360,6 +381,7 @@ class ServerOptionArgs(_ConnectionOptionArgs, total=False):
     max_connections: int | None
     handshake_timeout: float
     backlog: int
+    reuse_port: bool
     broadcast_policy: str
     origins: Sequence[OriginRule] | None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -27,6 +28,7 @@ from ..loops import BACKENDS, Loop, get_loop
 from ..websocket import WebSocket
 from .feeds import ServeHandler
 from .usage import UsageError
+from .workers import WORKER_HEADER
 
 __all__ = ["main"]
 
@@ -220,19 +222,33 @@ def cmd_connect(args: argparse.Namespace) -> int:
 # -- serve ---------------------------------------------------------------------
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import wsloop
-
-    context = None
+def _server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     if args.tls_cert:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.tls_cert, args.tls_key)
-    elif args.tls_key:
+        return context
+    if args.tls_key:
         raise UsageError("--tls-key needs --tls-cert")
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import wsloop
+
+    context = _server_tls(args)
     if args.rate <= 0:
         raise UsageError("--rate must be positive (messages per minute)")
+    if args.shutdown_timeout < 0:
+        raise UsageError("--shutdown-timeout must be 0 or more seconds")
+    worker = _worker_arg(args.worker)
+    if worker is None and args.workers is not None:
+        return _supervise(args)
     loop = get_loop(args.loop)
     handler = ServeHandler(args.mode, args.rate, loop)
+    options: dict[str, Any] = {}
+    if worker is not None:
+        options["reuse_port"] = True
+        options["headers"] = [(WORKER_HEADER, str(worker[0]))]
     try:
         server = wsloop.serve(
             handler,
@@ -242,6 +258,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ssl=context,
             max_message_size=args.max_size,
             origins=args.origin or None,
+            **options,
         )
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
@@ -250,13 +267,76 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
         ) from None
     handler.server = server
+
+    def stop() -> None:
+        server.close(args.shutdown_timeout)
+
     _out(server.url)
-    _err(f"serving {args.mode} on {server.url} ({loop.name} loop); Ctrl-C to stop")
+    if worker is None:
+        _err(f"serving {args.mode} on {server.url} ({loop.name} loop); Ctrl-C to stop")
+    else:
+        _watch_lifeline(loop, worker[1], stop)
     server.add_done_callback(loop.stop)
-    _on_signals(loop, server.close)
+    _on_signals(loop, stop)
     loop.run()
     loop.close()
     return 0
+
+
+def _worker_arg(value: str | None) -> tuple[int, int] | None:
+    """``--worker INDEX:FD`` (given by the supervisor only)."""
+    if value is None:
+        return None
+    index, _, fd = value.partition(":")
+    try:
+        return int(index), int(fd)
+    except ValueError:
+        raise UsageError(f"--worker takes INDEX:FD, not {value!r}") from None
+
+
+def _watch_lifeline(loop: Loop, fd: int, stop: Any) -> None:
+    """Shut down when the supervisor is gone: nothing is ever written to
+    ``fd``, so it turns readable at end-of-file only, once the supervisor's
+    end of the pipe is closed (by its exit, however it exits)."""
+
+    def readable() -> None:
+        if os.read(fd, 64):
+            return
+        loop.remove_reader(fd)
+        os.close(fd)
+        _err(f"wsloop: worker {os.getpid()}: the supervisor is gone; shutting down")
+        stop()
+
+    loop.add_reader(fd, readable)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    from ..options import reuse_port_option
+    from .workers import Supervisor
+
+    if args.workers < 1:
+        raise UsageError("--workers must be 1 or more")
+    if reuse_port_option() is None:
+        raise UsageError(
+            "--workers needs SO_REUSEPORT, which this platform does not have; "
+            "run one server per port instead"
+        )
+    supervisor = Supervisor(
+        args.argv,
+        args.workers,
+        args.host,
+        args.port,
+        args.shutdown_timeout,
+        out=_out,
+        err=_err,
+        describe=args.mode,
+    )
+    try:
+        return supervisor.run()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
 
 
 # -- main ----------------------------------------------------------------------
@@ -323,6 +403,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-key")
     s.add_argument("--max-size", type=int, default=1 << 20, metavar="BYTES")
     s.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N server processes on the port, each with its own loop (SO_REUSEPORT); "
+        "a worker that dies is restarted",
+    )
+    s.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on SIGTERM or Ctrl-C, wait this long for clients to close before dropping them "
+        "(default 10)",
+    )
+    s.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:FD, from the supervisor
+    s.add_argument(
         "--origin",
         action="append",
         default=[],
@@ -366,7 +462,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
     args = parser.parse_args(argv)
+    args.argv = list(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.CRITICAL,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
