@@ -182,6 +182,10 @@ class ConnectionOptions:
 #: a redirect from ``old_url`` to ``new_url``.
 RedirectHeaders = Callable[[str, str, list[tuple[str, str]]], list[tuple[str, str]]]
 
+#: ``before_reconnect(url, headers)``: the ``(url, headers)`` of the next
+#: reconnect attempt, given those the client was made with.
+BeforeReconnect = Callable[[str, list[tuple[str, str]]], tuple[str, list[tuple[str, str]]]]
+
 _CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
@@ -216,6 +220,12 @@ class ClientOptions(ConnectionOptions):
     ``redirect_headers(old_url, new_url, headers)``: returns the headers to
     send after a redirect; the default, :func:`strip_credentials`, drops
     credentials when the redirect leaves the scheme, host and port.
+    ``before_reconnect(url, headers)``: called on the loop before each
+    reconnect attempt with the URL and headers the client was made with
+    (the same each time, whatever it returned before); returns the
+    ``(url, headers)`` to use for that attempt, for example the URL with the
+    position of the last message seen, to resume from there. Needs
+    ``reconnect``.
     """
 
     origin: str | None = None
@@ -226,9 +236,15 @@ class ClientOptions(ConnectionOptions):
     server_hostname: str | None = None
     loop_warning: float | None = 5.0
     redirect_headers: RedirectHeaders = strip_credentials
+    before_reconnect: BeforeReconnect | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.before_reconnect is not None and not callable(self.before_reconnect):
+            raise TypeError(
+                "before_reconnect must be a function (url, headers) -> (url, headers) or None, "
+                f"not {type(self.before_reconnect).__name__}"
+            )
         if not callable(self.redirect_headers):
             raise TypeError(
                 "redirect_headers must be a function (old_url, new_url, headers) -> headers, "
@@ -372,6 +388,7 @@ class ClientOptionArgs(_ConnectionOptionArgs, total=False):
     server_hostname: str | None
     loop_warning: float | None
     redirect_headers: RedirectHeaders
+    before_reconnect: BeforeReconnect | None
 
 
 class ServerOptionArgs(_ConnectionOptionArgs, total=False):
