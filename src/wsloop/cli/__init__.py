@@ -108,6 +108,8 @@ class ConsoleClient(Handler):
             )
 
     def on_message(self, ws: WebSocket, data: str | bytes) -> None:
+        if self.args.count and self.count >= self.args.count:
+            return  # arrived while closing after --count: not printed
         self.count += 1
         binary = isinstance(data, bytes)
         if self.args.json:
