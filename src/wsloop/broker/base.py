@@ -91,6 +91,8 @@ class Broker(ABC):
         self._by_ws: dict[WebSocket, dict[str, Subscription]] = {}
         self._closed = False
         self._ready = threading.Event()
+        # Told every state change, on the loop's thread (the front-ends' waits).
+        self._listeners: list[Callable[[str], object]] = []
 
     # -- what every front-end calls (any thread) ------------------------------
 
@@ -241,6 +243,8 @@ class Broker(ABC):
             self._ready.set()
         else:
             self._ready.clear()
+        for listener in list(self._listeners):
+            listener(state)
         if self.on_state is not None:
             try:
                 self.on_state(self, state, detail)
