@@ -30,7 +30,8 @@ def feed_server(broker: Broker, loop: Any, **options: Any) -> wsloop.Server:
 class Reader:
     """A client that keeps every envelope it receives."""
 
-    def __init__(self, url: str, loop: Any, **options: Any) -> None:
+    def __init__(self, url: str, loop: Any, envelope: bool = True, **options: Any) -> None:
+        self.envelope = envelope
         self.messages: list[FeedMessage] = []
         self.opened = False
         self.closed_code: int | None = None
@@ -47,7 +48,9 @@ class Reader:
         self.opened = True
 
     def _message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
-        self.messages.append(decode_envelope(data))
+        self.messages.append(
+            decode_envelope(data) if self.envelope else FeedMessage("", "", 0, data)
+        )
 
     def _close(self, ws: wsloop.WebSocket, code: int, reason: str, clean: bool) -> None:
         self.closed_code = code
@@ -73,3 +76,31 @@ def settled(broker: Broker, server: wsloop.Server, count: int) -> bool:
         if subs and all(not s.syncing and s.position is not None for s in subs):
             live += 1
     return live >= count
+
+
+def stalled_client(port: int, path: str) -> Any:
+    """A WebSocket client that opens and then never reads, with a small
+    receive buffer so the server's writes back up soon (a plain blocking
+    socket: wsloop's client cannot be told not to read)."""
+    import base64
+    import os
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)  # one byte at a time: not a byte of a frame taken
+        assert chunk, "server closed during the handshake"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock

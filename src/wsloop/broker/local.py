@@ -85,9 +85,8 @@ class LocalBroker(Broker):
 
     def _publish(self, name: str, data: str | bytes, callback: PublishCallback | None) -> None:
         if self._closed:
-            error = ConnectionAbortedError("the broker is closed")
             if callback is not None:
-                callback(None, error)
+                self.loop.call_soon(callback, None, ConnectionAbortedError("the broker is closed"))
             return
         hist = self._histories.get(name)
         if hist is None:
@@ -100,7 +99,8 @@ class LocalBroker(Broker):
         if channel is not None:
             self._fanout.live(channel, position, data)
         if callback is not None:
-            callback(position, None)
+            # Later, as a reply from Redis would be: never inside publish().
+            self.loop.call_soon(callback, position, None)
 
     def _shutdown(self) -> None:
         self._histories.clear()
