@@ -21,7 +21,15 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        extra: list[str] | None = None,
+        url: str | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        self.extra = extra or []
+        self.tls = tls
+        self._url = url
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not installed: run scripts/setup")
@@ -33,25 +41,19 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return (self._url or "redis://127.0.0.1:{port}/0").format(port=self.port)
 
     def start(self, timeout: float = 10.0) -> None:
         assert self.proc is None
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            cert, key = self.tls
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert]
+            listen += ["--tls-key-file", key, "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(
             [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-                "--loglevel",
-                "notice",
+                *(self.binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly"),
+                *("no", "--dir", self.dir, "--loglevel", "notice", *self.extra),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -269,3 +269,44 @@ def test_a_subscriber_that_stops_reading(
         r.close()
     stalled.close()
     closing(loop, broker)
+
+
+def test_rediss_with_a_password_and_a_database(loop: Backend, tmp_path: Any) -> None:
+    """TLS through wsloop's MemoryBIO transport, AUTH in HELLO, SELECT."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    cert.private_key_pem.write_to_path(key_file)
+    server = RedisServer(
+        extra=["--requirepass", "s3cret"],
+        url="rediss://:s3cret@127.0.0.1:{port}/3",
+        tls=(str(cert_file), str(key_file)),
+    )
+    try:
+        import ssl
+
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        broker = open_broker(server.url, loop=loop.loop, envelope=True, ssl=context)
+        channel = channel_name()
+        ws_server = feed_server(broker, loop.loop)
+        reader = Reader(f"{ws_server.url}{channel}", loop.loop)
+        assert loop.run_until(lambda: settled(broker, ws_server, 1))
+        broker.publish(channel, "over tls")
+        publish(server.url, channel, "from a script", ssl=context)
+        assert loop.run_until(lambda: len(reader.data) == 2)
+        assert sorted(reader.data) == ["from a script", "over tls"]  # two publishers
+        # A wrong password: a clear error, retried (the state says so).
+        bad = open_broker(
+            server.url.replace("s3cret", "wrong"), loop=loop.loop, ssl=context, reconnect=FAST
+        )
+        assert loop.run_until(lambda: bad.state == "reconnecting")
+        with pytest.raises(BrokerUnavailable, match=r"WRONGPASS|invalid"):
+            bad.publish(channel, "x")
+        closing(loop, bad)
+        reader.close()
+        closing(loop, broker)
+    finally:
+        server.close()
