@@ -30,6 +30,17 @@ class AioBroker:
         """See :meth:`wsloop.broker.Broker.subscribe`."""
         return self.broker.subscribe(ws, channel, since)
 
+    async def wait_live(self, subscription: Subscription, timeout: float | None = None) -> bool:
+        """Wait until ``subscription`` is live (its replay done); False if
+        ``timeout`` passed first or it ended."""
+        live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        subscription.add_live_callback(lambda: None if live.done() else live.set_result(None))
+        try:
+            await asyncio.wait_for(live, timeout)
+        except asyncio.TimeoutError:
+            return False
+        return subscription.live
+
     def unsubscribe(self, ws: Any, channel: str) -> None:
         """See :meth:`wsloop.broker.Broker.unsubscribe`."""
         self.broker.unsubscribe(ws, channel)

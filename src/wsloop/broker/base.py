@@ -197,6 +197,7 @@ class Broker(ABC):
         ws = sub.ws
         if self._closed or ws.closed:
             sub.active = False
+            sub._went_live()
             return
         subs = self._by_ws.get(ws)
         if subs is None:
@@ -225,6 +226,7 @@ class Broker(ABC):
     def _remove(self, sub: Subscription) -> None:
         sub.active = False
         sub._held = None
+        sub._went_live()  # waiters learn it ended
         channel = self._channels.get(sub.channel)
         if channel is None or channel.subs.get(sub.ws) is not sub:
             return

@@ -54,6 +54,7 @@ class Subscription:
 
     __slots__ = (
         "_held",
+        "_live_callbacks",
         "_overflow",
         "_sync",
         "active",
@@ -76,6 +77,39 @@ class Subscription:
         self._held: list[tuple[Position, str | bytes, Any]] | None = None
         self._overflow = False
         self._sync = 0  # which replay a reply belongs to
+        self._live_callbacks: list[Callable[[], object]] | None = None
+
+    @property
+    def live(self) -> bool:
+        """True once it delivers live messages (its replay, if any, is done)."""
+        return self.active and self._held is None and self.position is not None
+
+    def add_live_callback(self, fn: Callable[[], object]) -> None:
+        """Loop thread: call ``fn()`` once it is :attr:`live` (at once if it
+        is), or once it ended without getting there."""
+        if self.live or not self.active:
+            fn()
+        elif self._live_callbacks is None:
+            self._live_callbacks = [fn]
+        else:
+            self._live_callbacks.append(fn)
+
+    def wait_live(self, timeout: float | None = None) -> bool:
+        """Block until :attr:`live` (not on the loop's thread); False if
+        ``timeout`` passed first or it ended."""
+        import threading
+
+        done = threading.Event()
+        self.ws.loop.call_in_loop(self.add_live_callback, done.set)
+        return done.wait(timeout) and self.live
+
+    def _went_live(self) -> None:
+        callbacks, self._live_callbacks = self._live_callbacks, None
+        for fn in callbacks or ():
+            try:
+                fn()
+            except Exception:
+                logger.exception("exception in a subscription's live callback")
 
     @property
     def syncing(self) -> bool:
@@ -248,6 +282,7 @@ class Fanout:
             self.report_gap(
                 sub, f"more than {MAX_HELD} live messages during the replay", sub.position
             )
+        sub._went_live()
 
     def send_one(self, sub: Subscription, position: Position, data: str | bytes) -> None:
         if not self.accept(sub, position):

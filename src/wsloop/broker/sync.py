@@ -33,6 +33,11 @@ class SyncBroker:
         """See :meth:`wsloop.broker.Broker.subscribe`."""
         return self.broker.subscribe(ws, channel, since)
 
+    def wait_live(self, subscription: Subscription, timeout: float | None = None) -> bool:
+        """Block until ``subscription`` is live (its replay done); False if
+        ``timeout`` passed first or it ended."""
+        return subscription.wait_live(timeout)
+
     def unsubscribe(self, ws: Any, channel: str) -> None:
         """See :meth:`wsloop.broker.Broker.unsubscribe`."""
         self.broker.unsubscribe(ws, channel)
