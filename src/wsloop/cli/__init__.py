@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import __version__
 from ..client import Client
@@ -87,6 +88,7 @@ class ConsoleClient(Handler):
         self.failed = False
         self.client: Client | None = None
         self.opened = threading.Event()
+        self.position: Any = None  # with --resume: of the last envelope seen
 
     def emit(self, kind: str, **fields: Any) -> None:
         if self.args.json:
@@ -101,7 +103,14 @@ class ConsoleClient(Handler):
 
     def on_open(self, ws: WebSocket) -> None:
         self.opened.set()
-        self.emit("open", url=self.args.url, subprotocol=ws.subprotocol, extensions=ws.extensions)
+        headers = dict(ws.response.headers) if ws.response is not None else {}
+        self.emit(
+            "open",
+            url=self.args.url,
+            subprotocol=ws.subprotocol,
+            extensions=ws.extensions,
+            headers=headers,
+        )
         if not self.args.json:
             _err(
                 f"connected to {self.args.url}" + (f" ({ws.subprotocol})" if ws.subprotocol else "")
@@ -110,11 +119,29 @@ class ConsoleClient(Handler):
     def on_message(self, ws: WebSocket, data: str | bytes) -> None:
         if self.args.count and self.count >= self.args.count:
             return  # arrived while closing after --count: not printed
+        where: dict[str, Any] = {}
+        if self.args.resume:
+            feed = self._envelope(data)
+            if feed is not None:
+                self.position = feed.position
+                if feed.gap is not None:
+                    self.emit(
+                        "gap", channel=feed.channel, position=str(feed.position), reason=feed.gap
+                    )
+                    if not self.args.json:
+                        _err(f"wsloop: gap in {feed.channel!r} after {feed.position}: {feed.gap}")
+                    return
+                assert feed.data is not None
+                data = feed.data
+                where = {"channel": feed.channel, "epoch": feed.epoch, "offset": feed.offset}
         self.count += 1
         binary = isinstance(data, bytes)
         if self.args.json:
             self.emit(
-                "message", data=data.hex() if isinstance(data, bytes) else data, binary=binary
+                "message",
+                data=data.hex() if isinstance(data, bytes) else data,
+                binary=binary,
+                **where,
             )
         elif isinstance(data, bytes):
             _out(data.hex())
@@ -123,6 +150,29 @@ class ConsoleClient(Handler):
         if self.args.count and self.count >= self.args.count:
             assert self.client is not None
             self.client.close()
+
+    @staticmethod
+    def _envelope(data: str | bytes) -> Any:
+        from ..broker.feed import decode_envelope
+
+        if not isinstance(data, str) or not data.startswith("{"):
+            return None
+        try:
+            return decode_envelope(data)
+        except ValueError:
+            return None  # not an envelope: shown as it is, the position kept
+
+    def resume_target(
+        self, url: str, headers: list[tuple[str, str]]
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """``before_reconnect`` for --resume: ``url`` with ``since`` set to
+        the position of the last envelope seen."""
+        if self.position is None:
+            return url, headers
+        parts = urlsplit(url)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "since"]
+        query.append(("since", str(self.position)))
+        return urlunsplit(parts._replace(query=urlencode(query, safe=":"))), headers
 
     def on_ping(self, ws: WebSocket, data: bytes) -> None:
         if self.args.show_ping_pong:
@@ -188,9 +238,11 @@ def cmd_connect(args: argparse.Namespace) -> int:
         "compression": not args.no_compression,
         "max_message_size": args.max_size,
         "ping_interval": args.ping_interval,
-        "reconnect": args.reconnect,
+        "reconnect": args.reconnect or args.resume,
         "ssl": _client_ssl(args),
     }
+    if args.resume:
+        options["before_reconnect"] = console.resume_target
     if args.proxy:
         options["proxy"] = args.proxy
     try:
@@ -242,11 +294,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--rate must be positive (messages per minute)")
     if args.shutdown_timeout < 0:
         raise UsageError("--shutdown-timeout must be 0 or more seconds")
+    _check_broker_args(args)
     worker = _worker_arg(args.worker)
     if worker is None and args.workers is not None:
         return _supervise(args)
     loop = get_loop(args.loop)
-    handler = ServeHandler(args.mode, args.rate, loop)
+    broker = _open_broker(args, loop, worker)
+    handler = ServeHandler(
+        args.mode, args.rate, loop, broker=broker, channel=args.channel, err=_err
+    )
     options: dict[str, Any] = {}
     if worker is not None:
         options["reuse_port"] = True
@@ -273,9 +329,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def stop() -> None:
         server.close(args.shutdown_timeout)
 
+    if broker is not None:
+        server.add_done_callback(broker.close)
     _out(server.url)
     if worker is None:
-        _err(f"serving {args.mode} on {server.url} ({loop.name} loop); Ctrl-C to stop")
+        feed = f" of {args.broker} channel {args.channel!r}" if broker is not None else ""
+        _err(f"serving {args.mode}{feed} on {server.url} ({loop.name} loop); Ctrl-C to stop")
     else:
         _watch_lifeline(loop, worker[1], stop)
     server.add_done_callback(loop.stop)
@@ -283,6 +342,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loop.run()
     loop.close()
     return 0
+
+
+def _check_broker_args(args: argparse.Namespace) -> None:
+    """Resolve ``--mode`` (broadcast with a broker, else echo) and check the
+    broker's options here, before any worker starts."""
+    if args.broker is None:
+        args.mode = args.mode or "echo"
+        return
+    args.mode = args.mode or "broadcast"
+    if args.mode != "broadcast":
+        raise UsageError(f"--broker serves --mode broadcast, not --mode {args.mode}")
+    if args.history < 0:
+        raise UsageError("--history must be 0 or more messages")
+    if args.broker == "memory://":
+        if args.workers is not None:
+            raise UsageError(
+                "a memory:// broker lives inside one process: with --workers, use redis://"
+            )
+        return
+    from ..broker.resp import parse_redis_url, require_hiredis
+
+    try:
+        parse_redis_url(args.broker)
+    except ValueError as exc:
+        raise UsageError(f"--broker: {exc}") from None
+    require_hiredis()  # the ImportError that names wsloop[redis]
+
+
+def _open_broker(args: argparse.Namespace, loop: Loop, worker: tuple[int, int] | None) -> Any:
+    if args.broker is None:
+        return None
+    from ..broker import open_broker
+
+    who = f"worker {worker[0]}: " if worker is not None else ""
+
+    def on_state(broker: Any, state: str, detail: dict[str, Any]) -> None:
+        if state == "connecting" or detail.get("reason") == "closed":
+            return
+        why = detail.get("error") or detail.get("reason")
+        _err(f"wsloop: {who}broker {state}" + (f" ({why})" if why else ""))
+
+    try:
+        return open_broker(
+            args.broker, loop=loop, history=args.history, envelope=True, on_state=on_state
+        )
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--broker: {exc}") from None
 
 
 def _worker_arg(value: str | None) -> tuple[int, int] | None:
@@ -341,6 +447,77 @@ def _supervise(args: argparse.Namespace) -> int:
         ) from None
 
 
+# -- publish -------------------------------------------------------------------
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from ..broker import BrokerError, Publisher
+
+    if not args.broker.startswith(("redis://", "rediss://")):
+        raise UsageError(
+            "wsloop publish needs a redis:// or rediss:// broker "
+            "(a memory:// one lives inside a single server process)"
+        )
+    if args.ticker and args.message is not None:
+        raise UsageError("give a MESSAGE or --ticker, not both")
+    if args.rate <= 0:
+        raise UsageError("--rate must be positive (messages per minute)")
+    try:
+        publisher = Publisher(args.broker, history=args.history, timeout=args.timeout)
+    except ValueError as exc:
+        raise UsageError(f"--broker: {exc}") from None
+
+    def publish(message: str) -> bool:
+        try:
+            position = publisher.publish(args.channel, message)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        except BrokerError as exc:
+            _err(f"wsloop: cannot publish: {exc}")
+            return False
+        _out(str(position))
+        return True
+
+    _exit_on_sigterm()
+    with publisher:
+        if args.message is not None:
+            return 0 if publish(args.message) else 1
+        try:
+            if args.ticker:
+                _ticker(args, publish)
+                return 0
+            failed = False
+            for line in sys.stdin:
+                failed = not publish(line.rstrip("\r\n")) or failed
+            return 1 if failed else 0
+        except KeyboardInterrupt:
+            return 0
+
+
+def _ticker(args: argparse.Namespace, publish: Any) -> None:
+    """``{"seq": N, "time": T}`` at a fixed cadence; a tick that cannot be
+    published (Redis down) is tried again at the next one with the same
+    seq, so the feed has no hole."""
+    interval = 60.0 / args.rate
+    start = time.monotonic()
+    seq = tick = 0
+    while not args.count or seq < args.count:
+        if publish(json.dumps({"seq": seq + 1, "time": round(time.time(), 6)})):
+            seq += 1
+        tick += 1
+        time.sleep(max(0.0, start + tick * interval - time.monotonic()))
+
+
+def _exit_on_sigterm() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except (OSError, ValueError):
+        pass
+
+
 # -- main ----------------------------------------------------------------------
 
 
@@ -379,6 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--reconnect", action="store_true", help="reconnect with backoff when the connection drops"
     )
+    c.add_argument(
+        "--resume",
+        action="store_true",
+        help="reconnect, and resume from the last message seen: the broker's envelope gives its "
+        "position, sent back as ?since=EPOCH:OFFSET (implies --reconnect)",
+    )
     c.add_argument("--count", type=int, default=0, metavar="N", help="exit after N messages")
     c.add_argument("--json", action="store_true", help="one JSON object per event on stdout")
     c.add_argument("--no-compression", action="store_true")
@@ -396,7 +579,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run a local server (echo, broadcast or ticker)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    s.add_argument("--mode", choices=["echo", "broadcast", "ticker"], default="echo")
+    s.add_argument(
+        "--mode",
+        choices=["echo", "broadcast", "ticker"],
+        default=None,
+        help="default: echo, or broadcast with --broker",
+    )
     s.add_argument(
         "--rate", type=float, default=120, help="ticker messages per minute (default 120)"
     )
@@ -421,6 +609,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:FD, from the supervisor
     s.add_argument(
+        "--broker",
+        metavar="URL",
+        help="share --mode broadcast through a broker: redis://host:port/db (every server on it "
+        "delivers every message), or memory:// (this process)",
+    )
+    s.add_argument(
+        "--channel",
+        default="feed",
+        help="the channel of clients that connect to / (default feed); /NAME is channel NAME",
+    )
+    s.add_argument(
+        "--history",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="messages of each channel kept for clients that resume (default 1000)",
+    )
+    s.add_argument(
         "--origin",
         action="append",
         default=[],
@@ -429,6 +635,35 @@ def build_parser() -> argparse.ArgumentParser:
         "others, and clients sending no Origin, get 403",
     )
     s.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "publish", help="publish to a broker's channel: MESSAGE, stdin lines, or a ticker"
+    )
+    p.add_argument("message", nargs="?", help="the message (default: one per line of stdin)")
+    p.add_argument("--broker", required=True, metavar="URL", help="redis://host:port/db")
+    p.add_argument("--channel", default="feed", help="default feed")
+    p.add_argument(
+        "--history",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="messages kept for resuming: the servers' --history (default 1000)",
+    )
+    p.add_argument(
+        "--ticker",
+        action="store_true",
+        help='publish a numbered feed, {"seq": N, "time": T}, at --rate',
+    )
+    p.add_argument(
+        "--rate", type=float, default=120, help="ticker messages per minute (default 120)"
+    )
+    p.add_argument(
+        "--count", type=int, default=0, metavar="N", help="ticker: stop after N messages"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=5.0, metavar="SECONDS", help="per publish (default 5)"
+    )
+    p.set_defaults(func=cmd_publish)
 
     b = sub.add_parser(
         "bench", help="round trips and throughput against a URL or a local echo server"
