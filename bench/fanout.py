@@ -34,8 +34,11 @@ is lower). It starts its own ``redis-server`` (Debian's; persistence off)
 on a free port. On a shared 2-core machine the numbers are indicative:
 compare rows of one run only.
 
-    python bench/fanout.py                 # 1,000 and 10,000 subscribers, 1 and 2 servers
-    python bench/fanout.py --quick         # 200 subscribers, a few seconds (smoke test)
+    scripts/compiled .venv/bin/python bench/fanout.py  # 1,000 and 10,000 subscribers
+    .venv/bin/python bench/fanout.py --quick           # 200 subscribers, a few seconds
+
+Run it with the compiled build (``scripts/compiled``), as users get it: the
+header says which build the wsloop rows ran.
 """
 
 from __future__ import annotations
@@ -766,7 +769,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.wsloop_via is None:
         try:
-            import wsloop.broker  # noqa: F401
+            import wsloop.broker
         except ImportError:
             args.wsloop_via = "relay"
         else:
@@ -789,7 +792,13 @@ def main() -> None:
     print(
         f"fan-out through Redis, {SIZE} B messages; {machine()}; Python {platform.python_version()}"
     )
-    print(f"open files limit raised to {limit}; wsloop via {args.wsloop_via}; indicative only\n")
+    import wsloop
+
+    build = "compiled" if wsloop.COMPILED else "pure Python"
+    print(
+        f"open files limit raised to {limit}; wsloop {wsloop.__version__} ({build}) via "
+        f"{args.wsloop_via}, {args.loop} loop; indicative only\n"
+    )
     redis = Redis()
     try:
         for subs in counts:
