@@ -104,10 +104,10 @@ def test_shutdown_is_bounded() -> None:
             s.settimeout(10)
             assert s.recv(4096).startswith(b"HTTP/1.1 101")
             mute.append(s)
-        started = time.monotonic()
         sup.proc.send_signal(signal.SIGTERM)
+        # 0: every worker stopped by itself, dropping the mute clients after
+        # 0.5 s (one still running 0.5 + GRACE s after SIGTERM is killed: 1).
         assert sup.proc.wait(0.5 + GRACE + 5) == 0, sup.err.text()
-        assert time.monotonic() - started < 0.5 + GRACE
         assert wait_gone(pids, 5) == []
         for s in mute:
             s.close()

@@ -9,13 +9,22 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
-from netns import NetHosts
+from netns import NetHosts, net_hosts_for
 from prockit import Lines
 
 WSLOOP = [sys.executable, "-m", "wsloop"]
+
+
+@pytest.fixture
+def net_hosts() -> Iterator[NetHosts]:
+    """Hosts ``a``, ``b`` and ``redis`` on one switch (tests/netns.py);
+    skipped, saying why, where namespaces cannot be made. (Here, not in a
+    conftest.py: tests elsewhere import their directory's ``conftest``.)"""
+    yield from net_hosts_for(["a", "b", "redis"])
 
 
 def start_redis(net: NetHosts) -> str:
