@@ -1,4 +1,4 @@
-"""The ``wsloop`` command: connect, serve, bench and demo.
+"""The ``wsloop`` command: connect, serve, publish, bench and demo.
 
 Conventions follow wscat and websocat: ``connect`` prints each message on
 its own line and sends each line of standard input; ``serve`` prints the URL
