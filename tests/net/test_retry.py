@@ -78,7 +78,7 @@ def test_a_refusal_that_cannot_change_is_not_retried(backend, response: bytes) -
         backend, stub.url, reconnect=wsloop.Reconnect(**FAST, max_attempts=5)
     )
     assert client.state == "gave_up" and stub.hits == 1
-    state, detail = rec.states[-1]
+    _, detail = rec.states[-1]
     assert detail["retryable"] is False and isinstance(detail["error"], wsloop.HandshakeError)
     stub.close()
 
@@ -102,9 +102,7 @@ def test_5xx_and_refused_ports_are_retried_until_max_attempts(backend) -> None: 
 def test_429_waits_as_long_as_retry_after_says(backend) -> None:  # type: ignore[no-untyped-def]
     stub = Answering(status(429, "Too Many Requests", "Retry-After: 7"))
     rec = Recorder()
-    client = wsloop.connect(
-        stub.url, rec, loop=backend.loop, reconnect=wsloop.Reconnect(**FAST)
-    )
+    client = wsloop.connect(stub.url, rec, loop=backend.loop, reconnect=wsloop.Reconnect(**FAST))
     assert backend.run_until(lambda: client.state == "waiting")
     # The backoff alone would wait 0.01 s; the server asked for 7.
     assert rec.states[-1][1]["delay"] == 7.0
@@ -136,7 +134,7 @@ def test_retry_on_changes_the_rule(backend) -> None:  # type: ignore[no-untyped-
         return True
 
     policy = wsloop.Reconnect(**FAST, max_attempts=3, retry_on=everything)
-    client, _ = connect_until_done(backend, stub.url, reconnect=policy)
+    connect_until_done(backend, stub.url, reconnect=policy)
     assert stub.hits == 3 and len(seen) == 2
     assert all(isinstance(e, wsloop.HandshakeError) and e.status == 403 for e in seen)
     stub.close()
