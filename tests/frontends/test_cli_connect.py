@@ -98,9 +98,7 @@ def test_binary_lines_are_sent_as_binary_and_printed_marked(server: str) -> None
 
 def test_slurp_sends_all_of_stdin_as_one_message(server: str) -> None:
     data = bytes(range(256)) * 4 + b"\nend"
-    result = run(
-        "connect", f"{server}/echo", "-b", "--slurp", "--binary-output", "raw", stdin=data
-    )
+    result = run("connect", f"{server}/echo", "-b", "--slurp", "--binary-output", "raw", stdin=data)
     assert result.returncode == 0, result.stderr
     assert result.stdout == data  # one message, byte for byte
     result = run("connect", f"{server}/echo", "--slurp", "--json", stdin=b"one\ntwo\n")

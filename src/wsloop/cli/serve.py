@@ -27,7 +27,10 @@ from .stdio import StdioHandler
 from .tlsfiles import load_chain
 from .usage import UsageError
 
-__all__ = ["MODES", "add_arguments", "cmd_serve"]
+__all__ = ["MODES", "SHUTDOWN_TIMEOUT", "add_arguments", "cmd_serve"]
+
+#: Seconds clients get to complete the close handshake after Ctrl-C/SIGTERM.
+SHUTDOWN_TIMEOUT = 2.0
 
 
 class Modes:
@@ -156,11 +159,12 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     s.add_argument(
         "--path", action="append", default=[], metavar="PATH",
-        help="serve --mode at this path only, 404 elsewhere (repeatable; default: every path)",
+        help="serve --mode at this path only, 404 elsewhere; repeatable (default: every path)",
     )  # fmt: skip
     s.add_argument(
         "--route", action="append", default=[], metavar="PATH=MODE",
-        help="serve MODE at PATH, e.g. --route /=ticker --route /echo=echo (repeatable)",
+        help="serve MODE at PATH, e.g. --route /=ticker --route /echo=echo; repeatable "
+        "(default: none)",
     )  # fmt: skip
     s.add_argument("--rate", type=float, default=120, help="ticker messages per minute")
     s.add_argument(
@@ -232,11 +236,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             made.server = server
         elif isinstance(made, StdioHandler):
             made.start(server)
+    server.add_done_callback(loop.stop)
+    # Before the URL is printed: whoever read it may signal at once. A
+    # client that does not complete the close handshake within 2 s (one
+    # whose reading was paused, say) is then cut off.
+    on_signals(loop, lambda: server.close(SHUTDOWN_TIMEOUT))
     out(server.url)
     served = ", ".join(f"{p} {m}" for p, m in routes.items()) if routes else args.mode
     err(f"serving {served} on {server.url} ({loop.name} loop); Ctrl-C to stop")
-    server.add_done_callback(loop.stop)
-    on_signals(loop, server.close)
     try:
         loop.run()
     finally:
