@@ -316,3 +316,23 @@ def test_exec_backpressure_a_client_that_does_not_read() -> None:
         finally:
             client.sock.shutdown(socket.SHUT_RDWR)
             client.close()
+
+
+def test_the_readme_examples_run_against_wsloop_serve_routes() -> None:
+    """The README's examples talk to a feed at / and an echo at /echo: the
+    server ``wsloop serve --route /=ticker --route /echo=echo`` is."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [
+        b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "127.0.0.1:8765/echo" in b
+    ]
+    assert len(blocks) >= 2
+    with serving("--route", "/=ticker", "--route", "/echo=echo", "--rate", "6000") as proc:
+        port = proc.url.rsplit(":", 1)[1].strip("/")  # type: ignore[attr-defined]
+        for code in blocks:
+            code = code.replace("127.0.0.1:8765", f"127.0.0.1:{port}")
+            result = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+            )
+            assert result.returncode == 0, result.stderr
