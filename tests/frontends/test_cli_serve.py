@@ -20,7 +20,9 @@ import pytest
 
 import wsloop
 import wsloop.sync
+from loopkit import require
 from netkit import FloodClient
+from wsloop.loops import BACKENDS
 
 WSLOOP = [sys.executable, "-m", "wsloop"]
 
@@ -233,8 +235,10 @@ def python(script: str) -> str:
     return f"{sys.executable} -c '{script}'"
 
 
-def test_exec_runs_a_command_per_connection() -> None:
-    with serving("--exec", python(UPPER)) as proc:
+@pytest.mark.parametrize("loop", BACKENDS)
+def test_exec_runs_a_command_per_connection(loop: str) -> None:
+    require(loop)
+    with serving("--exec", python(UPPER), "--loop", loop) as proc:
         url = proc.url  # type: ignore[attr-defined]
         with wsloop.sync.connect(url + "a") as one, wsloop.sync.connect(url + "b") as two:
             assert one.recv(timeout=10) == "path /a" and two.recv(timeout=10) == "path /b"

@@ -99,9 +99,5 @@ def for_error(error: BaseException) -> int:
 def help_text() -> str:
     """The table for ``wsloop connect --help``."""
     lines = ["exit status:"]
-    seen = set()
-    for status, meaning in EXIT_STATUSES:
-        if status not in seen:
-            seen.add(status)
-            lines.append(f"  {status:<4} {meaning}")
+    lines += [f"  {status:<4} {meaning}" for status, meaning in EXIT_STATUSES]
     return "\n".join(lines)
