@@ -158,6 +158,25 @@ def test_the_rule() -> None:
     assert retry_after(ConnectionRefusedError()) is None
 
 
+def test_retry_after_as_seconds_or_an_http_date() -> None:
+    import email.utils
+    import time
+
+    from wsloop.protocol.handshake import Headers, Response
+
+    def refused(value: str) -> wsloop.HandshakeError:
+        response = Response(503, "Service Unavailable", Headers([("Retry-After", value)]))
+        return wsloop.HandshakeError(503, "x", response=response)
+
+    assert retry_after(refused("120")) == 120.0
+    when = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 50 < (retry_after(refused(when)) or 0) <= 60
+    assert retry_after(refused("soon")) is None
+    policy = wsloop.Reconnect(initial_delay=1, jitter=0)
+    assert policy.delay_after(refused("120"), 1, 0.5) == 120.0
+    assert policy.delay_after(refused("0"), 1, 0.5) == 1.0
+
+
 def test_aio_reconnecting_iteration_stops_on_a_refusal() -> None:
     stub = Answering(status(401, "Unauthorized"))
 

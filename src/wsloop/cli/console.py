@@ -32,8 +32,11 @@ __all__ = [
 
 
 def out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """A line on standard output, in UTF-8 whatever the locale says: a
+    message must not fail to print (a text message is always UTF-8)."""
+    stream = sys.stdout.buffer
+    stream.write((line + "\n").encode("utf-8", "backslashreplace"))
+    stream.flush()
 
 
 def err(line: str) -> None:
