@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import websocket as _websocket
 from .client import Client
-from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, ProxyError
 from .handler import Handler, split_callbacks
 from .loops import Loop, get_loop
 from .options import ClientOptions, ConnectionOptions, Reconnect, ServerOptions
@@ -62,6 +62,7 @@ __all__ = [
     "InvalidStateError",
     "Loop",
     "ProtocolError",
+    "ProxyError",
     "Reconnect",
     "Server",
     "ServerOptions",

@@ -138,6 +138,7 @@ class Connect:
         policy = self.reconnect if isinstance(self.reconnect, Reconnect) else Reconnect()
         failures = 0
         while True:
+            error: BaseException
             try:
                 ws = await self._open()
             except (TypeError, ValueError):
@@ -146,14 +147,25 @@ class Connect:
                 failures += 1
                 if policy.max_attempts is not None and failures >= policy.max_attempts:
                     raise
+                if not policy.retry_on(exc):
+                    raise  # cannot succeed later (a 4xx, a bad certificate...)
                 logger.info("connect to %s failed (%s); retrying", self.url, exc)
+                error = exc
             else:
                 failures = 1
                 try:
                     yield ws
                 finally:
                     await ws.close()
-            await asyncio.sleep(policy.delay(failures, random.random()))
+                closed = ws.ws.protocol.closed
+                error = (
+                    ConnectionClosed.make(closed.code, closed.reason, closed.clean)
+                    if closed is not None
+                    else ConnectionClosed(1006, "", False)
+                )
+                if not policy.retry_on(error):
+                    return
+            await asyncio.sleep(policy.delay_after(error, failures, random.random()))
 
 
 class AioServer(ServerView[AioWebSocket]):

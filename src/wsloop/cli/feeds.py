@@ -1,5 +1,7 @@
 """What ``wsloop serve`` serves, by ``--mode``: ``echo``, ``ticker`` (a
-feed at a fixed rate) and ``broadcast``. The demo serves the ticker too.
+feed at a fixed rate) and ``broadcast`` (to the clients of the same path).
+The demo serves the ticker too. The ``stdio`` and ``exec`` modes are in
+stdio.py and command.py.
 
 Each handler keeps its connections' send buffers bounded, as an application
 should (docs/backpressure.md): echo and broadcast stop reading a client whose
@@ -14,6 +16,7 @@ from typing import Any
 
 from ..handler import Handler
 from ..loops import Loop
+from ..server import broadcast
 from ..websocket import WebSocket
 
 __all__ = ["ServeHandler"]
@@ -25,8 +28,10 @@ class ServeHandler(Handler):
         self.interval = 60.0 / rate
         self.loop = loop
         self.server: Any = None
+        self.connections: set[WebSocket] = set()  # this handler's: one path's
 
     def on_open(self, ws: WebSocket) -> None:
+        self.connections.add(ws)
         if self.mode == "ticker":
             ws.data["seq"] = 0
             ws.data["start"] = self.loop.time()
@@ -49,7 +54,7 @@ class ServeHandler(Handler):
         if self.mode == "echo":
             ws.send(data)
         elif self.mode == "broadcast":
-            self.server.broadcast(data)
+            broadcast(self.connections, data)
         # A client that sends and never reads would otherwise make the server
         # hold everything it echoes: stop reading it while its send buffer is
         # over the limit (TCP then slows it down), and go on in on_writable.
@@ -62,6 +67,7 @@ class ServeHandler(Handler):
             ws.resume_reading()
 
     def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
+        self.connections.discard(ws)
         timer = ws.data.get("timer")
         if timer is not None:
             timer.cancel()
