@@ -37,7 +37,7 @@ def test_unknown_name_and_wrong_type() -> None:
         ValueError, match="builtin, asyncio, uvloop, libev, libuv, glib, twisted, trio"
     ):
         get_loop("tornado")
-    with pytest.raises(TypeError, match="asyncio loop.*Twisted reactor.*open_loop"):
+    with pytest.raises(TypeError, match=r"asyncio loop.*Twisted reactor.*open_loop"):
         get_loop(42)
 
 
