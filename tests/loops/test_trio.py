@@ -23,13 +23,16 @@ def _trio() -> None:
 
 
 async def primed_waits() -> tuple[int, int]:
-    """:func:`waits`, once trio's own run_sync_soon task has been used: it
-    starts waiting on its wake-up fd at the first use (trio's, not wsloop's)."""
+    """:func:`waits`, once trio's own run_sync_soon task has been used (it
+    starts waiting on its wake-up fd at the first use: trio's, not wsloop's)
+    and has settled."""
     import trio
+    import trio.testing
 
     used = trio.Event()
     trio.lowlevel.current_trio_token().run_sync_soon(used.set)
     await used.wait()
+    await trio.testing.wait_all_tasks_blocked()
     return waits()
 
 
@@ -39,6 +42,7 @@ def waits() -> tuple[int, int]:
 
     stats = trio.lowlevel.current_statistics()
     io = stats.io_statistics
+
     return stats.tasks_living, io.tasks_waiting_read + io.tasks_waiting_write
 
 
@@ -46,6 +50,7 @@ def test_a_trio_program_uses_wsloop_in_a_nursery(peer: LoopThread) -> None:
     """wsloop's callbacks feed a trio channel; the program's own task reads
     it and sends the next message: 20 round trips need both, side by side."""
     import trio
+    import trio.testing
 
     from wsloop.loops.trio import open_loop
 
@@ -77,6 +82,7 @@ def test_a_trio_program_uses_wsloop_in_a_nursery(peer: LoopThread) -> None:
                     await closed.wait()
                 result["inside"] = waits()
             result["loop"] = loop
+        await trio.testing.wait_all_tasks_blocked()
         result["after"] = waits()
         result["before"] = before
         result["threads"] = rec.threads == {trio_thread}
@@ -94,6 +100,7 @@ def test_a_trio_program_uses_wsloop_in_a_nursery(peer: LoopThread) -> None:
 
 def test_close_leaves_the_run_as_found() -> None:
     import trio
+    import trio.testing
 
     from wsloop.loops.trio import open_loop
 
@@ -114,6 +121,7 @@ def test_close_leaves_the_run_as_found() -> None:
             loop.close()
             assert not loop.is_running()
             await trio.sleep(0.05)  # the block goes on without wsloop
+            await trio.testing.wait_all_tasks_blocked()
             result["inside"] = waits()
 
     trio.run(main)
