@@ -110,10 +110,13 @@ class _Watch:
         if self.write is not None:
             self.write()
         reactor = adapter.native
-        if self.read is not None:
-            reactor.addReader(self)
-        if self.write is not None:
-            reactor.addWriter(self)
+        try:
+            if self.read is not None:
+                reactor.addReader(self)
+            if self.write is not None:
+                reactor.addWriter(self)
+        except OSError as exc:  # the fd was closed while still watched
+            adapter._report(exc, self.connectionLost)
 
 
 class TwistedLoop(Loop):
