@@ -599,5 +599,7 @@ def _how_to_run(loop: Loop) -> str:
         "libev": "loop.run(), or gevent's hub",
         "libuv": "loop.run(), or gevent's hub",
         "glib": "GLib.MainLoop.run() or Gtk.main()",
+        "twisted": "reactor.run(), or loop.run() for a reactor wsloop created",
+        "trio": "loop.run(), or `async with wsloop.loops.trio.open_loop(loop)` in a trio program",
     }
     return hints.get(loop.name, "run it")
