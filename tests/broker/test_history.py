@@ -135,3 +135,47 @@ def test_a_redis_that_stops_answering(loop: Backend, own_redis: RedisServer) -> 
     assert loop.run_until(lambda: broker.state == "connected", 10)
     broker.close()
     assert loop.run_until(lambda: broker.state == "down")
+
+
+def test_wrong_arguments_say_what_to_pass(loop: Backend) -> None:
+    broker = open_broker(None, loop=loop.loop)
+    with pytest.raises(TypeError, match="server connection"):
+        broker.subscribe(object(), "feed")
+    with pytest.raises(TypeError, match="str or bytes"):
+        broker.publish("feed", 3)  # type: ignore[arg-type]
+    for channel in ("", "a{b}", "x\n"):
+        with pytest.raises(ValueError, match="channel name"):
+            broker.publish(channel, "x")
+    with pytest.raises(TypeError, match="channel name is a str"):
+        broker.publish(b"feed", "x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="history"):
+        open_broker(None, loop=loop.loop, history=-1)
+    with pytest.raises(ValueError, match="policy"):
+        open_broker(None, loop=loop.loop, policy="drop")
+    with pytest.raises(ValueError, match="redis://"):
+        open_broker("http://127.0.0.1:6379", loop=loop.loop)
+    with pytest.raises(ValueError, match="database number"):
+        open_broker("redis://127.0.0.1:6379/zero", loop=loop.loop)
+    with pytest.raises(ValueError, match="rediss://"):
+        import ssl
+
+        open_broker("redis://127.0.0.1:1/0", loop=loop.loop, ssl=ssl.create_default_context())
+    broker.close()
+
+
+def test_without_hiredis_the_error_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['hiredis'] = None\n"
+        "import wsloop, wsloop.broker as b\n"
+        "b.open_broker(None, loop=wsloop.get_loop('builtin'))  # in-process: no hiredis needed\n"
+        "try:\n"
+        "    b.open_broker('redis://127.0.0.1:1/0', loop=wsloop.get_loop('builtin'))\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "wsloop[redis]" in done.stdout
