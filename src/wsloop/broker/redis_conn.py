@@ -145,6 +145,7 @@ class RedisConnection:
         if self._closing:
             return
         self._closing = True
+        self._ready = False
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
@@ -340,7 +341,7 @@ class RedisConnection:
             logger.warning("wsloop: connection to Redis at %s lost: %s", self.url, exc)
         self._failures += 1
         policy = self.policy
-        if policy.max_attempts is not None and self._failures > policy.max_attempts:
+        if policy.max_attempts is not None and self._failures >= policy.max_attempts:
             self._closing = True
             self._set_state("down", reason=f"gave up after {self._failures} attempts: {exc}")
             return
