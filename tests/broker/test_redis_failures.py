@@ -310,3 +310,34 @@ def test_rediss_with_a_password_and_a_database(loop: Backend, tmp_path: Any) -> 
         closing(loop, broker)
     finally:
         server.close()
+
+
+def test_two_servers_share_a_channel(loop: Backend, redis_server: RedisServer, peer: Any) -> None:
+    """Two servers on two loops (as two processes would be), each with its
+    own broker: a message published on either reaches the subscribers of
+    both, once each, in order."""
+    channel = channel_name()
+    here = open_broker(redis_server.url, loop=loop.loop, envelope=True)
+    there = peer.call(lambda: open_broker(redis_server.url, loop=peer.loop, envelope=True))
+    server_here = feed_server(here, loop.loop)
+    server_there = peer.call(lambda: feed_server(there, peer.loop))
+    readers = [
+        Reader(f"{server_here.url}{channel}", loop.loop),
+        Reader(f"{server_there.url}{channel}", loop.loop),
+    ]
+    assert loop.run_until(lambda: settled(here, server_here, 1))
+    assert loop.run_until(lambda: peer.call(lambda: settled(there, server_there, 1)))
+    sent = []
+    for i in range(20):
+        (here if i % 2 else there).publish(channel, f"m{i}")
+        sent.append(f"m{i}")
+        # Two publishers are ordered by Redis as they arrive: wait for each.
+        assert loop.run_until(lambda: all(len(r.data) == len(sent) for r in readers))
+    assert loop.run_until(lambda: all(len(r.data) == 20 for r in readers))
+    for r in readers:
+        assert r.data == sent
+        assert [m.offset for m in r.messages] == list(range(1, 21))
+        r.close()
+    peer.call(server_there.close)
+    peer.call(there.close)
+    closing(loop, here)
