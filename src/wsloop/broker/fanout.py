@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from .feed import Position, encode_envelope
 
@@ -46,8 +46,9 @@ NO_EPOCH: Final = ""
 class Subscription:
     """One connection's subscription to one channel (what ``subscribe`` returns).
 
-    ``position`` is the position of the last message delivered (at first:
-    ``since``, or the channel's position when it started live). ``gap`` is
+    ``position`` is the position of the last message delivered, or skipped
+    because the connection was too slow (at first: ``since``, or the
+    channel's position when it started live). ``gap`` is
     None, or why messages may be missing: ``since`` could not be served
     (history gone or trimmed) or the channel's history was lost while
     subscribed. ``resumed`` is True once a ``since`` position was served.
@@ -77,7 +78,7 @@ class Subscription:
         self.gap: str | None = None
         self.resumed = False
         self.active = True
-        self._held: list[tuple[Position, str | bytes, Any]] | None = None
+        self._held: list[tuple[Position, str | bytes]] | None = None
         self._overflow = False
         self._sync = 0  # which replay a reply belongs to
         self._live_callbacks: list[Callable[[], object]] | None = None
@@ -197,7 +198,7 @@ class Fanout:
             held = sub._held
             if held is not None:
                 if len(held) < MAX_HELD:
-                    held.append((position, data, None))
+                    held.append((position, data))
                 else:
                     sub._overflow = True
                 continue
@@ -281,7 +282,7 @@ class Fanout:
                     sub.resumed = True
                 if sub.position is None or sub.position.epoch == NO_EPOCH:
                     sub.position = head
-        for position, data, _ in held:
+        for position, data in held:
             self.send_one(sub, position, data)
         if sub.position is None:
             sub.position = head
