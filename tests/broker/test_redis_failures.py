@@ -60,7 +60,9 @@ def closing(backend: Backend, broker: Broker) -> None:
     assert backend.run_until(lambda: broker.state == "down", 5)
 
 
-def test_redis_restart_mid_feed(loop: Backend, own_redis: RedisServer) -> None:
+def test_redis_restart_mid_feed(backend: Backend, own_redis: RedisServer) -> None:
+    """On every backend: the engine's reconnect runs on the loop's timers."""
+    loop = backend
     gaps: list[tuple[Subscription, str]] = []
     states: list[str] = []
     broker = open_broker(
@@ -341,3 +343,20 @@ def test_two_servers_share_a_channel(loop: Backend, redis_server: RedisServer, p
     peer.call(server_there.close)
     peer.call(there.close)
     closing(loop, here)
+
+
+def test_subscribed_while_redis_is_down(loop: Backend, own_redis: RedisServer) -> None:
+    own_redis.stop()
+    broker = open_broker(own_redis.url, loop=loop.loop, envelope=True, reconnect=FAST)
+    channel = channel_name()
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}", loop.loop)
+    assert loop.run_until(lambda: reader.opened and broker.state == "reconnecting")
+    subs = broker.subscriptions(server.connections[0])
+    assert len(subs) == 1 and subs[0].syncing  # waiting for Redis
+    own_redis.start()
+    assert loop.run_until(lambda: settled(broker, server, 1), 10)
+    broker.publish(channel, "at last")
+    assert loop.run_until(lambda: reader.data == ["at last"])
+    reader.close()
+    closing(loop, broker)
