@@ -179,3 +179,31 @@ def test_without_hiredis_the_error_names_the_extra() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "wsloop[redis]" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_an_expired_history_is_a_new_epoch(
+    loop: Backend, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """``ttl`` seconds after a channel's last publish its history is gone:
+    a resume from before is a gap, and the next publish starts an epoch."""
+    url = request.getfixturevalue("redis_server").url if kind == "redis" else None
+    broker = open_broker(url, loop=loop.loop, envelope=True, ttl=1)
+    channel = channel_name()
+    first: list[Position] = []
+    broker.publish(channel, "old", lambda position, error: first.append(position))
+    assert loop.run_until(lambda: bool(first))
+    expired = [False]
+    loop.loop.call_later(1.1, lambda: expired.__setitem__(0, True))  # the TTL is the point
+    assert loop.run_until(lambda: expired[0], 5)
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}?since={first[0]}", loop.loop)
+    assert loop.run_until(lambda: len(reader.gaps) == 1)
+    assert "history lost" in (reader.gaps[0].gap or "")
+    assert loop.run_until(lambda: settled(broker, server, 1))
+    broker.publish(channel, "new")
+    assert loop.run_until(lambda: reader.data == ["new"])
+    assert reader.messages[-1].epoch != first[0].epoch and reader.messages[-1].offset == 1
+    reader.close()
+    broker.close()
+    assert loop.run_until(lambda: broker.state == "down")

@@ -29,6 +29,8 @@ logger = logging.getLogger("wsloop")
 PublishCallback = Callable[["Position | None", "BaseException | None"], object]
 
 DEFAULT_HISTORY = 1000
+#: Seconds a channel's history outlives its last publish.
+DEFAULT_TTL = 3600
 
 
 def check_channel(channel: Any) -> str:
