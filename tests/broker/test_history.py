@@ -133,6 +133,13 @@ def test_a_redis_that_stops_answering(loop: Backend, own_redis: RedisServer) -> 
     finally:
         os.kill(pid, signal.SIGCONT)
     assert loop.run_until(lambda: broker.state == "connected", 10)
+    # Idle (no command in flight): the keepalive PING finds out alone.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert loop.run_until(lambda: broker.state == "reconnecting", 5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert loop.run_until(lambda: broker.state == "connected", 10)
     broker.close()
     assert loop.run_until(lambda: broker.state == "down")
 
