@@ -360,3 +360,15 @@ def test_subscribed_while_redis_is_down(loop: Backend, own_redis: RedisServer) -
     assert loop.run_until(lambda: reader.data == ["at last"])
     reader.close()
     closing(loop, broker)
+
+
+def test_a_host_name(loop: Backend, redis_server: RedisServer) -> None:
+    """``localhost`` is resolved off the loop, and each of its addresses
+    tried in turn (Redis listens on 127.0.0.1 only, localhost may be ::1 first)."""
+    broker = open_broker(f"redis://localhost:{redis_server.port}/1", loop=loop.loop)
+    assert loop.run_until(lambda: broker.state == "connected")
+    got: list[Any] = []
+    broker.publish(channel_name(), "x", lambda position, error: got.append((position, error)))
+    assert loop.run_until(lambda: bool(got))
+    assert isinstance(got[0][0], Position) and got[0][1] is None
+    closing(loop, broker)
