@@ -131,6 +131,12 @@ class Broker(ABC):
         """``ws``'s subscriptions (loop thread)."""
         return list(self._by_ws.get(self._websocket(ws), {}).values())
 
+    def wait_live(self, subscription: Subscription, timeout: float | None = None) -> bool:
+        """Block until ``subscription`` is live (its replay done); False if
+        ``timeout`` passed first or it ended. Not on the loop's thread; there,
+        use ``subscription.add_live_callback``."""
+        return subscription.wait_live(timeout)
+
     def publish(
         self, channel: str, message: str | bytes, callback: PublishCallback | None = None
     ) -> None:

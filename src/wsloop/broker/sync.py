@@ -38,6 +38,10 @@ class SyncBroker:
         ``timeout`` passed first or it ended."""
         return subscription.wait_live(timeout)
 
+    def subscriptions(self, ws: Any) -> list[Subscription]:
+        """``ws``'s subscriptions (see :meth:`wsloop.broker.Broker.subscriptions`)."""
+        return self.broker.subscriptions(ws)
+
     def unsubscribe(self, ws: Any, channel: str) -> None:
         """See :meth:`wsloop.broker.Broker.unsubscribe`."""
         self.broker.unsubscribe(ws, channel)
