@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._aiows import AioWebSocket, HandlerForm, fail, resolve
 from ._view import ServerView
+from .broker.aio import AioBroker
 from .client import Client
 from .errors import ConnectionClosed
 from .handler import Handler, has_callbacks, resolve_handler, split_callbacks
@@ -44,7 +45,16 @@ if TYPE_CHECKING:
 
     from .options import AioClientArgs, AioServerArgs
 
-__all__ = ["AioServer", "AioWebSocket", "Connect", "Serve", "connect", "serve"]
+__all__ = [
+    "AioBroker",
+    "AioServer",
+    "AioWebSocket",
+    "Connect",
+    "Serve",
+    "connect",
+    "open_broker",
+    "serve",
+]
 
 logger = logging.getLogger("wsloop")
 
@@ -311,3 +321,13 @@ def serve(
     :func:`connect`. Other keywords are
     :class:`~wsloop.ServerOptions`, ``sock`` and ``max_queue``."""
     return Serve(handler, host, port, **options)
+
+
+def open_broker(url: str | None = None, **options: Any) -> AioBroker:
+    """A broker on the running loop, for :func:`serve`'s connections: ``None``
+    or ``memory://`` for one process, ``redis://...`` to share channels
+    through Redis. Options are :func:`wsloop.broker.open_broker`'s (but
+    ``loop``). Call it in a coroutine."""
+    from .broker.aio import open_aio_broker
+
+    return open_aio_broker(url, **options)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._inbox import Inbox
 from ._view import ConnectionView, ServerView
+from .broker.sync import SyncBroker
 from .client import Client
 from .errors import ConnectionClosed, ConnectionClosedOK, InvalidStateError
 from .loops import Loop, get_loop
@@ -42,7 +43,15 @@ if TYPE_CHECKING:
 
     from .options import ClientOptionArgs, ServerOptionArgs
 
-__all__ = ["ConnectionClosed", "SyncServer", "SyncWebSocket", "connect", "serve"]
+__all__ = [
+    "ConnectionClosed",
+    "SyncBroker",
+    "SyncServer",
+    "SyncWebSocket",
+    "connect",
+    "open_broker",
+    "serve",
+]
 
 logger = logging.getLogger("wsloop")
 
@@ -399,3 +408,20 @@ def serve(
         raise
     server.add_done_callback(_shared.release)
     return SyncServer(server, threads)
+
+
+def open_broker(url: str | None = None, **options: Any) -> SyncBroker:
+    """A broker for :func:`serve`'s connections (on the loop thread they run
+    on): ``None`` or ``memory://`` for one process, ``redis://...`` to share
+    channels through Redis. Options are :func:`wsloop.broker.open_broker`'s."""
+    from .broker import open_broker as open_callback_broker
+
+    if "loop" in options:
+        raise TypeError("wsloop.sync.open_broker() runs on the blocking front-end's loop: no loop=")
+    loop = _shared.acquire()
+    try:
+        broker = open_callback_broker(url, loop=loop, **options)
+    except BaseException:
+        _shared.release()
+        raise
+    return SyncBroker(broker, _shared.release)

@@ -104,6 +104,7 @@ class WebSocket:
         self._marshalled = 0  # bytes sent from other threads, not yet on the loop
         self._drain_owed = False  # a sender from another thread waits for on_writable
         self._marshal_lock = threading.Lock()
+        self._close_callbacks: list[Callable[[WebSocket], object]] | None = None
 
     # -- what the application sees ------------------------------------------
 
@@ -232,6 +233,24 @@ class WebSocket:
                 self.protocol.send_binary(data)
         self._flush()
 
+    def send_shared(self, frame: bytes) -> None:
+        """Loop thread only: send a frame from ``protocol.prepare_shared`` of
+        a connection with the same ``protocol.share_key`` (a fan-out builds
+        it once for all of them); written at once."""
+        self.protocol.send_shared(frame)
+        self._flush()
+
+    def add_close_callback(self, fn: Callable[[WebSocket], object]) -> None:
+        """Loop thread only: call ``fn(ws)`` once this connection is closed
+        (after ``on_close``), or at once if it already is. What a broker
+        uses to drop a closed connection's subscriptions."""
+        if self._lost:
+            fn(self)
+            return
+        if self._close_callbacks is None:
+            self._close_callbacks = []
+        self._close_callbacks.append(fn)
+
     def ping(
         self, data: bytes | str | None = None, callback: Callable[[float], object] | None = None
     ) -> None:
@@ -328,6 +347,13 @@ class WebSocket:
                 self._call_handler("on_error", exc)
             self._call_handler("on_close", closed.code, closed.reason, closed.clean)
         self.owner._ws_lost(self)
+        callbacks, self._close_callbacks = self._close_callbacks, None
+        if callbacks is not None:
+            for fn in callbacks:
+                try:
+                    fn(self)
+                except Exception:
+                    logger.exception("exception in a close callback of %r", self)
 
     # -- internals ----------------------------------------------------------
 

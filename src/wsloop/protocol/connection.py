@@ -53,7 +53,13 @@ from .events import (
     Pong,
     RequestReceived,
 )
-from .frames import encode_close_payload, encode_frame, is_valid_close_code, read_frame
+from .frames import (
+    build_frame,
+    encode_close_payload,
+    encode_frame,
+    is_valid_close_code,
+    read_frame,
+)
 from .handshake import (
     MAX_HEAD,
     Headers,
@@ -94,6 +100,8 @@ _PING: Final = 9
 _PONG: Final = 10
 # Final: compiled code keeps it in a C static, not a module-dict lookup per read.
 _read_frame: Final = read_frame
+#: The share key of every server connection that sends uncompressed frames.
+_PLAIN_KEY: Final[tuple[object, ...]] = ("plain",)
 
 
 class State(Enum):
@@ -295,6 +303,47 @@ class Connection:
             return False
         self._writer.queue(frame)
         return True
+
+    @property
+    def share_key(self) -> tuple[object, ...] | None:
+        """Connections with equal keys (not None) send a message as the same
+        bytes, so a fan-out builds its frame once per key
+        (:meth:`prepare_shared`): one key for every server connection that
+        does not compress, one per set of deflate parameters for those that
+        compress each message on its own (no context takeover). None where
+        the frame depends on this connection's own state: a client (masked),
+        or a compressor that keeps its context between messages."""
+        if self.is_client:
+            return None
+        codec = self._codec
+        if codec is None or not codec.can_compress:
+            return _PLAIN_KEY
+        if not codec.local_no_takeover:
+            return None
+        options = codec.options
+        return ("deflate", codec.local_bits, options.level, options.mem_level, options.min_size)
+
+    def prepare_shared(self, data: str | bytes) -> bytes:
+        """The frame this connection sends for ``data``, which every
+        connection with the same :attr:`share_key` (not None) can send with
+        :meth:`send_shared`; compressed when this one would compress it."""
+        if isinstance(data, str):
+            opcode, payload = _TEXT, data.encode("utf-8")
+        else:
+            opcode, payload = _BINARY, bytes(data)
+        codec = self._codec
+        if codec is not None and codec.can_compress and len(payload) >= codec.options.min_size:
+            # No context takeover: compress() starts and drops its own zlib
+            # stream, so this connection's state is untouched.
+            return build_frame(0x80 | 0x40 | opcode, codec.compress(payload), None)
+        return encode_frame(opcode, payload)
+
+    def send_shared(self, frame: bytes) -> None:
+        """Queue a frame from :meth:`prepare_shared` of a connection with the
+        same :attr:`share_key`."""
+        if self.state is not State.OPEN:
+            raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
+        self._writer.queue(frame)
 
     def send_ping(self, data: bytes = b"") -> None:
         """Queue a ping; its payload is at most 125 bytes."""

@@ -1,0 +1,101 @@
+"""The broker seen from asyncio: :func:`wsloop.aio.open_broker`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .base import Broker
+from .fanout import Subscription
+from .feed import Position
+
+__all__ = ["AioBroker"]
+
+
+class AioBroker:
+    """A :class:`~wsloop.broker.Broker` on the running asyncio (or uvloop)
+    loop, with the same names: ``subscribe`` and ``unsubscribe`` take an
+    :class:`~wsloop.aio.AioWebSocket`, ``publish`` is awaited."""
+
+    def __init__(self, broker: Broker) -> None:
+        #: The callback API's broker underneath.
+        self.broker = broker
+
+    @property
+    def state(self) -> str:
+        """``connecting``, ``connected``, ``reconnecting`` or ``down``."""
+        return self.broker.state
+
+    def subscribe(self, ws: Any, channel: str, since: Any = None) -> Subscription:
+        """See :meth:`wsloop.broker.Broker.subscribe`."""
+        return self.broker.subscribe(ws, channel, since)
+
+    async def wait_live(self, subscription: Subscription, timeout: float | None = None) -> bool:
+        """Wait until ``subscription`` is live (its replay done); False if
+        ``timeout`` passed first or it ended."""
+        live: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        subscription.add_live_callback(lambda: None if live.done() else live.set_result(None))
+        try:
+            await asyncio.wait_for(live, timeout)
+        except asyncio.TimeoutError:
+            return False
+        return subscription.live
+
+    def subscriptions(self, ws: Any) -> list[Subscription]:
+        """``ws``'s subscriptions (see :meth:`wsloop.broker.Broker.subscriptions`)."""
+        return self.broker.subscriptions(ws)
+
+    def unsubscribe(self, ws: Any, channel: str) -> None:
+        """See :meth:`wsloop.broker.Broker.unsubscribe`."""
+        self.broker.unsubscribe(ws, channel)
+
+    async def publish(self, channel: str, message: str | bytes) -> Position:
+        """Publish; returns the message's position once the broker has it.
+        Raises :class:`~wsloop.broker.BrokerUnavailable` if it could not."""
+        future: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
+
+        def done(position: Position | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(position)  # type: ignore[arg-type]
+
+        self.broker.publish(channel, message, done)
+        return await future
+
+    async def wait_ready(self, timeout: float | None = None) -> bool:
+        """Wait until the broker is connected; False if ``timeout`` passed first."""
+        if self.broker._ready.is_set():
+            return True
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def changed(state: str) -> None:
+            if state == "connected" and not ready.done():
+                ready.set_result(None)
+
+        self.broker._listeners.append(changed)
+        try:
+            await asyncio.wait_for(ready, timeout)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self.broker._listeners.remove(changed)
+        return True
+
+    def close(self) -> None:
+        """End every subscription and disconnect."""
+        self.broker.close()
+
+    def __repr__(self) -> str:
+        return f"<AioBroker {self.broker!r}>"
+
+
+def open_aio_broker(url: str | None = None, **options: Any) -> AioBroker:
+    from . import open_broker
+
+    if "loop" in options:
+        raise TypeError("wsloop.aio.open_broker() runs on the running loop: pass no loop=")
+    asyncio.get_running_loop()  # RuntimeError outside a coroutine, as asyncio says
+    return AioBroker(open_broker(url, loop=None, **options))

@@ -1,0 +1,152 @@
+"""Publishing from a plain script: no loop, one short blocking connection.
+
+:func:`publish` (or a :class:`Publisher` kept open for many messages) runs
+the same atomic script as the Redis broker over an ordinary blocking
+socket, so a cron job, a worker or a shell pipeline can feed channels that
+wsloop servers deliver. Every call has a timeout: it never hangs, and a
+Redis that is down is a :class:`~wsloop.broker.BrokerUnavailable` at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl as _ssl
+from typing import Any
+
+from .base import DEFAULT_HISTORY, DEFAULT_TTL, check_channel, check_message
+from .errors import BrokerUnavailable, RedisReplyError
+from .feed import Position
+from .redis_broker import _PUBLISH_SHA
+from .resp import RedisURL, hiredis, pack, parse_redis_url, require_hiredis
+from .scripts import PUBLISH, channel_keys
+
+__all__ = ["Publisher", "publish"]
+
+
+class Publisher:
+    """A blocking connection to Redis for publishing; ``with`` it, or close it.
+
+    ``history``, ``ttl`` and ``prefix`` must match the servers' broker so
+    that resumes find the messages. Each call waits at most ``timeout``
+    seconds. Not for a loop's thread (it blocks); one thread at a time.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history: int = DEFAULT_HISTORY,
+        ttl: int = DEFAULT_TTL,
+        prefix: str = "wsloop",
+        timeout: float = 5.0,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> None:
+        require_hiredis()
+        self.url: RedisURL = parse_redis_url(url)
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise ValueError(f"history must be an int >= 0, not {history!r}")
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+            raise ValueError(f"ttl must be an int >= 0, not {ttl!r}")
+        self.history = history
+        self.ttl = ttl
+        self.prefix = prefix
+        self.timeout = timeout
+        self._ssl = ssl
+        self._sock: Any = None
+        self._reader: Any = None
+
+    def publish(self, channel: str, message: str | bytes) -> Position:
+        """Publish one message; returns its position. Raises
+        :class:`BrokerUnavailable` if Redis cannot be reached or does not
+        answer in time (then the message may or may not have been published)."""
+        check_channel(channel)
+        data = check_message(message)
+        meta, stream, pubsub = channel_keys(self.prefix, channel)
+        kind, raw = ("t", data.encode("utf-8")) if isinstance(data, str) else ("b", data)
+        args = (2, meta, stream, pubsub, kind, raw, self.history, self.ttl, os.urandom(6).hex())
+        try:
+            reply = self._call("EVALSHA", _PUBLISH_SHA, *args)
+        except RedisReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            reply = self._call("EVAL", PUBLISH, *args)
+        return Position(bytes(reply[0]).decode("ascii"), int(reply[1]))
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------
+
+    def _call(self, *args: str | bytes | int) -> Any:
+        if self._sock is None:
+            self._open()
+        try:
+            self._sock.sendall(pack(*args))
+            return self._reply()
+        except (OSError, hiredis.ProtocolError) as exc:
+            self.close()
+            raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+
+    def _reply(self) -> Any:
+        while True:
+            reply = self._reader.gets()
+            if reply is not False:
+                break
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("Redis closed the connection")
+            self._reader.feed(chunk)
+        if isinstance(reply, hiredis.ReplyError):
+            raise RedisReplyError(str(reply))
+        return reply
+
+    def _open(self) -> None:
+        url = self.url
+        try:
+            sock = socket.create_connection((url.host, url.port), timeout=self.timeout)
+        except OSError as exc:
+            raise BrokerUnavailable(f"cannot connect to Redis at {url}: {exc}") from exc
+        try:
+            if url.tls:
+                context = self._ssl or _ssl.create_default_context()
+                sock = context.wrap_socket(sock, server_hostname=url.host)
+            self._sock = sock
+            self._reader = hiredis.Reader()
+            if url.password is not None:
+                self._call("AUTH", url.username or "default", url.password)
+            if url.db:
+                self._call("SELECT", url.db)
+        except BaseException:
+            self.close()
+            sock.close()
+            raise
+
+
+def publish(
+    url: str,
+    channel: str,
+    message: str | bytes,
+    *,
+    history: int = DEFAULT_HISTORY,
+    ttl: int = DEFAULT_TTL,
+    prefix: str = "wsloop",
+    timeout: float = 5.0,
+    ssl: _ssl.SSLContext | None = None,
+) -> Position:
+    """Publish one message to ``channel`` through Redis at ``url`` from any
+    code, no loop needed (a short-lived blocking connection); returns its
+    position. See :class:`Publisher` for the options and errors."""
+    with Publisher(url, history=history, ttl=ttl, prefix=prefix, timeout=timeout, ssl=ssl) as p:
+        return p.publish(channel, message)

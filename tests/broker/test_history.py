@@ -1,0 +1,216 @@
+"""History and positions: the envelope, what a position that cannot be
+served looks like, and a Redis that stops answering."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+from feedkit import Reader, channel_name, feed_server, settled
+
+from conftest import Backend, RedisServer
+from wsloop.broker import (
+    BrokerUnavailable,
+    FeedMessage,
+    Position,
+    Publisher,
+    decode_envelope,
+    encode_envelope,
+    open_broker,
+    parse_position,
+)
+from wsloop.broker.fanout import replay_gap
+from wsloop.options import Reconnect
+
+
+@pytest.fixture
+def loop() -> Iterator[Backend]:
+    b = Backend("builtin")
+    yield b
+    b.close()
+
+
+def test_envelope_round_trip() -> None:
+    at = Position("abc123", 7)
+    assert decode_envelope(encode_envelope("feed", at, "hé")) == FeedMessage(
+        "feed", "abc123", 7, "hé"
+    )
+    assert decode_envelope(encode_envelope("feed", at, b"\x00\xff")).data == b"\x00\xff"
+    gap = decode_envelope(encode_envelope("feed", at, None, gap="lost"))
+    assert gap.gap == "lost" and gap.data is None and gap.position == at
+    assert str(at) == "abc123:7" and parse_position("abc123:7") == at
+    assert parse_position(("abc123", 7)) == at
+    for bad in ("abc", "abc:", ":3", "abc:-1"):
+        with pytest.raises(ValueError):
+            parse_position(bad)
+    for wrong in (("abc", "7"), ("", 1), ("a", -1), 7, ("a", True)):
+        with pytest.raises(TypeError):
+            parse_position(wrong)
+    for text in ("[]", "{}", "nope", '{"channel":"c","epoch":"e","offset":1,"data":3}'):
+        with pytest.raises(ValueError):
+            decode_envelope(text)
+
+
+def test_replay_gap_rules() -> None:
+    head = Position("e", 10)
+    assert replay_gap(Position("e", 10), head, None, 0, None) is None
+    assert replay_gap(Position("e", 7), head, 8, 3, None) is None
+    assert "trimmed" in (replay_gap(Position("e", 2), head, 5, 6, None) or "")
+    assert "epoch" in (replay_gap(Position("x", 2), head, None, 0, None) or "")
+    assert "ahead" in (replay_gap(Position("e", 11), head, None, 0, None) or "")
+    assert "history lost" in (replay_gap(Position("e", 3), Position("", 0), None, 0, None) or "")
+    assert replay_gap(Position("", 0), head, 1, 10, None) is None  # knew nothing: all of it
+    assert "more than" in (replay_gap(Position("e", 0), head, 1, 5, 5) or "")
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_trimmed_history_is_a_gap(loop: Backend, kind: str, request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("redis_server").url if kind == "redis" else None
+    gaps: list[str] = []
+    broker = open_broker(
+        url, loop=loop.loop, envelope=True, history=5, on_gap=lambda sub, why: gaps.append(why)
+    )
+    channel = channel_name()
+    done: list[Position] = []
+
+    def next_one(position: Position | None = None, error: object = None) -> None:
+        assert error is None
+        if position is not None:
+            done.append(position)
+        if len(done) < 300:  # Redis trims "~": whole stream nodes (100 entries)
+            broker.publish(channel, f"m{len(done) + 1}", next_one)
+
+    loop.loop.call_soon(next_one)
+    assert loop.run_until(lambda: len(done) == 300)
+    server = feed_server(broker, loop.loop)
+    recent = Reader(f"{server.url}{channel}?since={done[-3]}", loop.loop)
+    old = Reader(f"{server.url}{channel}?since={done[0]}", loop.loop)
+    assert loop.run_until(lambda: settled(broker, server, 2))
+    assert loop.run_until(lambda: len(recent.data) == 2 and len(old.gaps) == 1)
+    assert recent.data == ["m299", "m300"] and recent.gaps == []
+    assert old.data == [] and len(old.gaps) == 1 and "trimmed" in (old.gaps[0].gap or "")
+    assert old.gaps[0].position == done[-1]  # where live delivery continues
+    assert gaps == [old.gaps[0].gap]
+    subs = {s.since: s for ws in server.connections for s in broker.subscriptions(ws)}
+    assert subs[done[-3]].resumed and subs[done[-3]].gap is None
+    assert not subs[done[0]].resumed and subs[done[0]].gap
+    broker.publish(channel, "live")
+    assert loop.run_until(lambda: old.data == ["live"] and recent.data[-1] == "live")
+    recent.close()
+    old.close()
+    server.close()
+    assert loop.run_until(lambda: not server.connections)
+    assert broker._channels == {}  # closed connections took their subscriptions along
+    broker.close()
+    assert loop.run_until(lambda: broker.state == "down")
+
+
+def test_a_redis_that_stops_answering(loop: Backend, own_redis: RedisServer) -> None:
+    """Frozen (SIGSTOP), not gone: the keepalive and the reply timeout find
+    out, publishes fail instead of hanging, and it reconnects once Redis
+    answers again."""
+    assert own_redis.proc is not None
+    pid = own_redis.proc.pid
+    broker = open_broker(
+        own_redis.url,
+        loop=loop.loop,
+        ping_interval=0.2,
+        timeout=0.5,
+        reconnect=Reconnect(initial_delay=0.05, max_delay=0.2),
+    )
+    assert loop.run_until(lambda: broker.state == "connected")
+    errors: list[BaseException | None] = []
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        broker.publish("frozen", "x", lambda position, error: errors.append(error))
+        assert loop.run_until(lambda: bool(errors), 5)
+        assert isinstance(errors[0], BrokerUnavailable)
+        assert loop.run_until(lambda: broker.state == "reconnecting", 5)
+        with pytest.raises(BrokerUnavailable):
+            Publisher(own_redis.url, timeout=0.5).publish("frozen", "x")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert loop.run_until(lambda: broker.state == "connected", 10)
+    # Idle (no command in flight): the keepalive PING finds out alone.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert loop.run_until(lambda: broker.state == "reconnecting", 5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert loop.run_until(lambda: broker.state == "connected", 10)
+    broker.close()
+    assert loop.run_until(lambda: broker.state == "down")
+
+
+def test_wrong_arguments_say_what_to_pass(loop: Backend) -> None:
+    broker = open_broker(None, loop=loop.loop)
+    with pytest.raises(TypeError, match="server connection"):
+        broker.subscribe(object(), "feed")
+    with pytest.raises(TypeError, match="str or bytes"):
+        broker.publish("feed", 3)  # type: ignore[arg-type]
+    for channel in ("", "a{b}", "x\n"):
+        with pytest.raises(ValueError, match="channel name"):
+            broker.publish(channel, "x")
+    with pytest.raises(TypeError, match="channel name is a str"):
+        broker.publish(b"feed", "x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="history"):
+        open_broker(None, loop=loop.loop, history=-1)
+    with pytest.raises(ValueError, match="policy"):
+        open_broker(None, loop=loop.loop, policy="drop")
+    with pytest.raises(ValueError, match="redis://"):
+        open_broker("http://127.0.0.1:6379", loop=loop.loop)
+    with pytest.raises(ValueError, match="database number"):
+        open_broker("redis://127.0.0.1:6379/zero", loop=loop.loop)
+    with pytest.raises(ValueError, match="rediss://"):
+        import ssl
+
+        open_broker("redis://127.0.0.1:1/0", loop=loop.loop, ssl=ssl.create_default_context())
+    broker.close()
+
+
+def test_without_hiredis_the_error_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['hiredis'] = None\n"
+        "import wsloop, wsloop.broker as b\n"
+        "b.open_broker(None, loop=wsloop.get_loop('builtin'))  # in-process: no hiredis needed\n"
+        "try:\n"
+        "    b.open_broker('redis://127.0.0.1:1/0', loop=wsloop.get_loop('builtin'))\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "wsloop[redis]" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_an_expired_history_is_a_new_epoch(
+    loop: Backend, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """``ttl`` seconds after a channel's last publish its history is gone:
+    a resume from before is a gap, and the next publish starts an epoch."""
+    url = request.getfixturevalue("redis_server").url if kind == "redis" else None
+    broker = open_broker(url, loop=loop.loop, envelope=True, ttl=1)
+    channel = channel_name()
+    first: list[Position] = []
+    broker.publish(channel, "old", lambda position, error: first.append(position))
+    assert loop.run_until(lambda: bool(first))
+    expired = [False]
+    loop.loop.call_later(1.1, lambda: expired.__setitem__(0, True))  # the TTL is the point
+    assert loop.run_until(lambda: expired[0], 5)
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}?since={first[0]}", loop.loop)
+    assert loop.run_until(lambda: len(reader.gaps) == 1)
+    assert "history lost" in (reader.gaps[0].gap or "")
+    assert loop.run_until(lambda: settled(broker, server, 1))
+    broker.publish(channel, "new")
+    assert loop.run_until(lambda: reader.data == ["new"])
+    assert reader.messages[-1].epoch != first[0].epoch and reader.messages[-1].offset == 1
+    reader.close()
+    broker.close()
+    assert loop.run_until(lambda: broker.state == "down")
