@@ -36,13 +36,61 @@ def native_loop(name: str) -> Any:
         from gi.repository import GLib
 
         return GLib.MainContext.new()
+    if name == "twisted":
+        # A reactor of its own per test, not the process-wide one: a
+        # reactor's run() is final once it is stopped (see native_run).
+        from wsloop.loops.twisted import new_reactor
+
+        return new_reactor()
+    if name == "trio":
+        # trio has no loop object: the "native loop" is a trio program that
+        # opens the adapter with open_loop() (see TrioApp).
+        from wsloop.loops.trio import TrioLoop
+
+        return TrioApp(TrioLoop(owned=False))
     raise ValueError(name)
+
+
+class TrioApp:
+    """A trio program using wsloop as trio programs do: its own
+    ``trio.run()``, its own tasks, and ``async with open_loop(loop)``."""
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+
+    def run(self, done: Callable[[], bool] | None, timeout: float) -> None:
+        """Until ``done()`` (None: until ``loop.stop()`` ends the block) or
+        ``timeout``."""
+        import time
+
+        import trio
+
+        from wsloop.loops.trio import open_loop
+
+        deadline = time.monotonic() + timeout
+
+        async def wait() -> None:
+            if done is None:
+                await trio.sleep_forever()
+            while not done() and time.monotonic() < deadline:
+                await trio.sleep(0.005)
+
+        async def main() -> None:
+            if self.loop.closed:  # the program goes on without wsloop
+                await wait()
+                return
+            async with open_loop(self.loop):
+                await wait()
+
+        trio.run(main)
 
 
 def make_loop(name: str, foreign: bool) -> tuple[Loop, Any]:
     native = native_loop(name) if foreign else None
     if native is None:
         return get_loop(name), None
+    if isinstance(native, TrioApp):
+        return native.loop, native
     return get_loop(native), native
 
 
@@ -53,12 +101,29 @@ def free_native(name: str, native: Any) -> None:
         native.close()
     elif name in ("libev", "libuv"):
         native.destroy()
+    elif name == "twisted":
+        free_reactor(native)
+
+
+def free_reactor(reactor: Any) -> None:
+    """Close a reactor made by native_loop: its wake-up pipe and poller fd
+    (Twisted has no public call for it; its own test suite does the same)."""
+    waker = reactor.waker
+    if waker is not None:
+        reactor.removeReader(waker)
+        waker.connectionLost(None)
+        reactor.waker = None
+    poller = getattr(reactor, "_poller", None)
+    if poller is not None:
+        poller.close()
 
 
 def run_loop(loop: Loop, timeout: float = 10.0) -> bool:
     """Run ``loop`` until something calls ``loop.stop()``; False on timeout.
 
     The watchdog is a thread, so it works even if the loop's timers do not.
+    A trio adapter that is not owned runs the way a trio program runs it
+    (:class:`TrioApp`).
     """
     timed_out = threading.Event()
 
@@ -69,7 +134,10 @@ def run_loop(loop: Loop, timeout: float = 10.0) -> bool:
     watchdog = threading.Timer(timeout, expire)
     watchdog.start()
     try:
-        loop.run()
+        if loop.name == "trio" and not loop.owned:
+            TrioApp(loop).run(None, timeout + 5)
+        else:
+            loop.run()
     finally:
         watchdog.cancel()
         watchdog.join()
@@ -145,6 +213,20 @@ def native_run(name: str, native: Any, done: Callable[[], bool], timeout: float 
         source.attach(native)
         mainloop.run()
         source.destroy()
+    elif name == "twisted":
+        # As an application runs its reactor, reactor.run(), but ended with
+        # crash() rather than stop(): a stopped reactor never runs again,
+        # and a test drives the same one several times.
+        def check() -> None:
+            if finished():
+                native.crash()
+            else:
+                native.callLater(0.005, check)
+
+        native.callLater(0, check)
+        native.run(installSignalHandlers=False)
+    elif name == "trio":
+        native.run(done, timeout)
     else:
         raise ValueError(name)
     return done()
@@ -156,6 +238,13 @@ def native_count(name: str, native: Any) -> int | None:
         return len(native._selector.get_map()) + len(native._scheduled) + len(native._ready)
     if name in ("libev", "libuv"):
         return int(native.activecnt)
+    if name == "twisted":
+        return (
+            len(native.getReaders())
+            + len(native.getWriters())
+            + len(native.getDelayedCalls())
+            + len(native.threadCallQueue)
+        )
     return None
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import websocket as _websocket
 from .client import Client
-from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from .errors import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, ProxyError
 from .handler import Handler, split_callbacks
 from .loops import Loop, get_loop
 from .options import ClientOptions, ConnectionOptions, Reconnect, ServerOptions
@@ -62,6 +62,7 @@ __all__ = [
     "InvalidStateError",
     "Loop",
     "ProtocolError",
+    "ProxyError",
     "Reconnect",
     "Server",
     "ServerOptions",
@@ -112,7 +113,8 @@ def connect(
     ``handler`` is a :class:`Handler`, any object with some ``on_*``
     methods, and/or ``on_message=...``-style keywords. The callbacks run on
     ``loop``: a :class:`Loop`, a backend name (``"libev"``...), a native
-    loop (asyncio, gevent, GLib), or None for the running asyncio loop if
+    loop (asyncio, gevent, GLib, a Twisted reactor; for trio the adapter
+    from :func:`wsloop.loops.trio.open_loop`), or None for the running asyncio loop if
     there is one, else :func:`default_loop`. Call it at any time and from
     any thread: before the loop runs (nothing happens until it does), while
     it runs, or from another thread. Other keywords are

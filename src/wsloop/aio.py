@@ -167,6 +167,7 @@ class Connect:
         failures = 0
         url, options = self.url, self.options
         while True:
+            error: BaseException
             try:
                 ws = await self._open(url, options)
             except (TypeError, ValueError):
@@ -175,14 +176,25 @@ class Connect:
                 failures += 1
                 if policy.max_attempts is not None and failures >= policy.max_attempts:
                     raise
+                if not policy.retry_on(exc):
+                    raise  # cannot succeed later (a 4xx, a bad certificate...)
                 logger.info("connect to %s failed (%s); retrying", self.url, exc)
+                error = exc
             else:
                 failures = 1
                 try:
                     yield ws
                 finally:
                     await ws.close()
-            await asyncio.sleep(policy.delay(failures, random.random()))
+                closed = ws.ws.protocol.closed
+                error = (
+                    ConnectionClosed.make(closed.code, closed.reason, closed.clean)
+                    if closed is not None
+                    else ConnectionClosed(1006, "", False)
+                )
+                if not policy.retry_on(error):
+                    return
+            await asyncio.sleep(policy.delay_after(error, failures, random.random()))
             if self.before_reconnect is not None:
                 # The hook's mistakes are raised here, in the iterating task.
                 url, headers = reconnect_target(

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from ._threads import Completion, Deadline, resolver_pool, watchdog
+from .errors import ConnectionClosed, ProxyError
 from .handler import HandlerLike
 from .loops import Handle, Loop
 from .options import ClientOptions
@@ -129,7 +130,8 @@ class _Attempt:
         try:
             result: Any = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            result = OSError(f"cannot resolve {host!r}: {exc}")
+            what = "proxy " if self.proxy else ""
+            result = OSError(f"cannot resolve {what}{host!r}: {exc}")
         try:
             self.loop.call_soon_threadsafe(self._resolved, result)
         except RuntimeError:
@@ -179,7 +181,8 @@ class _Attempt:
         self.sock = None
         name = errno.errorcode.get(err, str(err))
         # OSError(errno, ...) is the matching subclass (ConnectionRefusedError...).
-        self.error = OSError(err, f"connect to {addr[0]}:{addr[1]} failed: {name}")
+        what = "proxy " if self.proxy else ""
+        self.error = OSError(err, f"connect to {what}{addr[0]}:{addr[1]} failed: {name}")
         self._try_next()
 
     def _connected(self, addr: Any) -> None:
@@ -254,22 +257,38 @@ class _Attempt:
                 return
             status, reason = parse_status_line(head[0])
         except HandshakeError as exc:
-            self.fail(OSError(f"proxy sent an invalid response: {exc.reason}"))
+            self.fail(OSError(f"proxy {self._proxy_name} sent an invalid response: {exc.reason}"))
             return
         self._tunnel = None
         if status != 200:
-            self.fail(HandshakeError(status, f"proxy refused CONNECT with {status} {reason}"))
+            self.fail(ProxyError(status, reason, proxy=self._proxy_name))
             return
         self._tcp_ready()
 
+    @property
+    def _proxy_name(self) -> str:
+        assert self.proxy is not None
+        host, port, _ = self.proxy
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
     def eof_received(self) -> None:
+        if self._tunnel is not None:
+            self.fail(
+                ConnectionResetError(
+                    f"proxy {self._proxy_name} closed the connection before answering CONNECT"
+                )
+            )
+            return
         self.fail(ConnectionResetError("connection closed before the WebSocket handshake"))
 
     def write_drained(self) -> None:
         pass
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.fail(exc or ConnectionResetError("connection closed before the WebSocket handshake"))
+        if exc is None:
+            self.eof_received()
+        else:
+            self.fail(exc)
 
     # -- outcome ----------------------------------------------------------
 
@@ -461,7 +480,7 @@ class Client:
             except Exception:
                 logger.exception("exception in on_error handler of %r", self)
         self._failures += 1
-        self._after_connection()
+        self._after_connection(exc)
 
     def _redirect_headers(self, attempt: _Attempt, target: WebSocketURL) -> list[tuple[str, str]]:
         """The headers to send to ``target``, as ``redirect_headers`` says.
@@ -484,15 +503,25 @@ class Client:
                 f"not {result!r:.100}: {exc}"
             ) from exc
 
-    def _after_connection(self) -> None:
+    def _after_connection(self, error: BaseException) -> None:
+        """A connection attempt failed, or an open connection ended, with
+        ``error``: wait and try again, or stop, as the policy says."""
         policy = self.options.reconnect_policy
         if self._closing or policy is None:
             self._set_state("closed")
             return
         if policy.max_attempts is not None and self._failures >= policy.max_attempts:
-            self._set_state("gave_up", attempts=self._failures)
+            self._set_state("gave_up", attempts=self._failures, error=error, retryable=True)
             return
-        delay = policy.delay(self._failures, random.random())
+        try:
+            again = bool(policy.retry_on(error))
+        except Exception:
+            logger.exception("exception in the reconnect policy's retry_on of %r", self)
+            again = False
+        if not again:
+            self._set_state("gave_up", attempts=self._failures, error=error, retryable=False)
+            return
+        delay = policy.delay_after(error, self._failures, random.random())
         self._set_state("waiting", delay=delay, attempt=self._failures)
         self._retry = self.loop.call_later(delay, self._retry_now)
 
@@ -505,14 +534,16 @@ class Client:
             try:
                 url, headers = reconnect_target(self.options.before_reconnect, self.url, headers)
                 target = parse_url(url)
-            except Exception as exc:  # reported like a failed attempt, then retried
+            except Exception as exc:
+                # A mistake in the application's hook: reported, then the
+                # policy decides (the default gives up on it, as on any hook's).
                 logger.error("before_reconnect failed: %s", exc)
                 try:
                     self.handler.on_error(None, exc)
                 except Exception:
                     logger.exception("exception in on_error handler of %r", self)
                 self._failures += 1
-                self._after_connection()
+                self._after_connection(exc)
                 return
         self._connect(target, self.options.max_redirects, headers)
 
@@ -559,7 +590,12 @@ class Client:
         if self.ws is ws:
             self.ws = None
             self._failures += 1  # an unexpected close starts the backoff
-            self._after_connection()
+            closed = ws.protocol.closed
+            self._after_connection(
+                ConnectionClosed.make(closed.code, closed.reason, closed.clean)
+                if closed is not None
+                else ConnectionClosed(1006, "", False)
+            )
 
 
 def reconnect_target(
@@ -609,5 +645,7 @@ def _how_to_run(loop: Loop) -> str:
         "libev": "loop.run(), or gevent's hub",
         "libuv": "loop.run(), or gevent's hub",
         "glib": "GLib.MainLoop.run() or Gtk.main()",
+        "twisted": "reactor.run(), or loop.run() for a reactor wsloop created",
+        "trio": "loop.run(), or `async with wsloop.loops.trio.open_loop(loop)` in a trio program",
     }
     return hints.get(loop.name, "run it")

@@ -11,6 +11,7 @@ __all__ = [
     "HandshakeError",
     "InvalidStateError",
     "ProtocolError",
+    "ProxyError",
     "WebSocketError",
 ]
 
@@ -39,3 +40,14 @@ class ConnectionClosedOK(ConnectionClosed):
 
 class ConnectionClosedError(ConnectionClosed):
     """Closed by an error, or without a close frame."""
+
+
+class ProxyError(HandshakeError):
+    """The HTTP proxy refused to open the tunnel (its answer to ``CONNECT``
+    was not 200): ``status`` and ``reason`` are the proxy's, ``proxy`` is its
+    ``host:port``. A :class:`HandshakeError`, so code that handles refused
+    handshakes handles it too; the server itself was never reached."""
+
+    def __init__(self, status: int, reason: str, *, proxy: str) -> None:
+        super().__init__(status, f"proxy {proxy} refused CONNECT with {status} {reason}")
+        self.proxy = proxy

@@ -13,7 +13,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions, parse_url
+from .errors import ConnectionClosed
+from .protocol import DEFAULT_MAX_MESSAGE_SIZE, DeflateOptions, HandshakeError, parse_url
 from .protocol.connection import check_max_message_size
 from .protocol.handshake import OriginRule
 
@@ -36,6 +37,8 @@ __all__ = [
     "ServerOptionArgs",
     "ServerOptions",
     "check_max_queue",
+    "retry_after",
+    "retryable",
     "strip_credentials",
 ]
 
@@ -63,15 +66,70 @@ def _number(name: str, value: Any, *, allow_none: bool = False, minimum: float =
         raise ValueError(f"{name} must be >= {minimum}, not {value}")
 
 
+# TLS errors that mean the connection broke during the TLS handshake (worth
+# another try), unlike a certificate or protocol mismatch (not).
+_TLS_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def retryable(error: BaseException) -> bool:
+    """The default :attr:`Reconnect.retry_on`: True for a failure that can
+    succeed later.
+
+    Retried: network errors and timeouts (``OSError``: refused, reset,
+    unreachable, DNS), a connection cut during the TLS or HTTP handshake, an
+    HTTP 429 or 5xx answer (the server's or the proxy's), and a connection
+    that opened and then closed (:class:`~wsloop.ConnectionClosed`, whatever
+    its code: it worked once). Not retried: any other HTTP status (4xx, a
+    plain 200 from something that is not a WebSocket endpoint, a redirect
+    beyond ``max_redirects``), a TLS failure such as a certificate that does
+    not verify, and mistakes in the application's own hooks.
+    """
+    if isinstance(error, ConnectionClosed):
+        return True
+    if isinstance(error, HandshakeError):
+        status = error.status
+        # 0: the connection closed (or spoke no HTTP) before a status line.
+        return status == 0 or status == 429 or 500 <= status <= 599
+    if isinstance(error, ssl.SSLError):  # an OSError too: decided first
+        return isinstance(error, _TLS_CUT)
+    return isinstance(error, OSError)  # TimeoutError and ConnectionError included
+
+
+def retry_after(error: BaseException | None) -> float | None:
+    """Seconds a refused handshake's ``Retry-After`` header asks the client
+    to wait (delta-seconds or an HTTP date), or None."""
+    response = error.response if isinstance(error, HandshakeError) else None
+    value = response.headers.get("Retry-After") if response is not None else None
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    import email.utils
+    import time
+
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
 @dataclass(frozen=True)
 class Reconnect:
     """Reconnect with exponential backoff and jitter.
 
     The n-th wait is ``min(max_delay, initial_delay * factor**(n-1))``, moved
     by up to ``jitter`` of itself either way, so that a server restart is not
-    met by every client at the same instant. ``max_attempts`` bounds the
+    met by every client at the same instant; longer if a refused handshake's
+    ``Retry-After`` asks for longer. ``max_attempts`` bounds the
     attempts in a row that fail (None: forever); an attempt that opens
-    resets the count.
+    resets the count. ``retry_on(error)`` decides which failures are worth
+    another attempt: the default, :func:`retryable`, retries network
+    errors, timeouts, 429 and 5xx, and gives up at once on other HTTP
+    statuses and TLS certificate failures. Pass ``retry_on=lambda e: True``
+    to retry everything, or a function that calls :func:`retryable` to
+    extend the rule.
     """
 
     initial_delay: float = 1.0
@@ -79,6 +137,7 @@ class Reconnect:
     factor: float = 2.0
     jitter: float = 0.2
     max_attempts: int | None = None
+    retry_on: Callable[[BaseException], bool] = retryable
 
     def __post_init__(self) -> None:
         _number("initial_delay", self.initial_delay)
@@ -93,11 +152,20 @@ class Reconnect:
             raise ValueError(
                 f"max_attempts must be a positive int or None, not {self.max_attempts!r}"
             )
+        if not callable(self.retry_on):
+            raise TypeError(
+                "retry_on must be a function (error) -> bool, such as "
+                f"wsloop.options.retryable (the default), not {type(self.retry_on).__name__}"
+            )
 
     def delay(self, attempt: int, rand: float) -> float:
         """Wait before retry number ``attempt`` (1-based); ``rand`` in [0, 1)."""
         base = min(self.max_delay, self.initial_delay * self.factor ** (attempt - 1))
         return max(0.0, base * (1 + self.jitter * (2 * rand - 1)))
+
+    def delay_after(self, error: BaseException | None, attempt: int, rand: float) -> float:
+        """:meth:`delay`, or longer if ``error`` carries a ``Retry-After``."""
+        return max(self.delay(attempt, rand), retry_after(error) or 0.0)
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,46 @@ def test_publish_subscribe_resume(backend: Backend, broker: Broker) -> None:
         reader.close()
     server.close()
     assert backend.run_until(lambda: server.closed)
+
+
+def test_resume_while_the_feed_runs(
+    backend: Backend, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Clients join with a position while messages keep coming: each ends
+    with every offset after its position exactly once, in order (the live
+    messages that arrive during its replay are held and de-duplicated).
+    History holds the whole feed, however late a client's subscribe runs."""
+    url = request.getfixturevalue("redis_server").url if kind == "redis" else None
+    broker = open_broker(url, loop=backend.loop, envelope=True, history=1000)
+    assert backend.run_until(lambda: broker.state == "connected")
+    channel = channel_name()
+    server = feed_server(broker, backend.loop)
+    total = 300
+    positions: list[Position] = []
+    joined: list[tuple[Position, Reader]] = []
+
+    def next_one(position: Any = None, error: Any = None) -> None:
+        assert error is None, error
+        if position is not None:
+            positions.append(position)
+            if len(positions) % 60 == 0:  # a client joins from 20 messages back
+                since = positions[-20]
+                joined.append((since, Reader(f"{server.url}{channel}?since={since}", backend.loop)))
+        if len(positions) < total:
+            broker.publish(channel, f"m{len(positions) + 1}", next_one)
+
+    backend.loop.call_soon(next_one)
+    assert backend.run_until(lambda: len(positions) == total, 20)
+    assert len(joined) == 5
+    assert backend.run_until(
+        lambda: all(r.messages and r.messages[-1].offset == total for _, r in joined), 10
+    )
+    for since, reader in joined:
+        assert reader.gaps == []
+        assert [m.offset for m in reader.messages] == list(range(since.offset + 1, total + 1))
+        assert reader.data == [f"m{i}" for i in range(since.offset + 1, total + 1)]
+        reader.close()
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+    broker.close()
+    assert backend.run_until(lambda: broker.state == "down", 5)

@@ -133,5 +133,84 @@ def test_a_redis_that_stops_answering(loop: Backend, own_redis: RedisServer) -> 
     finally:
         os.kill(pid, signal.SIGCONT)
     assert loop.run_until(lambda: broker.state == "connected", 10)
+    # Idle (no command in flight): the keepalive PING finds out alone.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert loop.run_until(lambda: broker.state == "reconnecting", 5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert loop.run_until(lambda: broker.state == "connected", 10)
+    broker.close()
+    assert loop.run_until(lambda: broker.state == "down")
+
+
+def test_wrong_arguments_say_what_to_pass(loop: Backend) -> None:
+    broker = open_broker(None, loop=loop.loop)
+    with pytest.raises(TypeError, match="server connection"):
+        broker.subscribe(object(), "feed")
+    with pytest.raises(TypeError, match="str or bytes"):
+        broker.publish("feed", 3)  # type: ignore[arg-type]
+    for channel in ("", "a{b}", "x\n"):
+        with pytest.raises(ValueError, match="channel name"):
+            broker.publish(channel, "x")
+    with pytest.raises(TypeError, match="channel name is a str"):
+        broker.publish(b"feed", "x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="history"):
+        open_broker(None, loop=loop.loop, history=-1)
+    with pytest.raises(ValueError, match="policy"):
+        open_broker(None, loop=loop.loop, policy="drop")
+    with pytest.raises(ValueError, match="redis://"):
+        open_broker("http://127.0.0.1:6379", loop=loop.loop)
+    with pytest.raises(ValueError, match="database number"):
+        open_broker("redis://127.0.0.1:6379/zero", loop=loop.loop)
+    with pytest.raises(ValueError, match="rediss://"):
+        import ssl
+
+        open_broker("redis://127.0.0.1:1/0", loop=loop.loop, ssl=ssl.create_default_context())
+    broker.close()
+
+
+def test_without_hiredis_the_error_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['hiredis'] = None\n"
+        "import wsloop, wsloop.broker as b\n"
+        "b.open_broker(None, loop=wsloop.get_loop('builtin'))  # in-process: no hiredis needed\n"
+        "try:\n"
+        "    b.open_broker('redis://127.0.0.1:1/0', loop=wsloop.get_loop('builtin'))\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "wsloop[redis]" in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_an_expired_history_is_a_new_epoch(
+    loop: Backend, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """``ttl`` seconds after a channel's last publish its history is gone:
+    a resume from before is a gap, and the next publish starts an epoch."""
+    url = request.getfixturevalue("redis_server").url if kind == "redis" else None
+    broker = open_broker(url, loop=loop.loop, envelope=True, ttl=1)
+    channel = channel_name()
+    first: list[Position] = []
+    broker.publish(channel, "old", lambda position, error: first.append(position))
+    assert loop.run_until(lambda: bool(first))
+    expired = [False]
+    loop.loop.call_later(1.1, lambda: expired.__setitem__(0, True))  # the TTL is the point
+    assert loop.run_until(lambda: expired[0], 5)
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}?since={first[0]}", loop.loop)
+    assert loop.run_until(lambda: len(reader.gaps) == 1)
+    assert "history lost" in (reader.gaps[0].gap or "")
+    assert loop.run_until(lambda: settled(broker, server, 1))
+    broker.publish(channel, "new")
+    assert loop.run_until(lambda: reader.data == ["new"])
+    assert reader.messages[-1].epoch != first[0].epoch and reader.messages[-1].offset == 1
+    reader.close()
     broker.close()
     assert loop.run_until(lambda: broker.state == "down")

@@ -60,7 +60,9 @@ def closing(backend: Backend, broker: Broker) -> None:
     assert backend.run_until(lambda: broker.state == "down", 5)
 
 
-def test_redis_restart_mid_feed(loop: Backend, own_redis: RedisServer) -> None:
+def test_redis_restart_mid_feed(backend: Backend, own_redis: RedisServer) -> None:
+    """On every backend: the engine's reconnect runs on the loop's timers."""
+    loop = backend
     gaps: list[tuple[Subscription, str]] = []
     states: list[str] = []
     broker = open_broker(
@@ -310,3 +312,63 @@ def test_rediss_with_a_password_and_a_database(loop: Backend, tmp_path: Any) -> 
         closing(loop, broker)
     finally:
         server.close()
+
+
+def test_two_servers_share_a_channel(loop: Backend, redis_server: RedisServer, peer: Any) -> None:
+    """Two servers on two loops (as two processes would be), each with its
+    own broker: a message published on either reaches the subscribers of
+    both, once each, in order."""
+    channel = channel_name()
+    here = open_broker(redis_server.url, loop=loop.loop, envelope=True)
+    there = peer.call(lambda: open_broker(redis_server.url, loop=peer.loop, envelope=True))
+    server_here = feed_server(here, loop.loop)
+    server_there = peer.call(lambda: feed_server(there, peer.loop))
+    readers = [
+        Reader(f"{server_here.url}{channel}", loop.loop),
+        Reader(f"{server_there.url}{channel}", loop.loop),
+    ]
+    assert loop.run_until(lambda: settled(here, server_here, 1))
+    assert loop.run_until(lambda: peer.call(lambda: settled(there, server_there, 1)))
+    sent = []
+    for i in range(20):
+        (here if i % 2 else there).publish(channel, f"m{i}")
+        sent.append(f"m{i}")
+        # Two publishers are ordered by Redis as they arrive: wait for each.
+        assert loop.run_until(lambda: all(len(r.data) == len(sent) for r in readers))
+    assert loop.run_until(lambda: all(len(r.data) == 20 for r in readers))
+    for r in readers:
+        assert r.data == sent
+        assert [m.offset for m in r.messages] == list(range(1, 21))
+        r.close()
+    peer.call(server_there.close)
+    peer.call(there.close)
+    closing(loop, here)
+
+
+def test_subscribed_while_redis_is_down(loop: Backend, own_redis: RedisServer) -> None:
+    own_redis.stop()
+    broker = open_broker(own_redis.url, loop=loop.loop, envelope=True, reconnect=FAST)
+    channel = channel_name()
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}", loop.loop)
+    assert loop.run_until(lambda: reader.opened and broker.state == "reconnecting")
+    subs = broker.subscriptions(server.connections[0])
+    assert len(subs) == 1 and subs[0].syncing  # waiting for Redis
+    own_redis.start()
+    assert loop.run_until(lambda: settled(broker, server, 1), 10)
+    broker.publish(channel, "at last")
+    assert loop.run_until(lambda: reader.data == ["at last"])
+    reader.close()
+    closing(loop, broker)
+
+
+def test_a_host_name(loop: Backend, redis_server: RedisServer) -> None:
+    """``localhost`` is resolved off the loop, and each of its addresses
+    tried in turn (Redis listens on 127.0.0.1 only, localhost may be ::1 first)."""
+    broker = open_broker(f"redis://localhost:{redis_server.port}/1", loop=loop.loop)
+    assert loop.run_until(lambda: broker.state == "connected")
+    got: list[Any] = []
+    broker.publish(channel_name(), "x", lambda position, error: got.append((position, error)))
+    assert loop.run_until(lambda: bool(got))
+    assert isinstance(got[0][0], Position) and got[0][1] is None
+    closing(loop, broker)

@@ -11,7 +11,7 @@ import pytest
 from loopkit import free_native, native_count, native_run, require
 from wsloop.loops import get_loop
 
-FOREIGN = ["asyncio", "uvloop", "libev", "libuv", "glib"]
+FOREIGN = ["asyncio", "uvloop", "libev", "libuv", "glib", "twisted"]
 
 
 @pytest.fixture(params=FOREIGN)

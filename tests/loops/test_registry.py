@@ -18,6 +18,8 @@ from wsloop.loops import BuiltinLoop, Loop, get_loop
         ("libuv", "gevent", "libuv"),
         ("uvloop", "uvloop", "uvloop"),
         ("glib", "gi", "glib"),
+        ("twisted", "twisted", "twisted"),
+        ("trio", "trio", "trio"),
     ],
 )
 def test_missing_extra_names_what_to_install(name: str, module: str, extra: str) -> None:
@@ -31,9 +33,11 @@ def test_missing_extra_names_what_to_install(name: str, module: str, extra: str)
 
 
 def test_unknown_name_and_wrong_type() -> None:
-    with pytest.raises(ValueError, match="builtin, asyncio, uvloop, libev, libuv, glib"):
+    with pytest.raises(
+        ValueError, match="builtin, asyncio, uvloop, libev, libuv, glib, twisted, trio"
+    ):
         get_loop("tornado")
-    with pytest.raises(TypeError, match="asyncio loop"):
+    with pytest.raises(TypeError, match=r"asyncio loop.*Twisted reactor.*open_loop"):
         get_loop(42)
 
 
@@ -53,3 +57,36 @@ def test_defaults_and_identity() -> None:
         assert not native.is_closed(), "a foreign loop is never closed by wsloop"
     finally:
         native.close()
+
+
+def test_a_twisted_reactor_is_adapted_once() -> None:
+    from loopkit import free_reactor
+    from wsloop.loops.twisted import TwistedLoop, new_reactor
+
+    reactor = new_reactor()
+    try:
+        adapter = get_loop(reactor)
+        assert isinstance(adapter, TwistedLoop) and not adapter.owned
+        assert adapter.native is reactor and get_loop(reactor) is adapter
+        adapter.close()
+        assert reactor.waker is not None, "an application's reactor is never freed by wsloop"
+    finally:
+        free_reactor(reactor)
+    with pytest.raises(TypeError, match="Twisted reactor"):
+        TwistedLoop(object())
+
+
+def test_trio_open_loop_takes_only_a_trio_loop() -> None:
+    import trio
+
+    from wsloop.loops.trio import open_loop
+
+    builtin = get_loop("builtin")
+
+    async def main() -> None:
+        async with open_loop(builtin):  # type: ignore[arg-type]
+            pass
+
+    with pytest.raises(TypeError, match="TrioLoop"):
+        trio.run(main)
+    builtin.close()

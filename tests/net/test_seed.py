@@ -90,7 +90,7 @@ class _Flag(logging.Handler):
             self.seen.set()
 
 
-@pytest.mark.parametrize("name", ["libev", "builtin", "asyncio"])
+@pytest.mark.parametrize("name", ["libev", "builtin", "asyncio", "twisted", "trio"])
 def test_a_loop_that_never_runs_is_reported(name: str, peer: LoopThread) -> None:
     from loopkit import require
 

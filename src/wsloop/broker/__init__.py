@@ -28,13 +28,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..options import Reconnect
-from .base import DEFAULT_HISTORY, Broker, PublishCallback
+from .base import DEFAULT_HISTORY, DEFAULT_TTL, Broker, PublishCallback
 from .blocking import Publisher, publish
 from .errors import BrokerError, BrokerUnavailable, RedisReplyError
 from .fanout import Subscription
 from .feed import FeedMessage, Position, decode_envelope, encode_envelope, parse_position
 from .local import LocalBroker
-from .redis_broker import DEFAULT_TTL, RedisBroker
+from .redis_broker import RedisBroker
 
 __all__ = [
     "DEFAULT_HISTORY",
@@ -89,6 +89,7 @@ def open_broker(
         return LocalBroker(
             loop=target,
             history=history,
+            ttl=ttl,
             envelope=envelope,
             policy=policy,
             on_gap=on_gap,

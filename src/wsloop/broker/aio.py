@@ -41,6 +41,10 @@ class AioBroker:
             return False
         return subscription.live
 
+    def subscriptions(self, ws: Any) -> list[Subscription]:
+        """``ws``'s subscriptions (see :meth:`wsloop.broker.Broker.subscriptions`)."""
+        return self.broker.subscriptions(ws)
+
     def unsubscribe(self, ws: Any, channel: str) -> None:
         """See :meth:`wsloop.broker.Broker.unsubscribe`."""
         self.broker.unsubscribe(ws, channel)

@@ -29,6 +29,8 @@ logger = logging.getLogger("wsloop")
 PublishCallback = Callable[["Position | None", "BaseException | None"], object]
 
 DEFAULT_HISTORY = 1000
+#: Seconds a channel's history outlives its last publish.
+DEFAULT_TTL = 3600
 
 
 def check_channel(channel: Any) -> str:
@@ -128,6 +130,12 @@ class Broker(ABC):
     def subscriptions(self, ws: Any) -> list[Subscription]:
         """``ws``'s subscriptions (loop thread)."""
         return list(self._by_ws.get(self._websocket(ws), {}).values())
+
+    def wait_live(self, subscription: Subscription, timeout: float | None = None) -> bool:
+        """Block until ``subscription`` is live (its replay done); False if
+        ``timeout`` passed first or it ended. Not on the loop's thread; there,
+        use ``subscription.add_live_callback``."""
+        return subscription.wait_live(timeout)
 
     def publish(
         self, channel: str, message: str | bytes, callback: PublishCallback | None = None

@@ -14,10 +14,10 @@ import socket
 import ssl as _ssl
 from typing import Any
 
-from .base import DEFAULT_HISTORY, check_channel, check_message
+from .base import DEFAULT_HISTORY, DEFAULT_TTL, check_channel, check_message
 from .errors import BrokerUnavailable, RedisReplyError
 from .feed import Position
-from .redis_broker import _PUBLISH_SHA, DEFAULT_TTL
+from .redis_broker import _PUBLISH_SHA
 from .resp import RedisURL, hiredis, pack, parse_redis_url, require_hiredis
 from .scripts import PUBLISH, channel_keys
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from .feed import Position, encode_envelope
 
@@ -36,6 +36,8 @@ logger = logging.getLogger("wsloop")
 #: past that the subscription reports a gap instead of holding more.
 MAX_HELD: Final = 10_000
 
+_UNKNOWN: Final[tuple[object, ...]] = ("unknown",)
+
 #: The epoch of a channel that has no history (never published to, expired,
 #: or lost with a Redis restart).
 NO_EPOCH: Final = ""
@@ -44,8 +46,9 @@ NO_EPOCH: Final = ""
 class Subscription:
     """One connection's subscription to one channel (what ``subscribe`` returns).
 
-    ``position`` is the position of the last message delivered (at first:
-    ``since``, or the channel's position when it started live). ``gap`` is
+    ``position`` is the position of the last message delivered, or skipped
+    because the connection was too slow (at first: ``since``, or the
+    channel's position when it started live). ``gap`` is
     None, or why messages may be missing: ``since`` could not be served
     (history gone or trimmed) or the channel's history was lost while
     subscribed. ``resumed`` is True once a ``since`` position was served.
@@ -54,6 +57,7 @@ class Subscription:
 
     __slots__ = (
         "_held",
+        "_key",
         "_live_callbacks",
         "_overflow",
         "_sync",
@@ -74,10 +78,13 @@ class Subscription:
         self.gap: str | None = None
         self.resumed = False
         self.active = True
-        self._held: list[tuple[Position, str | bytes, Any]] | None = None
+        self._held: list[tuple[Position, str | bytes]] | None = None
         self._overflow = False
         self._sync = 0  # which replay a reply belongs to
         self._live_callbacks: list[Callable[[], object]] | None = None
+        # The connection's share key, looked up on the first delivery (it
+        # is fixed once the connection is open).
+        self._key: tuple[object, ...] | None = _UNKNOWN
 
     @property
     def live(self) -> bool:
@@ -191,7 +198,7 @@ class Fanout:
             held = sub._held
             if held is not None:
                 if len(held) < MAX_HELD:
-                    held.append((position, data, None))
+                    held.append((position, data))
                 else:
                     sub._overflow = True
                 continue
@@ -206,7 +213,9 @@ class Fanout:
                 continue
             if payload is None:
                 payload = self.payload(channel.name, position, data)
-            key = ws.protocol.share_key
+            key = sub._key
+            if key is _UNKNOWN:
+                key = sub._key = ws.protocol.share_key
             try:
                 if key is None:
                     ws.send(payload)
@@ -273,7 +282,7 @@ class Fanout:
                     sub.resumed = True
                 if sub.position is None or sub.position.epoch == NO_EPOCH:
                     sub.position = head
-        for position, data, _ in held:
+        for position, data in held:
             self.send_one(sub, position, data)
         if sub.position is None:
             sub.position = head

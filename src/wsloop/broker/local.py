@@ -4,7 +4,8 @@ For one server process, and for testing an application's use of channels
 without Redis. It keeps the same history semantics as the Redis broker:
 each channel has an epoch (chosen when its history starts, so a new
 process means a new epoch) and an offset per message, and keeps its last
-``history`` messages for ``since=`` resumes.
+``history`` messages for ``since=`` resumes, until ``ttl`` seconds after
+its last publish (then its next publish starts a new epoch).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..loops import Loop
-from .base import DEFAULT_HISTORY, Broker, PublishCallback
+from .base import DEFAULT_HISTORY, DEFAULT_TTL, Broker, PublishCallback
 from .fanout import Channel, Subscription, replay_gap
 from .feed import Position
 
@@ -23,11 +24,12 @@ __all__ = ["LocalBroker"]
 
 
 class _History:
-    __slots__ = ("entries", "epoch", "offset")
+    __slots__ = ("entries", "epoch", "offset", "touched")
 
-    def __init__(self, history: int) -> None:
+    def __init__(self, history: int, now: float) -> None:
         self.epoch = os.urandom(6).hex()
         self.offset = 0
+        self.touched = now
         self.entries: deque[tuple[Position, str | bytes]] = deque(maxlen=history or 1)
 
 
@@ -40,6 +42,7 @@ class LocalBroker(Broker):
         *,
         loop: Loop,
         history: int = DEFAULT_HISTORY,
+        ttl: int = DEFAULT_TTL,
         envelope: bool = False,
         policy: str | None = None,
         on_gap: Callable[[Subscription, str], object] | None = None,
@@ -53,15 +56,35 @@ class LocalBroker(Broker):
             on_gap=on_gap,
             on_state=on_state,
         )
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+            raise ValueError(f"ttl must be an int >= 0 (seconds; 0: forever), not {ttl!r}")
+        self.ttl = ttl
         self._histories: dict[str, _History] = {}
+        self._sweep_at = 1024  # histories held when expired ones are next dropped
         self._ready.set()
 
     @property
     def state(self) -> str:
         return "down" if self._closed else "connected"
 
-    def _head(self, name: str) -> tuple[_History | None, Position]:
+    def _history(self, name: str) -> _History | None:
         hist = self._histories.get(name)
+        if hist is not None and self.ttl and self.loop.time() - hist.touched > self.ttl:
+            del self._histories[name]
+            return None
+        return hist
+
+    def _sweep(self) -> None:
+        """Drop expired histories, so that channels no longer published to
+        do not accumulate."""
+        if self.ttl:
+            now = self.loop.time()
+            for name in [n for n, h in self._histories.items() if now - h.touched > self.ttl]:
+                del self._histories[name]
+        self._sweep_at = max(1024, 2 * len(self._histories))
+
+    def _head(self, name: str) -> tuple[_History | None, Position]:
+        hist = self._history(name)
         if hist is None:
             return None, Position("", 0)
         return hist, Position(hist.epoch, hist.offset)
@@ -88,10 +111,13 @@ class LocalBroker(Broker):
             if callback is not None:
                 self.loop.call_soon(callback, None, ConnectionAbortedError("the broker is closed"))
             return
-        hist = self._histories.get(name)
+        hist = self._history(name)
         if hist is None:
-            hist = self._histories[name] = _History(self.history)
+            if len(self._histories) >= self._sweep_at:
+                self._sweep()
+            hist = self._histories[name] = _History(self.history, self.loop.time())
         hist.offset += 1
+        hist.touched = self.loop.time()
         position = Position(hist.epoch, hist.offset)
         if self.history:
             hist.entries.append((position, data))

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..loops import Loop
 from ..options import Reconnect
-from .base import DEFAULT_HISTORY, Broker, PublishCallback
+from .base import DEFAULT_HISTORY, DEFAULT_TTL, Broker, PublishCallback
 from .errors import BrokerUnavailable, RedisReplyError
 from .fanout import NO_EPOCH, Channel, Subscription, replay_gap
 from .feed import Position
@@ -37,7 +37,6 @@ logger = logging.getLogger("wsloop")
 
 _PUBLISH_SHA = sha1(PUBLISH)
 _READ_SHA = sha1(READ)
-DEFAULT_TTL = 3600
 
 
 def _decode_entries(epoch: str, raw: list[Any]) -> list[tuple[Position, str | bytes]]:

@@ -90,6 +90,7 @@ class RedisConnection:
         self.last_error: BaseException | None = None
         self._transport: Transport | None = None
         self._sock: socket.socket | None = None
+        self._addresses: list[Any] = []  # left to try in this attempt
         self._reader: Any = None
         self._pending: deque[tuple[float, Reply | None]] = deque()
         self._early: list[tuple[bytes, Reply | None]] = []
@@ -145,6 +146,7 @@ class RedisConnection:
         if self._closing:
             return
         self._closing = True
+        self._ready = False
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
@@ -188,23 +190,30 @@ class RedisConnection:
         if isinstance(result, BaseException):
             self._failed(result)
             return
-        family, type_, proto, _, addr = result[0]
-        try:
-            sock = socket.socket(family, type_, proto)
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:
-            self._failed(exc)
-            return
-        self._sock = sock
-        err = sock.connect_ex(addr)
-        if err in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
-            self.loop.add_writer(sock, self._tcp_done, attempt)
-            self._arm_tick()  # the connect and the handshake are timed too
-        else:
-            self._sock = None
+        self._addresses = list(result)
+        self._try_next(attempt, None)
+
+    def _try_next(self, attempt: int, error: BaseException | None) -> None:
+        """Connect to the next address (``localhost`` may be ::1 and
+        127.0.0.1); fail with the last error once none is left."""
+        while self._addresses:
+            family, type_, proto, _, addr = self._addresses.pop(0)
+            try:
+                sock = socket.socket(family, type_, proto)
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as exc:
+                error = exc
+                continue
+            err = sock.connect_ex(addr)
+            if err in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+                self._sock = sock
+                self.loop.add_writer(sock, self._tcp_done, attempt)
+                self._arm_tick()  # the connect and the handshake are timed too
+                return
             sock.close()
-            self._failed(OSError(err, f"connect to {self.url} failed: {errno.errorcode.get(err)}"))
+            error = OSError(err, f"connect to {self.url} failed: {errno.errorcode.get(err)}")
+        self._failed(error or OSError(f"cannot connect to {self.url}"))
 
     def _tcp_done(self, attempt: int) -> None:
         sock = self._sock
@@ -218,7 +227,8 @@ class RedisConnection:
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             sock.close()
-            self._failed(OSError(err, f"connect to {self.url} failed: {errno.errorcode.get(err)}"))
+            error = OSError(err, f"connect to {self.url} failed: {errno.errorcode.get(err)}")
+            self._try_next(attempt, error)
             return
         self._reader = hiredis.Reader()
         self._transport = Transport(self.loop, sock, _Stream(self, attempt))
@@ -340,7 +350,7 @@ class RedisConnection:
             logger.warning("wsloop: connection to Redis at %s lost: %s", self.url, exc)
         self._failures += 1
         policy = self.policy
-        if policy.max_attempts is not None and self._failures > policy.max_attempts:
+        if policy.max_attempts is not None and self._failures >= policy.max_attempts:
             self._closing = True
             self._set_state("down", reason=f"gave up after {self._failures} attempts: {exc}")
             return

@@ -38,6 +38,10 @@ class SyncBroker:
         ``timeout`` passed first or it ended."""
         return subscription.wait_live(timeout)
 
+    def subscriptions(self, ws: Any) -> list[Subscription]:
+        """``ws``'s subscriptions (see :meth:`wsloop.broker.Broker.subscriptions`)."""
+        return self.broker.subscriptions(ws)
+
     def unsubscribe(self, ws: Any, channel: str) -> None:
         """See :meth:`wsloop.broker.Broker.unsubscribe`."""
         self.broker.unsubscribe(ws, channel)
@@ -54,14 +58,22 @@ class SyncBroker:
     def close(self) -> None:
         """End every subscription and disconnect."""
         self.broker.close()
+        # The loop thread is released once the broker is down (decided on
+        # that thread, where its state changes).
+        self.broker.loop.call_in_loop(self._release_when_down)
+
+    def _release_when_down(self) -> None:
+        if self.broker.state == "down":
+            self._release_now()
+        else:
+            self.broker._listeners.append(
+                lambda state: self._release_now() if state == "down" else None
+            )
+
+    def _release_now(self) -> None:
         release, self._release = self._release, None
         if release is not None:
-            done = self.broker._listeners
-            # The loop thread is released once the broker is down.
-            if self.broker.state == "down":
-                release()
-            else:
-                done.append(lambda state: release() if state == "down" else None)
+            release()
 
     def __enter__(self) -> SyncBroker:
         return self

@@ -1,5 +1,7 @@
 """What ``wsloop serve`` serves, by ``--mode``: ``echo``, ``ticker`` (a
-feed at a fixed rate) and ``broadcast``. The demo serves the ticker too.
+feed at a fixed rate) and ``broadcast`` (to the clients of the same path).
+The demo serves the ticker too. The ``stdio`` and ``exec`` modes are in
+stdio.py and command.py.
 
 With a broker (``--broker``), ``broadcast`` is a feed shared by every
 server on that broker: each client subscribes to the channel its URL's path
@@ -15,18 +17,16 @@ buffer is over its ``write_limit``, and the ticker skips ticks for it.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..handler import Handler
 from ..loops import Loop
+from ..server import broadcast
 from ..websocket import WebSocket
 
 __all__ = ["ServeHandler", "channel_of"]
-
-logger = logging.getLogger("wsloop")
 
 
 def channel_of(target: str, default: str) -> tuple[str, str | None]:
@@ -53,11 +53,13 @@ class ServeHandler(Handler):
         self.interval = 60.0 / rate
         self.loop = loop
         self.server: Any = None
+        self.connections: set[WebSocket] = set()  # this handler's: one path's
         self.broker = broker
         self.channel = channel
         self.err = err
 
     def on_open(self, ws: WebSocket) -> None:
+        self.connections.add(ws)
         if self.broker is not None:
             assert ws.request is not None
             channel, since = channel_of(ws.request.target, self.channel)
@@ -91,7 +93,7 @@ class ServeHandler(Handler):
         elif self.mode == "broadcast" and self.broker is not None:
             self._publish(ws, data)
         elif self.mode == "broadcast":
-            self.server.broadcast(data)
+            broadcast(self.connections, data)
         # A client that sends and never reads would otherwise make the server
         # hold everything it echoes: stop reading it while its send buffer is
         # over the limit (TCP then slows it down), and go on in on_writable.
@@ -119,6 +121,7 @@ class ServeHandler(Handler):
             ws.resume_reading()
 
     def on_close(self, ws: WebSocket, code: int, reason: str, clean: bool) -> None:
+        self.connections.discard(ws)
         timer = ws.data.get("timer")
         if timer is not None:
             timer.cancel()

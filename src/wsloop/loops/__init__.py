@@ -1,15 +1,17 @@
 """Event-loop backends: one small interface (:class:`Loop`), one module each.
 
-=========  =====================================  ==================
+=========  =====================================  ===================
 name       native loop                            extra
-=========  =====================================  ==================
+=========  =====================================  ===================
 builtin    wsloop's own, on :mod:`selectors`      (none)
 asyncio    any asyncio loop                       (none)
 uvloop     a uvloop loop (asyncio backend)        ``wsloop[uvloop]``
 libev      ``gevent.libev.corecext.loop``         ``wsloop[libev]``
 libuv      ``gevent.libuv.loop.loop``             ``wsloop[libuv]``
 glib       ``GLib.MainContext`` / ``MainLoop``    ``wsloop[glib]``
-=========  =====================================  ==================
+twisted    a Twisted reactor                      ``wsloop[twisted]``
+trio       a trio run (``loops.trio.open_loop``)  ``wsloop[trio]``
+=========  =====================================  ===================
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .builtin import BuiltinLoop
 
 __all__ = ["BACKENDS", "BuiltinLoop", "Handle", "Loop", "get_loop"]
 
-BACKENDS = ("builtin", "asyncio", "uvloop", "libev", "libuv", "glib")
+BACKENDS = ("builtin", "asyncio", "uvloop", "libev", "libuv", "glib", "twisted", "trio")
 
 # id(native loop) -> weak reference to its adapter (gevent loops cannot be
 # weakly referenced themselves, so they are keyed by id and checked by identity).
@@ -60,6 +62,14 @@ def _new(name: str) -> Loop:
         from .glib import GLibLoop
 
         return GLibLoop()
+    if name == "twisted":
+        from .twisted import TwistedLoop
+
+        return TwistedLoop()
+    if name == "trio":
+        from .trio import TrioLoop
+
+        return TrioLoop()
     raise ValueError(f"unknown loop {name!r}: choose one of {', '.join(BACKENDS)}")
 
 
@@ -83,9 +93,14 @@ def _adapt(native: Any) -> Loop:
         from .glib import GLibLoop
 
         return GLibLoop(native)
+    if module.startswith("twisted."):
+        from .twisted import TwistedLoop
+
+        return TwistedLoop(native)
     raise TypeError(
         f"cannot run on {native!r}: pass a wsloop Loop, a backend name "
-        f"({', '.join(BACKENDS)}), an asyncio loop, a gevent loop or a GLib main context/loop"
+        f"({', '.join(BACKENDS)}), an asyncio loop, a gevent loop, a GLib main context/loop "
+        "or a Twisted reactor (for trio: wsloop.loops.trio.open_loop())"
     )
 
 
@@ -93,9 +108,11 @@ def get_loop(spec: Loop | str | Any = None) -> Loop:
     """The :class:`Loop` for ``spec``.
 
     ``None`` or a name makes a new loop that wsloop owns (``run()`` it). A
-    native loop (asyncio, gevent's libev or libuv, GLib) is adapted; the
-    same native loop always gets the same adapter, so everything wsloop
-    puts on it is released together by that adapter's ``close()``.
+    native loop (asyncio, gevent's libev or libuv, GLib, a Twisted reactor)
+    is adapted; the same native loop always gets the same adapter, so
+    everything wsloop puts on it is released together by that adapter's
+    ``close()``. trio has no loop object: a trio program opens its adapter
+    with :func:`wsloop.loops.trio.open_loop`.
     """
     if spec is None:
         return BuiltinLoop()

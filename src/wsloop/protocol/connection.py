@@ -614,6 +614,7 @@ class ClientConnection(Connection):
         self._handshake_failed(HandshakeError(status, message, response=response))
 
     def _handshake_failed(self, error: HandshakeError) -> None:
+        error.request = self.request
         self.close_transport = True
         self._finish(Closed(1006, error.reason, False))
         self._events.append(HandshakeFailed(error))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .handshake import Headers, Response
+    from .handshake import Headers, Request, Response
 
 __all__ = ["HandshakeError", "InvalidStateError", "ProtocolError", "WebSocketError"]
 
@@ -32,7 +32,8 @@ class HandshakeError(WebSocketError):
 
     On a server, ``status`` is the HTTP status sent to the client. On a client,
     ``status`` is the status the server answered with and ``response`` holds
-    the whole response (a 3xx carries ``Location``, a 401 its challenge).
+    the whole response (a 3xx carries ``Location``, a 401 its challenge)
+    and ``request`` the request it answered (for logs: ``wsloop connect -v``).
     """
 
     def __init__(
@@ -42,12 +43,14 @@ class HandshakeError(WebSocketError):
         *,
         headers: Headers | None = None,
         response: Response | None = None,
+        request: Request | None = None,
     ) -> None:
         super().__init__(f"HTTP {status}: {reason}" if status else reason)
         self.status = status
         self.reason = reason
         self.headers = headers
         self.response = response
+        self.request = request
 
 
 class InvalidStateError(WebSocketError, RuntimeError):

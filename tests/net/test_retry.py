@@ -1,0 +1,192 @@
+"""Which failures the Reconnect policy retries (issue 21): network errors,
+timeouts, 429 and 5xx are retried, honouring Retry-After; other statuses,
+a plain HTTP 200 and a certificate that does not verify stop at once; and
+``retry_on`` changes the rule. The same rule for the asyncio front-end."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from typing import Any
+
+import pytest
+
+import wsloop
+import wsloop.aio
+from netkit import Echo, Recorder, free_port, tls_contexts
+from wsloop.options import retry_after, retryable
+
+
+class Answering:
+    """A TCP listener on 127.0.0.1 answering every request with ``response``;
+    counts the requests."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+        self.hits = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                self.hits += 1
+                conn.sendall(self.response)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def status(code: int, reason: str, *headers: str, body: bytes = b"") -> bytes:
+    head = [f"HTTP/1.1 {code} {reason}", *headers, f"Content-Length: {len(body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def connect_until_done(backend: Any, url: str, **kwargs: Any) -> tuple[wsloop.Client, Recorder]:
+    rec = Recorder()
+    client = wsloop.connect(url, rec, loop=backend.loop, **kwargs)
+    assert backend.run_until(lambda: client.closed, timeout=10), rec.states
+    return client, rec
+
+
+FAST = {"initial_delay": 0.01, "max_delay": 0.02, "jitter": 0}
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        status(403, "Forbidden", body=b"no"),
+        status(404, "Not Found"),
+        status(200, "OK", "Content-Type: text/html", body=b"<html>a web page</html>"),
+    ],
+    ids=["403", "404", "plain-200"],
+)
+def test_a_refusal_that_cannot_change_is_not_retried(backend, response: bytes) -> None:  # type: ignore[no-untyped-def]
+    stub = Answering(response)
+    client, rec = connect_until_done(
+        backend, stub.url, reconnect=wsloop.Reconnect(**FAST, max_attempts=5)
+    )
+    assert client.state == "gave_up" and stub.hits == 1
+    _, detail = rec.states[-1]
+    assert detail["retryable"] is False and isinstance(detail["error"], wsloop.HandshakeError)
+    stub.close()
+
+
+def test_5xx_and_refused_ports_are_retried_until_max_attempts(backend) -> None:  # type: ignore[no-untyped-def]
+    stub = Answering(status(502, "Bad Gateway"))
+    client, rec = connect_until_done(
+        backend, stub.url, reconnect=wsloop.Reconnect(**FAST, max_attempts=3)
+    )
+    assert client.state == "gave_up" and stub.hits == 3
+    assert rec.states[-1][1]["retryable"] is True
+    stub.close()
+    client, rec = connect_until_done(
+        backend,
+        f"ws://127.0.0.1:{free_port()}/",
+        reconnect=wsloop.Reconnect(**FAST, max_attempts=2),
+    )
+    assert [s for s, _ in rec.states].count("connecting") == 2
+
+
+def test_429_waits_as_long_as_retry_after_says(backend) -> None:  # type: ignore[no-untyped-def]
+    stub = Answering(status(429, "Too Many Requests", "Retry-After: 7"))
+    rec = Recorder()
+    client = wsloop.connect(stub.url, rec, loop=backend.loop, reconnect=wsloop.Reconnect(**FAST))
+    assert backend.run_until(lambda: client.state == "waiting")
+    # The backoff alone would wait 0.01 s; the server asked for 7.
+    assert rec.states[-1][1]["delay"] == 7.0
+    client.close()
+    assert backend.run_until(lambda: client.closed)
+    assert stub.hits == 1
+    stub.close()
+
+
+def test_a_certificate_that_does_not_verify_is_not_retried(backend) -> None:  # type: ignore[no-untyped-def]
+    server_ctx, _ = tls_contexts()
+    server = wsloop.serve(Echo(), loop=backend.loop, ssl=server_ctx)
+    url = server.url.replace("127.0.0.1", "localhost")
+    client, rec = connect_until_done(
+        backend, url, reconnect=wsloop.Reconnect(**FAST, max_attempts=5)
+    )
+    assert client.state == "gave_up" and client.attempts == 1
+    assert isinstance(rec.states[-1][1]["error"], ssl.SSLCertVerificationError)
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+def test_retry_on_changes_the_rule(backend) -> None:  # type: ignore[no-untyped-def]
+    stub = Answering(status(403, "Forbidden"))
+    seen: list[BaseException] = []
+
+    def everything(error: BaseException) -> bool:
+        seen.append(error)
+        return True
+
+    policy = wsloop.Reconnect(**FAST, max_attempts=3, retry_on=everything)
+    connect_until_done(backend, stub.url, reconnect=policy)
+    assert stub.hits == 3 and len(seen) == 2
+    assert all(isinstance(e, wsloop.HandshakeError) and e.status == 403 for e in seen)
+    stub.close()
+
+
+def test_retry_on_must_be_a_function() -> None:
+    with pytest.raises(TypeError, match="retry_on must be a function"):
+        wsloop.Reconnect(retry_on=True)  # type: ignore[arg-type]
+
+
+def test_the_rule() -> None:
+    def refused(code: int) -> wsloop.HandshakeError:
+        return wsloop.HandshakeError(code, "x")
+
+    assert all(retryable(refused(c)) for c in (0, 429, 500, 502, 503))
+    assert not any(retryable(refused(c)) for c in (101, 200, 301, 400, 401, 403, 404))
+    assert retryable(ConnectionRefusedError()) and retryable(TimeoutError())
+    assert retryable(ssl.SSLEOFError()) and not retryable(ssl.SSLCertVerificationError())
+    assert retryable(wsloop.ConnectionClosed(1006, "", False))
+    assert not retryable(ValueError("refusing a redirect from wss:// to insecure ws://"))
+    assert retry_after(ConnectionRefusedError()) is None
+
+
+def test_retry_after_as_seconds_or_an_http_date() -> None:
+    import email.utils
+    import time
+
+    from wsloop.protocol.handshake import Headers, Response
+
+    def refused(value: str) -> wsloop.HandshakeError:
+        response = Response(503, "Service Unavailable", Headers([("Retry-After", value)]))
+        return wsloop.HandshakeError(503, "x", response=response)
+
+    assert retry_after(refused("120")) == 120.0
+    when = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 50 < (retry_after(refused(when)) or 0) <= 60
+    assert retry_after(refused("soon")) is None
+    policy = wsloop.Reconnect(initial_delay=1, jitter=0)
+    assert policy.delay_after(refused("120"), 1, 0.5) == 120.0
+    assert policy.delay_after(refused("0"), 1, 0.5) == 1.0
+
+
+def test_aio_reconnecting_iteration_stops_on_a_refusal() -> None:
+    stub = Answering(status(401, "Unauthorized"))
+
+    async def main() -> None:
+        policy = wsloop.Reconnect(**FAST, max_attempts=5)
+        with pytest.raises(wsloop.HandshakeError) as info:
+            async for _ws in wsloop.aio.connect(stub.url, reconnect=policy):
+                pass
+        assert info.value.status == 401
+
+    asyncio.run(main())
+    assert stub.hits == 1
+    stub.close()
