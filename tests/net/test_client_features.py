@@ -187,28 +187,34 @@ def test_before_reconnect_resumes_from_the_last_message_seen(backend, peer: Loop
     peer.call(server.close)
 
 
-def test_before_reconnect_mistakes_are_reported_and_retried(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+def test_before_reconnect_mistakes_are_reported_and_stop_the_client(
+    backend, peer: LoopThread
+) -> None:  # type: ignore[no-untyped-def]
+    # A hook's mistake is the application's: reported to on_error, then the
+    # policy's retry_on decides, and the default gives up on it.
     feed = ResumableFeed(per_connection=1)
     server = peer.call(lambda: wsloop.serve(feed, loop=peer.loop))
-    calls = []
 
-    def hook(url: str, headers: list[tuple[str, str]]) -> Any:
-        calls.append(url)
-        if len(calls) == 1:
-            raise RuntimeError("bug in the hook")
+    def raises(url: str, headers: list[tuple[str, str]]) -> Any:
+        raise RuntimeError("bug in the hook")
+
+    def returns_a_url(url: str, headers: list[tuple[str, str]]) -> Any:
         return url  # not a (url, headers) pair
 
-    rec = Recorder()
-    policy = wsloop.Reconnect(initial_delay=0.01, jitter=0, max_attempts=3)
-    client = wsloop.connect(
-        server.url, rec, loop=backend.loop, reconnect=policy, before_reconnect=hook
-    )
-    assert backend.run_until(lambda: client.closed)
-    assert client.state == "gave_up" and len(calls) == 2
-    assert len(feed.requests) == 1  # no attempt went out with what the hook got wrong
-    assert isinstance(rec.errors[0], RuntimeError)
-    assert isinstance(rec.errors[1], TypeError)
-    assert "before_reconnect must return (url, headers)" in str(rec.errors[1])
+    hooks = [raises, returns_a_url]
+    for hook, kind in zip(hooks, [RuntimeError, TypeError], strict=True):
+        rec = Recorder()
+        policy = wsloop.Reconnect(initial_delay=0.01, jitter=0)
+        client = wsloop.connect(
+            server.url, rec, loop=backend.loop, reconnect=policy, before_reconnect=hook
+        )
+        assert backend.run_until(lambda c=client: c.closed)  # type: ignore[misc]
+        assert client.state == "gave_up"
+        assert [type(e) for e in rec.errors] == [kind]
+        gave_up = rec.states[-1][1]
+        assert gave_up["retryable"] is False and gave_up["error"] is rec.errors[0]
+    assert "before_reconnect must return (url, headers)" in str(rec.errors[0])
+    assert len(feed.requests) == 2  # one connection each: no attempt with what the hook got wrong
     peer.call(server.close)
 
 
