@@ -36,7 +36,85 @@ def native_loop(name: str) -> Any:
         from gi.repository import GLib
 
         return GLib.MainContext.new()
+    if name == "qt":
+        return qt_app()
+    if name == "tk":
+        return tk_root()
     raise ValueError(name)
+
+
+#: Native loops that only their own thread may run (an application's Qt
+#: loop runs on the QCoreApplication's thread, a Tk root on its creator's).
+THREAD_BOUND = ("qt", "tk")
+
+_tk_roots: list[Any] = []
+
+
+def tk_root() -> Any:
+    """The process's one Tk root, as an application has one, withdrawn.
+
+    Shared: a Tk interpreter freed by the garbage collector on another
+    thread aborts the process (Tcl_AsyncDelete), and tests run threads."""
+    if not _tk_roots:
+        import tkinter
+
+        ensure_display()
+        root = tkinter.Tk()
+        root.withdraw()
+        _tk_roots.append(root)
+    return _tk_roots[0]
+
+
+def qt_app() -> Any:
+    """The process's QCoreApplication (Qt allows one), made headless."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QCoreApplication
+
+    return QCoreApplication.instance() or QCoreApplication(["wsloop-tests"])
+
+
+_xvfb: list[Any] = []
+
+
+def ensure_display() -> str:
+    """Point DISPLAY at an Xvfb this test run started (one per process).
+
+    Skips (with the reason) only if Xvfb cannot run here at all."""
+    import atexit
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if _xvfb:
+        return str(os.environ["DISPLAY"])
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Tk needs a display and Xvfb is not installed (scripts/setup installs xvfb)")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [xvfb, "-displayfd", str(write_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        number = f.readline().strip()  # Xvfb writes it once it accepts clients
+    if not number:
+        err = proc.communicate(timeout=10)[1].decode(errors="replace")
+        pytest.skip(f"Tk needs a display and Xvfb could not start: {err.strip()[-400:]}")
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    atexit.register(stop)
+    _xvfb.append(proc)
+    os.environ["DISPLAY"] = f":{number}"
+    return os.environ["DISPLAY"]
 
 
 def make_loop(name: str, foreign: bool) -> tuple[Loop, Any]:
@@ -145,6 +223,25 @@ def native_run(name: str, native: Any, done: Callable[[], bool], timeout: float 
         source.attach(native)
         mainloop.run()
         source.destroy()
+    elif name == "qt":
+        from PySide6.QtCore import QTimer
+
+        timer = QTimer()
+        timer.timeout.connect(lambda: native.quit() if finished() else None)
+        timer.start(5)
+        native.exec()
+        timer.stop()
+        timer.deleteLater()
+    elif name == "tk":
+
+        def poll() -> None:
+            if finished():
+                native.quit()
+            else:
+                native.after(5, poll)
+
+        native.after(5, poll)
+        native.mainloop()
     else:
         raise ValueError(name)
     return done()
@@ -156,6 +253,17 @@ def native_count(name: str, native: Any) -> int | None:
         return len(native._selector.get_map()) + len(native._scheduled) + len(native._ready)
     if name in ("libev", "libuv"):
         return int(native.activecnt)
+    if name == "qt":
+        import shiboken6
+        from PySide6.QtCore import QEvent, QSocketNotifier
+
+        return sum(
+            isinstance(w, QSocketNotifier) or type(w).__name__ == "Receiver"
+            for w in shiboken6.getAllValidWrappers()
+            if not isinstance(w, QEvent)
+        )
+    if name == "tk":
+        return len(native.tk.splitlist(native.tk.call("after", "info")))
     return None
 
 

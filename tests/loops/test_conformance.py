@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from loopkit import backend_params, free_native, make_loop, require, run_loop
+from loopkit import THREAD_BOUND, backend_params, free_native, make_loop, require, run_loop
 from wsloop.loops import Loop
 
 
@@ -244,6 +244,22 @@ def test_loop_reports_its_thread(loop: Loop) -> None:
         result["ok"] = run_loop(loop)
 
     t = threading.Thread(target=runner)
+    if not loop.owned and loop.name in THREAD_BOUND:
+        # Only the application's own thread may run its Qt or Tk loop:
+        # anywhere else run() says so, in the caller's thread.
+        def wrong_thread() -> None:
+            with pytest.raises(RuntimeError, match="thread"):
+                loop.run()
+            result["raised"] = True
+
+        t = threading.Thread(target=wrong_thread)
+        t.start()
+        t.join()
+        assert result.get("raised")
+        runner()
+        assert result["ok"] and result["running"] and result["in_thread"]
+        assert loop.in_loop_thread() and not loop.is_running()
+        return
     t.start()
     t.join()
     assert result["ok"] and result["running"] and result["in_thread"]

@@ -9,6 +9,8 @@ uvloop     a uvloop loop (asyncio backend)        ``wsloop[uvloop]``
 libev      ``gevent.libev.corecext.loop``         ``wsloop[libev]``
 libuv      ``gevent.libuv.loop.loop``             ``wsloop[libuv]``
 glib       ``GLib.MainContext`` / ``MainLoop``    ``wsloop[glib]``
+qt         ``QCoreApplication`` (PySide6/PyQt6)   ``wsloop[qt]``
+tk         ``tkinter.Tk`` (or a display-less Tcl) (none: stdlib)
 =========  =====================================  ==================
 """
 
@@ -23,7 +25,7 @@ from .builtin import BuiltinLoop
 
 __all__ = ["BACKENDS", "BuiltinLoop", "Handle", "Loop", "get_loop"]
 
-BACKENDS = ("builtin", "asyncio", "uvloop", "libev", "libuv", "glib")
+BACKENDS = ("builtin", "asyncio", "uvloop", "libev", "libuv", "glib", "qt", "tk")
 
 # id(native loop) -> weak reference to its adapter (gevent loops cannot be
 # weakly referenced themselves, so they are keyed by id and checked by identity).
@@ -60,6 +62,14 @@ def _new(name: str) -> Loop:
         from .glib import GLibLoop
 
         return GLibLoop()
+    if name == "qt":
+        from .qt import QtLoop
+
+        return QtLoop()
+    if name == "tk":
+        from .tk import TkLoop
+
+        return TkLoop()
     raise ValueError(f"unknown loop {name!r}: choose one of {', '.join(BACKENDS)}")
 
 
@@ -83,9 +93,18 @@ def _adapt(native: Any) -> Loop:
         from .glib import GLibLoop
 
         return GLibLoop(native)
+    if module.startswith(("PySide6.", "PyQt6.")):
+        from .qt import QtLoop
+
+        return QtLoop(native)
+    if module == "tkinter" or module.startswith("tkinter.") or module == "_tkinter":
+        from .tk import TkLoop
+
+        return TkLoop(native)
     raise TypeError(
         f"cannot run on {native!r}: pass a wsloop Loop, a backend name "
-        f"({', '.join(BACKENDS)}), an asyncio loop, a gevent loop or a GLib main context/loop"
+        f"({', '.join(BACKENDS)}), an asyncio loop, a gevent loop, a GLib main "
+        "context/loop, a Qt application or a Tk root"
     )
 
 
@@ -93,7 +112,8 @@ def get_loop(spec: Loop | str | Any = None) -> Loop:
     """The :class:`Loop` for ``spec``.
 
     ``None`` or a name makes a new loop that wsloop owns (``run()`` it). A
-    native loop (asyncio, gevent's libev or libuv, GLib) is adapted; the
+    native loop (asyncio, gevent's libev or libuv, GLib, a Qt application,
+    a Tk root) is adapted; the
     same native loop always gets the same adapter, so everything wsloop
     puts on it is released together by that adapter's ``close()``.
     """
