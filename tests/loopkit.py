@@ -255,10 +255,14 @@ def native_count(name: str, native: Any) -> int | None:
         return int(native.activecnt)
     if name == "qt":
         import shiboken6
-        from PySide6.QtCore import QEvent, QSocketNotifier
+        from PySide6.QtCore import QEvent, QSocketNotifier, QTimer
 
+        # Socket notifiers and timers alive, and wsloop receivers whose
+        # adapter let go of them (an adapter's own receiver lives as long
+        # as the adapter; after close() it must be gone too).
         return sum(
-            isinstance(w, QSocketNotifier) or type(w).__name__ == "Receiver"
+            isinstance(w, (QSocketNotifier, QTimer))
+            or (type(w).__name__ == "Receiver" and getattr(w, "loop", None) is None)
             for w in shiboken6.getAllValidWrappers()
             if not isinstance(w, QEvent)
         )

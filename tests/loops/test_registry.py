@@ -18,11 +18,12 @@ from wsloop.loops import BuiltinLoop, Loop, get_loop
         ("libuv", "gevent", "libuv"),
         ("uvloop", "uvloop", "uvloop"),
         ("glib", "gi", "glib"),
+        ("qt", "PySide6", "qt"),
     ],
 )
 def test_missing_extra_names_what_to_install(name: str, module: str, extra: str) -> None:
     code = (
-        f"import sys; sys.modules[{module!r}] = None\n"
+        f"import sys; sys.modules[{module!r}] = None; sys.modules['PyQt6'] = None\n"
         "from wsloop.loops import get_loop\n"
         f"try:\n    get_loop({name!r})\nexcept ImportError as e:\n    print(e)\n"
     )
@@ -31,7 +32,7 @@ def test_missing_extra_names_what_to_install(name: str, module: str, extra: str)
 
 
 def test_unknown_name_and_wrong_type() -> None:
-    with pytest.raises(ValueError, match="builtin, asyncio, uvloop, libev, libuv, glib"):
+    with pytest.raises(ValueError, match="builtin, asyncio, uvloop, libev, libuv, glib, qt, tk"):
         get_loop("tornado")
     with pytest.raises(TypeError, match="asyncio loop"):
         get_loop(42)

@@ -20,7 +20,8 @@ Timers are one native one-shot timer for the earliest deadline, re-armed
 as deadlines come and go; due timers run in deadline order, and one that
 the native timer fires early (its clock rounds to milliseconds) waits for
 the next arming. Ready callbacks run in batches: what a callback queues
-runs on the next batch, after the loop has looked at its fds again.
+runs on the next batch, after the loop has looked at its fds again; and
+before any timer that comes due after they were queued.
 """
 
 from __future__ import annotations
@@ -197,6 +198,10 @@ class ThreadBoundLoop(Loop):
 
     def _run_timers(self, *_: object) -> None:
         self._timer_due = None  # the native timer was one-shot
+        if self._ready:
+            # Work queued before the timer came due runs first, as on
+            # asyncio: Qt may deliver its timers ahead of posted events.
+            self._run_ready()
         timers = self._timers
         now = self.time()
         while timers and timers[0][0] <= now:

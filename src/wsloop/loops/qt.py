@@ -43,8 +43,9 @@ class _Binding:
 
             self.delete: Callable[[Any], None] = sip.delete
         else:
+            from PySide6 import QtCore  # first: shiboken6 alone needs it
+
             import shiboken6
-            from PySide6 import QtCore
 
             self.delete = shiboken6.delete
         self.QtCore: Any = QtCore

@@ -225,10 +225,12 @@ class TkLoop(ThreadBoundLoop):
             self._bind()
         self._running = True
         self._stopping = False
-        tk = self._tk
+        # No local for the interpreter: a frame outlives the run when an
+        # exception's traceback holds it, and the interpreter must die on
+        # this thread when the run ends.
         try:
             while not self._stopping:
-                tk.dooneevent(0)
+                self._tk.dooneevent(0)
         finally:
             self._running = False
             self._stopping = False
