@@ -565,5 +565,7 @@ def _how_to_run(loop: Loop) -> str:
         "libev": "loop.run(), or gevent's hub",
         "libuv": "loop.run(), or gevent's hub",
         "glib": "GLib.MainLoop.run() or Gtk.main()",
+        "qt": "app.exec() on the QApplication's thread, or loop.run()",
+        "tk": "root.mainloop() on the thread that created root, or loop.run()",
     }
     return hints.get(loop.name, "run it")
