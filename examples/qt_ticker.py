@@ -74,7 +74,7 @@ class TickerWindow(QWidget):  # type: ignore[misc]
         self.feed.appendPlainText(f"tick #{tick['seq']} sent {sent}")
         self.status.setText(f"connected to {self.url}: {self.count} messages")
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event: Any) -> None:  # Qt's name
         self.client.close()
         super().closeEvent(event)
 

@@ -51,14 +51,16 @@ def xwd_to_rgb(dump: bytes) -> tuple[int, int, bytes]:
         for x in range(0, width * step, step):
             chunk = row[x : x + step]
             pixel = int.from_bytes(chunk, "little" if order == "<" else "big")
-            for mask, shift in zip(masks, shifts):
+            for mask, shift in zip(masks, shifts, strict=True):
                 rgb.append((pixel & mask) >> shift)
     return width, height, bytes(rgb)
 
 
 def write_png(path: Path, width: int, height: int, rgb: bytes) -> None:
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     stride = width * 3
     raw = b"".join(b"\0" + rgb[y * stride : (y + 1) * stride] for y in range(height))

@@ -108,8 +108,7 @@ window.client.close()
 def ticker_url() -> Iterator[str]:
     """``wsloop serve --mode ticker``, the command a user starts."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "wsloop", "serve", "--mode", "ticker", "--rate", "1200"]
-        + ["--port", "0"],
+        [sys.executable, "-m", "wsloop", "serve", "--mode", "ticker", "--rate=1200", "--port=0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -139,8 +138,15 @@ def test_qt_window_shows_the_feed(ticker_url: str) -> None:
     png.unlink(missing_ok=True)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     run = subprocess.run(
-        [sys.executable, "-c", QT_DRIVER, ticker_url, str(EXAMPLES / "qt_ticker.py"), str(png)]
-        + [str(WANT)],
+        [
+            sys.executable,
+            "-c",
+            QT_DRIVER,
+            ticker_url,
+            str(EXAMPLES / "qt_ticker.py"),
+            str(png),
+            str(WANT),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -41,14 +41,17 @@ class _Binding:
         if name == "PyQt6":
             from PyQt6 import QtCore, sip
 
+            self.QtCore: Any = QtCore
             self.delete: Callable[[Any], None] = sip.delete
         else:
-            from PySide6 import QtCore  # first: shiboken6 alone needs it
+            # PySide6 first: shiboken6 imported alone imports it, and does
+            # not fail cleanly when it is missing.
+            from PySide6 import QtCore
 
+            self.QtCore = QtCore
             import shiboken6
 
             self.delete = shiboken6.delete
-        self.QtCore: Any = QtCore
         self.ready_type = QtCore.QEvent.Type(QtCore.QEvent.registerEventType())
         self.wake_type = QtCore.QEvent.Type(QtCore.QEvent.registerEventType())
         self.Receiver = _receiver_class(self)
@@ -103,7 +106,7 @@ def _receiver_class(qt: _Binding) -> Any:
             self.loop: QtLoop | None = loop
             self.timer_id = 0
 
-        def customEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        def customEvent(self, event: Any) -> None:  # Qt's name
             loop = self.loop
             if loop is None:
                 return
@@ -115,7 +118,7 @@ def _receiver_class(qt: _Binding) -> Any:
             elif kind == ready_type:
                 loop._run_ready()
 
-        def timerEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        def timerEvent(self, event: Any) -> None:  # Qt's name
             if event.timerId() != self.timer_id:
                 return
             self.killTimer(self.timer_id)

@@ -30,7 +30,8 @@ try:
     import tkinter
 except ImportError as exc:  # pragma: no cover - depends on the Python build
     raise ImportError(
-        "the Tk backend needs the standard library's tkinter (on Debian: apt-get install python3-tk)"
+        "the Tk backend needs the standard library's tkinter "
+        "(on Debian: apt-get install python3-tk)"
     ) from exc
 
 __all__ = ["TkLoop"]
