@@ -50,7 +50,7 @@ def ticker() -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("loop", ["builtin", "libev"])
+@pytest.mark.parametrize("loop", ["builtin", "libev", "qt", "tk"])
 def test_connect_count_json(ticker: str, loop: str) -> None:
     result = run("connect", ticker, "--count", "5", "--json", "--loop", loop)
     assert result.returncode == 0, result.stderr
@@ -153,7 +153,11 @@ def test_demo_runs_to_completion_with_a_short_flag() -> None:
 
     match = re.search(r"summary \(libev\): (\d+) messages.*in order, none missing", result.stdout)
     assert match and int(match.group(1)) >= 15, result.stdout
-    assert result.stdout.count(" OK ") == 5
+    from wsloop.loops import BACKENDS
+
+    assert result.stdout.count(" OK ") == len(BACKENDS) - 1, result.stdout
+    for name in ("qt", "tk"):
+        assert re.search(rf"^  {name} +OK ", result.stdout, re.M), result.stdout
 
 
 def test_bench_prints_a_table() -> None:
