@@ -167,11 +167,16 @@ class QtLoop(ThreadBoundLoop):
         self._receiver: Any = None
         self._init_waker()
         if not owned:
-            self._receiver = qt.Receiver(self)
-            if QtCore.QThread.currentThread() is app.thread():
+            receiver = self._receiver = qt.Receiver(self)
+            on_app_thread = self._on_app_thread()
+            if not on_app_thread:
+                receiver.moveToThread(app.thread())
+            # Owned by the application from now on, not by its Python
+            # wrapper: whichever thread drops the wrapper, the object dies
+            # on its own thread, by deleteLater().
+            receiver.setParent(app)
+            if on_app_thread:
                 self._bind()
-            else:
-                self._receiver.moveToThread(app.thread())
             with self._waker.lock:
                 self._waker.receiver = self._receiver
 
