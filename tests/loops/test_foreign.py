@@ -199,3 +199,57 @@ def test_tk_root_adapted_on_another_thread_says_so() -> None:
     t.start()
     t.join()
     assert errors and "thread that created it" in str(errors[0])
+
+
+PYQT6_APP = r"""
+import json, sys, threading
+from PyQt6.QtCore import QCoreApplication
+
+import wsloop
+from wsloop.loops import get_loop
+
+url = sys.argv[1]
+app = QCoreApplication([])
+loop = get_loop(app)
+got = []
+
+def on_message(ws, data):
+    got.append(json.loads(data)["seq"])
+    if got[-1] == 20:
+        ws.close()
+
+# Before exec(), from this thread and from another one.
+wsloop.connect(url, loop=app, on_message=on_message, on_close=lambda *a: app.quit())
+t = threading.Thread(target=loop.call_soon_threadsafe, args=(got.append, "threadsafe"))
+t.start()
+t.join()
+app.exec()
+loop.close()
+# A loop wsloop owns picks the binding the application imported.
+owned = get_loop("qt")
+owned.call_later(0.01, owned.stop)
+owned.run()
+owned.close()
+print(json.dumps({"binding": loop.qt.name, "owned": owned.qt.name, "got": got}))
+"""
+
+
+def test_an_application_on_pyqt6(peer: Any) -> None:
+    """PyQt6 rather than PySide6: the binding of the application object.
+    (In a process of its own: two Qt bindings do not share one process.)"""
+    import json
+    import subprocess
+    import sys
+
+    import wsloop
+    from netkit import Ticker
+
+    server = peer.call(lambda: wsloop.serve(Ticker(200), loop=peer.loop))
+    out = subprocess.run(
+        [sys.executable, "-c", PYQT6_APP, server.url], capture_output=True, text=True, timeout=30
+    )
+    peer.call(server.close)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["binding"] == result["owned"] == "PyQt6"
+    assert result["got"][0] == "threadsafe" and result["got"][1:] == list(range(1, 21))

@@ -43,7 +43,7 @@ __all__ = ["ThreadBoundLoop", "Watch"]
 class Watch:
     """One fd watch: its callback and, on the loop's thread, its native object."""
 
-    __slots__ = ("fd", "fire", "native", "writable")
+    __slots__ = ("__weakref__", "fd", "fire", "native", "writable")  # PyQt6 weakrefs slots
 
     def __init__(self, fd: int, writable: bool, fire: Callable[[], None]) -> None:
         self.fd = fd
