@@ -114,10 +114,9 @@ def connect(
     ``loop``: a :class:`Loop`, a backend name (``"libev"``...), a native
     loop (asyncio, gevent, GLib, a Qt application, a Tk root), or None for
     the running asyncio loop if there is one, else :func:`default_loop`.
-    Call it at any time and from
-    any thread: before the loop runs (nothing happens until it does), while
-    it runs, or from another thread. Other keywords are
-    :class:`ClientOptions`.
+    Call it at any time and from any thread: before the loop runs (nothing
+    happens until it does), while it runs, or from another thread. Other
+    keywords are :class:`ClientOptions`.
 
     For ``await``, use :func:`wsloop.aio.connect`; for a blocking
     connection, :func:`wsloop.sync.connect`.
