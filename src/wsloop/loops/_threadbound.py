@@ -186,22 +186,27 @@ class ThreadBoundLoop(Loop):
         token[0] = None
 
     def _run_ready(self, *_: object) -> None:
+        """The native kick: run a batch, and kick again if work is left."""
         self._ready_kicked = False
+        self._run_batch()
+        if self._ready and not self._ready_kicked and self._bound is not None:
+            self._ready_kicked = True
+            self._native_kick()
+
+    def _run_batch(self) -> None:
         ready = self._ready
         for _i in range(len(ready)):
             fire = ready.popleft()[0]
             if fire is not None:
                 fire()
-        if ready and not self._ready_kicked and self._bound is not None:
-            self._ready_kicked = True
-            self._native_kick()
 
     def _run_timers(self, *_: object) -> None:
         self._timer_due = None  # the native timer was one-shot
         if self._ready:
             # Work queued before the timer came due runs first, as on
             # asyncio: Qt may deliver its timers ahead of posted events.
-            self._run_ready()
+            # (The kick already pending runs whatever this batch queues.)
+            self._run_batch()
         timers = self._timers
         now = self.time()
         while timers and timers[0][0] <= now:

@@ -206,7 +206,8 @@ class QtLoop(ThreadBoundLoop):
 
     def _post(self, kind: Any, receiver: Any = None) -> None:
         QtCore = self.qt.QtCore
-        QtCore.QCoreApplication.postEvent(receiver or self._receiver, QtCore.QEvent(kind))
+        target = receiver if receiver is not None else self._receiver
+        QtCore.QCoreApplication.postEvent(target, QtCore.QEvent(kind))
 
     # -- the thread-bound table ----------------------------------------------
 
@@ -240,6 +241,8 @@ class QtLoop(ThreadBoundLoop):
         return _Waker()
 
     def _waker_send(self, waker: Any) -> None:
+        if waker is None:
+            return  # closed meanwhile, by another thread
         with waker.lock:
             if waker.receiver is None:
                 waker.pending = True

@@ -65,6 +65,9 @@ class TkLoop(ThreadBoundLoop):
         self._running = False
         self._stopping = False
         self._dispatching = 0
+        # One bound method for every file handler: tkinter drops its
+        # reference when a handler is deleted, which may happen inside it.
+        self._on_fd = self._tcl_fd
         self._init_waker()
         if root is not None:
             try:
@@ -133,7 +136,7 @@ class TkLoop(ThreadBoundLoop):
         mask = (_READ if slot[0] is not None else 0) | (_WRITE if slot[1] is not None else 0)
         tk.deletefilehandler(fd)
         if mask:
-            tk.createfilehandler(fd, mask, self._tcl_fd)
+            tk.createfilehandler(fd, mask, self._on_fd)
         else:
             del self._fds[fd]
 
@@ -187,6 +190,8 @@ class TkLoop(ThreadBoundLoop):
         return (reader, writer)
 
     def _waker_send(self, waker: Any) -> None:
+        if waker is None:
+            return  # closed meanwhile, by another thread
         try:
             waker[1].send(b"\0")
         except OSError:
