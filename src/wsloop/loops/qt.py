@@ -21,6 +21,7 @@ passed, else PyQt6 if only PyQt6 is imported, else PySide6.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import threading
 from collections.abc import Callable
@@ -38,17 +39,15 @@ class _Binding:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        # QtCore first: shiboken6 imported alone imports PySide6 itself, and
+        # does not fail cleanly when it is missing.
+        self.QtCore: Any = importlib.import_module(f"{name}.QtCore")
+        QtCore = self.QtCore
         if name == "PyQt6":
-            from PyQt6 import QtCore, sip
+            from PyQt6 import sip
 
-            self.QtCore: Any = QtCore
             self.delete: Callable[[Any], None] = sip.delete
         else:
-            # PySide6 first: shiboken6 imported alone imports it, and does
-            # not fail cleanly when it is missing.
-            from PySide6 import QtCore
-
-            self.QtCore = QtCore
             import shiboken6
 
             self.delete = shiboken6.delete
