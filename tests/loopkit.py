@@ -81,8 +81,10 @@ def ensure_display() -> str:
 
     Skips (with the reason) only if Xvfb cannot run here at all."""
     import atexit
+    import select
     import shutil
     import subprocess
+    import tempfile
 
     import pytest
 
@@ -92,24 +94,31 @@ def ensure_display() -> str:
     if xvfb is None:
         pytest.skip("Tk needs a display and Xvfb is not installed (scripts/setup installs xvfb)")
     read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [xvfb, "-displayfd", str(write_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-        pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        number = f.readline().strip()  # Xvfb writes it once it accepts clients
-    if not number:
-        err = proc.communicate(timeout=10)[1].decode(errors="replace")
-        pytest.skip(f"Tk needs a display and Xvfb could not start: {err.strip()[-400:]}")
+    # Through a shell that kills Xvfb when its stdin closes: when this
+    # process exits, however it exits (an abort skips atexit), Xvfb goes too.
+    # Its messages go to a file, which nobody has to read while it runs.
+    with tempfile.TemporaryFile() as log:
+        args = ["-displayfd", str(write_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"]
+        proc = subprocess.Popen(
+            ["sh", "-c", '"$@" & x=$!; read _; kill $x; wait $x', "sh", xvfb, *args],
+            pass_fds=(write_fd,),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        os.close(write_fd)
+        # Xvfb writes its display number once it accepts clients.
+        with os.fdopen(read_fd) as f:
+            ready, _, _ = select.select([f], [], [], 30)
+            number = f.readline().strip() if ready else ""
+        if not number:
+            proc.communicate(timeout=10)
+            log.seek(0)
+            err = log.read().decode(errors="replace").strip()[-400:]
+            pytest.skip(f"Tk needs a display and Xvfb could not start: {err}")
 
     def stop() -> None:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+        proc.communicate(timeout=10)  # closes its stdin: the shell stops Xvfb
 
     atexit.register(stop)
     _xvfb.append(proc)

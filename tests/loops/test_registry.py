@@ -54,3 +54,14 @@ def test_defaults_and_identity() -> None:
         assert not native.is_closed(), "a foreign loop is never closed by wsloop"
     finally:
         native.close()
+
+
+def test_a_qt_object_that_is_not_an_application_is_refused() -> None:
+    from loopkit import qt_app, require
+
+    require("qt")
+    qt_app()
+    from PySide6.QtCore import QObject
+
+    with pytest.raises(TypeError, match="QCoreApplication or QApplication"):
+        get_loop(QObject())
