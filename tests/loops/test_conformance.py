@@ -347,3 +347,36 @@ def test_owned_loop_frees_every_fd(backend: str) -> None:
         b.close()
     gc.collect()
     assert open_fds() == before
+
+
+@pytest.fixture(
+    params=[(b, m) for b in THREAD_BOUND for m in ("owned", "foreign")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def thread_bound_loop(request: pytest.FixtureRequest) -> Iterator[Loop]:
+    backend, mode = request.param
+    require(backend)
+    adapter, native = make_loop(backend, mode == "foreign")
+    yield adapter
+    adapter.close()
+    free_native(backend, native)
+
+
+def test_close_from_a_callback_of_the_running_loop(thread_bound_loop: Loop, sockpair: Any) -> None:
+    """The native objects a callback runs under are destroyed when the run
+    returns, not under it; the loop stops when told, and nothing is left.
+    (Qt and Tk only: on them a close inside run() is deferred this way.)"""
+    loop = thread_bound_loop
+    a, b = sockpair
+    b.send(b"x")
+    loop.add_reader(a, lambda: None)
+    loop.call_later(10, print)
+
+    def close_then_stop() -> None:
+        loop.close()
+        loop.stop()
+
+    loop.call_soon(close_then_stop)
+    assert run_loop(loop)
+    assert loop.closed and not loop.is_running()
+    assert loop._bound is None, "the run's end destroyed the native objects"  # type: ignore[attr-defined]

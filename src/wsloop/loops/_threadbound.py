@@ -71,6 +71,9 @@ class ThreadBoundLoop(Loop):
         self._timer_due: float | None = None
         self._watches: set[Watch] = set()
         self._orphans: list[Any] = []  # native watches removed from another thread
+        #: Inside this adapter's own :meth:`Loop.run` (which unbinds, at its
+        #: end, what a close() from a callback could not destroy under it).
+        self._in_run = False
 
     # -- the native operations a thread-bound backend provides -------------
 
@@ -244,7 +247,7 @@ class ThreadBoundLoop(Loop):
         super().close()
 
     def _release(self) -> None:
-        if self._bound is not None:
+        if self._bound is not None and not self._in_run:
             self._unbind()
         self._watches.clear()
         self._orphans.clear()

@@ -196,9 +196,10 @@ class QtLoop(ThreadBoundLoop):
         super()._unbind()
         if self.owned and self._receiver is not None:
             waker = self._waker
-            with waker.lock:
-                waker.receiver = None
-                waker.pending = True  # one may have been in flight: drain next run
+            if waker is not None:  # (None: closed)
+                with waker.lock:
+                    waker.receiver = None
+                    waker.pending = True  # one may have been in flight: drain next run
             receiver, self._receiver = self._receiver, None
             receiver.loop = None
             self.qt.delete(receiver)  # and with it every notifier
@@ -273,11 +274,13 @@ class QtLoop(ThreadBoundLoop):
         if self._bound is None:
             self._bind()
         self._qloop = self.qt.QtCore.QEventLoop()
+        self._in_run = True
         try:
             self._qloop.exec()
         finally:
             self._qloop = None
-            if self.owned:
+            self._in_run = False
+            if (self.owned or self._closed) and self._bound is not None:
                 self._unbind()
 
     def _stop(self) -> None:
@@ -286,6 +289,8 @@ class QtLoop(ThreadBoundLoop):
 
     def _release(self) -> None:
         super()._release()
+        if self.owned:
+            return  # its receiver lives only during a run, whose end deletes it
         receiver, self._receiver = self._receiver, None
         if receiver is not None:
             receiver.loop = None

@@ -229,7 +229,7 @@ class TkLoop(ThreadBoundLoop):
             raise RuntimeError("run an application's Tk loop on the thread that created it")
         if self._bound is None:
             self._bind()
-        self._running = True
+        self._running = self._in_run = True
         self._stopping = False
         # No local for the interpreter: a frame outlives the run when an
         # exception's traceback holds it, and the interpreter must die on
@@ -238,9 +238,9 @@ class TkLoop(ThreadBoundLoop):
             while not self._stopping:
                 self._tk.dooneevent(0)
         finally:
-            self._running = False
+            self._running = self._in_run = False
             self._stopping = False
-            if self.owned:
+            if (self.owned or self._closed) and self._bound is not None:
                 self._unbind()
 
     def _stop(self) -> None:
@@ -248,5 +248,6 @@ class TkLoop(ThreadBoundLoop):
 
     def _release(self) -> None:
         super()._release()
-        self._fds.clear()
-        self._interp = self._tk = None
+        if not self._in_run:  # else the run's end does it, on this thread
+            self._fds.clear()
+            self._interp = self._tk = None
