@@ -29,7 +29,7 @@ from typing import Any
 
 from ._threadbound import ThreadBoundLoop, Watch
 
-__all__ = ["QtLoop", "binding"]
+__all__ = ["QtLoop"]
 
 _EXTRA = "the Qt backend needs PySide6 (or PyQt6): pip install 'wsloop[qt]'"
 
