@@ -64,6 +64,10 @@ def test_docs_have_examples() -> None:
 @pytest.mark.parametrize(("name", "code"), examples(), ids=[n for n, _ in examples()])
 def test_example_runs(name: str, code: str, server_port: int) -> None:
     code = code.replace("127.0.0.1:8765", f"127.0.0.1:{server_port}")
+    if "import tkinter" in code:
+        from loopkit import ensure_display
+
+        ensure_display()  # sets DISPLAY for the example's process too
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )

@@ -1,5 +1,5 @@
 """wsloop: WebSocket client and server (RFC 6455, RFC 7692) on the event
-loop you already have: asyncio, uvloop, libev, libuv, GLib, or its own.
+loop you already have: asyncio, uvloop, libev, libuv, GLib, Qt, Tk, or its own.
 
 The callback API::
 
@@ -113,12 +113,12 @@ def connect(
     ``handler`` is a :class:`Handler`, any object with some ``on_*``
     methods, and/or ``on_message=...``-style keywords. The callbacks run on
     ``loop``: a :class:`Loop`, a backend name (``"libev"``...), a native
-    loop (asyncio, gevent, GLib, a Twisted reactor; for trio the adapter
-    from :func:`wsloop.loops.trio.open_loop`), or None for the running asyncio loop if
-    there is one, else :func:`default_loop`. Call it at any time and from
-    any thread: before the loop runs (nothing happens until it does), while
-    it runs, or from another thread. Other keywords are
-    :class:`ClientOptions`.
+    loop (asyncio, gevent, GLib, a Qt application, a Twisted reactor, a Tk
+    root; for trio the adapter from :func:`wsloop.loops.trio.open_loop`), or
+    None for the running asyncio loop if there is one, else
+    :func:`default_loop`. Call it at any time and from any thread: before the
+    loop runs (nothing happens until it does), while it runs, or from another
+    thread. Other keywords are :class:`ClientOptions`.
 
     For ``await``, use :func:`wsloop.aio.connect`; for a blocking
     connection, :func:`wsloop.sync.connect`.
