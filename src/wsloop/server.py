@@ -135,10 +135,12 @@ class Server:
 
     @property
     def port(self) -> int:
+        """The port listened on (the one chosen when ``port=0``)."""
         return int(self.sockets[0].getsockname()[1])
 
     @property
     def url(self) -> str:
+        """``ws://host:port/`` of the first listening socket."""
         host = self.sockets[0].getsockname()[0]
         if ":" in host:
             host = f"[{host}]"

@@ -23,6 +23,7 @@ from .builtin import BuiltinLoop
 
 __all__ = ["BACKENDS", "BuiltinLoop", "Handle", "Loop", "get_loop"]
 
+#: The backend names :func:`get_loop` takes.
 BACKENDS = ("builtin", "asyncio", "uvloop", "libev", "libuv", "glib")
 
 # id(native loop) -> weak reference to its adapter (gevent loops cannot be

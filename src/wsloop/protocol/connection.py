@@ -85,6 +85,7 @@ __all__ = [
     "check_max_message_size",
 ]
 
+#: The default ``max_message_size``: 1 MiB, after decompression.
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 # Final: compiled code inlines them instead of looking them up per frame.
 _TEXT: Final = 1
@@ -97,6 +98,9 @@ _read_frame: Final = read_frame
 
 
 class State(Enum):
+    """Where a connection is: handshaking, open, closing (a close frame sent
+    or received), closed."""
+
     CONNECTING = "connecting"
     OPEN = "open"
     CLOSING = "closing"

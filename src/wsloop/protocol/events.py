@@ -88,4 +88,5 @@ class Closed:
     error: ProtocolError | None = None
 
 
+#: Any event a :class:`~wsloop.protocol.Connection` returns.
 Event = RequestReceived | Opened | HandshakeFailed | Message | Ping | Pong | Closed
