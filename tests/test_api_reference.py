@@ -90,11 +90,18 @@ def attribute_docs(module: str) -> set[str]:
     return {name for (scope, name) in analyzer.find_attr_docs() if scope == ""}
 
 
+@pytest.mark.skipif(
+    os.environ.get("WSLOOP_TEST_BUILD") == "compiled",
+    reason="the sources' docstrings, read in the pure pass (tests/test_compiled.py checks "
+    "that the compiled build keeps them)",
+)
 @pytest.mark.parametrize(("module", "name"), public_names(), ids=lambda v: v)
 def test_each_public_name_has_a_docstring(module: str, name: str) -> None:
     value = getattr(importlib.import_module(module), name)
     if inspect.isclass(value) or inspect.isroutine(value):
-        assert inspect.getdoc(value), f"{module}.{name} has no docstring"
+        doc = inspect.getdoc(value) or ""
+        # (A dataclass without one gets its signature as its docstring.)
+        assert doc and not doc.startswith(f"{name}("), f"{module}.{name} has no docstring"
         if inspect.isclass(value):
             for attr, member in vars(value).items():
                 if attr.startswith("_") or CONF.internal(value.__name__, attr):

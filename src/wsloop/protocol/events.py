@@ -69,6 +69,8 @@ class Ping:
 
 @dataclass(slots=True)
 class Pong:
+    """A pong arrived: the answer to a ping (``data`` is its payload)."""
+
     data: bytes
 
 
