@@ -123,7 +123,9 @@ def literal(text):
 #   PyDoc_STR("name(signature)\n--\n\n");
 # - coroutines, wrapped in objects made by CPyFunction_New(..., "Class.name",
 #   ...) with the module's C name on the line, whose doc is an attribute;
-# - a class's .tp_doc = PyDoc_STR("Class(signature)\n--\n\n");
+# - a class's .tp_doc = PyDoc_STR("Class(signature)\n--\n\n"), or
+#   PyDoc_STR(NULL) when mypyc cannot write the signature, in the class's
+#   "static PyTypeObject CPyType_<module>___<Class>_template_ = {";
 # - property entries of getset tables (<module>___<Class>_getseters[]): a
 #   {"name", line, then lines ending in "NULL, NULL, NULL}," (read-only: the
 #   middle NULL is the doc) or "NULL, NULL}," after a setter (the first).
@@ -133,6 +135,8 @@ signature = re.compile(r'PyDoc_STR\("(\w+)\(([^"]|\\")*?\\n--\\n\\n"\)')
 coroutine = re.compile(r'CPyModule_(\w+)\), "[^"]*", "(\w+)\.(\w+)",')
 wrapper = re.compile(r"PyObject\* (\w+) = CPyFunction_New\(")
 prop_start = re.compile(r'^\s*\{"(\w+)",\s*$')
+type_template = re.compile(r"static PyTypeObject CPyType_(\w+)___(\w+?)_template_ = \{")
+null_doc = ".tp_doc = PyDoc_STR(NULL)"
 
 def add_doc(line, match, doc):
     end = match.end() - 1
@@ -143,7 +147,17 @@ for path in {source for ext in extensions for source in ext.sources}:
     where = (None, None)
     in_getset = None  # (module, class) while in a getset table
     prop = None
+    in_type = None  # (module, class) in a type's template
     for i, line in enumerate(lines):
+        started_type = type_template.search(line)
+        if started_type:
+            in_type = (started_type.group(1).split("___")[-1], started_type.group(2))
+        elif null_doc in line and in_type is not None:
+            doc = docs.get((in_type[0], None, in_type[1]))
+            if doc:
+                lines[i] = line.replace(null_doc, f".tp_doc = PyDoc_STR({literal(doc)})")
+            in_type = None
+            continue
         if table.search(line):
             found = table.search(line)
             where, in_getset = (found.group(1), found.group(2)), None
