@@ -241,7 +241,11 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             src,
             ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "*.c.o", "build"),
         )
-        built = [*self._build_speedups(src), *self._build_compiled(src)]
+        try:
+            built = [*self._build_speedups(src), *self._build_compiled(src)]
+        except BaseException:
+            shutil.rmtree(self._scratch, ignore_errors=True)  # finalize() will not run
+            raise
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
         for path in built:
