@@ -145,13 +145,16 @@ def test_the_build_uses_cc_and_never_writes_into_the_sources(tmp_path: Path) -> 
 
 @builds
 def test_a_failed_compile_fails_the_build_saying_how_to_get_pure_python(tmp_path: Path) -> None:
-    result = build_wheel(tmp_path / "out", {"CC": "false"})
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = build_wheel(tmp_path / "out", {"CC": "false", "TMPDIR": str(scratch)})
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "wsloop: could not build the C speedups" in output, output[-3000:]
     assert "WSLOOP_NO_EXTENSIONS=1" in output
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
     assert source_state()[1] == []
+    assert not list(scratch.glob("wsloop-build-*")), "the build's scratch copy was left"
 
 
 @builds
