@@ -14,6 +14,7 @@ The callback API::
 
 from __future__ import annotations
 
+import logging as _logging
 import socket as _socket
 import threading
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,11 @@ __all__ = [
     "run",
     "serve",
 ]
+
+# A library's logger gets a NullHandler (the logging HOWTO's advice): an
+# application that configures logging sees wsloop's records, one that does
+# not is never printed to by wsloop. docs/logging.md lists what is logged.
+_logging.getLogger("wsloop").addHandler(_logging.NullHandler())
 
 _default: Loop | None = None
 _default_lock = threading.Lock()

@@ -27,6 +27,7 @@ from .builtin import BuiltinLoop
 
 __all__ = ["BACKENDS", "BuiltinLoop", "Handle", "Loop", "get_loop"]
 
+#: The backend names :func:`get_loop` takes.
 BACKENDS = (
     "builtin",
     "asyncio",
