@@ -13,8 +13,14 @@
 Only a regular wheel is compiled. An editable install (``pip install -e``)
 is pure Python, so an edited source runs as it is, the way mypy and black
 build; ``scripts/compiled`` builds and runs the compiled wheel from a
-checkout. Without a C compiler (or mypyc), or with
-``WSLOOP_NO_EXTENSIONS=1``, the wheel is pure Python.
+checkout. ``WSLOOP_NO_EXTENSIONS=1`` builds a pure-Python wheel.
+
+When a compile fails (no C compiler, no Python headers, no mypyc), the
+build fails, saying why and how to ask for the pure-Python wheel, rather
+than falling back to it by itself: pip shows a build backend's output only
+with ``-v`` or when the build fails, so a silent fallback would cost every
+message a third of its CPU with nothing said. ``CC`` chooses the compiler,
+as for any Python extension.
 
 The build happens in a scratch copy of the sources, so nothing compiled is
 ever left beside them.
@@ -23,6 +29,7 @@ ever left beside them.
 from __future__ import annotations
 
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -33,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+from packaging.specifiers import SpecifierSet
 
 #: Compiled with mypyc. Left out on purpose: options.py (its dataclasses
 #: validate user input with their own messages, which compiled attribute
@@ -115,7 +123,9 @@ def literal(text):
 #   PyDoc_STR("name(signature)\n--\n\n");
 # - coroutines, wrapped in objects made by CPyFunction_New(..., "Class.name",
 #   ...) with the module's C name on the line, whose doc is an attribute;
-# - a class's .tp_doc = PyDoc_STR("Class(signature)\n--\n\n");
+# - a class's .tp_doc = PyDoc_STR("Class(signature)\n--\n\n"), or
+#   PyDoc_STR(NULL) when mypyc cannot write the signature, in the class's
+#   "static PyTypeObject CPyType_<module>___<Class>_template_ = {";
 # - property entries of getset tables (<module>___<Class>_getseters[]): a
 #   {"name", line, then lines ending in "NULL, NULL, NULL}," (read-only: the
 #   middle NULL is the doc) or "NULL, NULL}," after a setter (the first).
@@ -125,6 +135,8 @@ signature = re.compile(r'PyDoc_STR\("(\w+)\(([^"]|\\")*?\\n--\\n\\n"\)')
 coroutine = re.compile(r'CPyModule_(\w+)\), "[^"]*", "(\w+)\.(\w+)",')
 wrapper = re.compile(r"PyObject\* (\w+) = CPyFunction_New\(")
 prop_start = re.compile(r'^\s*\{"(\w+)",\s*$')
+type_template = re.compile(r"static PyTypeObject CPyType_(\w+)___(\w+?)_template_ = \{")
+null_doc = ".tp_doc = PyDoc_STR(NULL)"
 
 def add_doc(line, match, doc):
     end = match.end() - 1
@@ -135,7 +147,17 @@ for path in {source for ext in extensions for source in ext.sources}:
     where = (None, None)
     in_getset = None  # (module, class) while in a getset table
     prop = None
+    in_type = None  # (module, class) in a type's template
     for i, line in enumerate(lines):
+        started_type = type_template.search(line)
+        if started_type:
+            in_type = (started_type.group(1).split("___")[-1], started_type.group(2))
+        elif null_doc in line and in_type is not None:
+            doc = docs.get((in_type[0], None, in_type[1]))
+            if doc:
+                lines[i] = line.replace(null_doc, f".tp_doc = PyDoc_STR({literal(doc)})")
+            in_type = None
+            continue
         if table.search(line):
             found = table.search(line)
             where, in_getset = (found.group(1), found.group(2)), None
@@ -188,16 +210,29 @@ setup(name="wsloop-compiled", ext_modules=extensions, script_args=["build_ext", 
 """
 
 
+#: What the failure of a compile tells the user to do.
+PURE_HINT = (
+    "Install a C compiler and Python's headers (Debian: apt-get install gcc python3-dev), "
+    "or set WSLOOP_NO_EXTENSIONS=1 to build the pure-Python wheel "
+    "(the same behaviour, with more CPU per message)."
+)
+
+
 class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         self._scratch: Path | None = None
-        if (
-            self.target_name != "wheel"
-            or version == "editable"
-            or os.environ.get("WSLOOP_NO_EXTENSIONS")
-        ):
+        if self.target_name != "wheel" or version == "editable":
+            return
+        if os.environ.get("WSLOOP_NO_EXTENSIONS"):
+            self.app.display_info("wsloop: WSLOOP_NO_EXTENSIONS is set: a pure-Python wheel")
+            return
+        supported = SpecifierSet(self.metadata.core.requires_python)
+        if platform.python_version() not in supported:
+            # Building metadata may build the wheel (old hatchling does): say
+            # nothing about compilers, so that pip goes on to say which
+            # Pythons wsloop supports.
             return
         self._scratch = Path(tempfile.mkdtemp(prefix="wsloop-build-"))
         src = self._scratch / "src"
@@ -206,9 +241,11 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             src,
             ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "*.c.o", "build"),
         )
-        built = [*self._build_speedups(src), *self._build_compiled(src)]
-        if not built:
-            return
+        try:
+            built = [*self._build_speedups(src), *self._build_compiled(src)]
+        except BaseException:
+            shutil.rmtree(self._scratch, ignore_errors=True)  # finalize() will not run
+            raise
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
         for path in built:
@@ -221,9 +258,8 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     def _build_speedups(self, src: Path) -> list[Path]:
         package = src / "wsloop"
         target = package / f"_speedups{sysconfig.get_config_var('EXT_SUFFIX') or '.so'}"
-        ldshared = sysconfig.get_config_var("LDSHARED") or "cc -shared"
         command = [
-            *shlex.split(ldshared),
+            *link_command(),
             "-O3",
             "-fPIC",
             f"-I{sysconfig.get_paths()['include']}",
@@ -231,29 +267,45 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             "-o",
             str(target),
         ]
-        if self._run(command, src, "C speedups"):
-            return [target]
-        return []
+        self._run(command, src, "the C speedups (_speedups.c)")
+        return [target]
 
     def _build_compiled(self, src: Path) -> list[Path]:
         suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
         config = str(Path(self.root) / "pyproject.toml")
         command = [sys.executable, "-c", _MYPYC_SETUP, config, *COMPILED]
-        if not self._run(command, src, "compiled modules (mypyc)", timeout=900):
-            return []
+        self._run(command, src, "the compiled modules (mypyc)", timeout=900)
         return [
             src / "wsloop" / f"_compiled__mypyc{suffix}",
             *(src / (module[: -len(".py")] + suffix) for module in COMPILED),
         ]
 
-    def _run(self, command: list[str], cwd: Path, what: str, timeout: int = 120) -> bool:
+    def _run(self, command: list[str], cwd: Path, what: str, timeout: int = 120) -> None:
         try:
             subprocess.run(command, cwd=cwd, check=True, capture_output=True, timeout=timeout)
-        except (OSError, subprocess.SubprocessError) as exc:
-            detail = getattr(exc, "stderr", b"") or b""
-            self.app.display_warning(
-                f"wsloop: {what} not built ({exc} {detail.decode(errors='replace')[-600:]}); "
-                "using the pure-Python code"
-            )
-            return False
-        return True
+        except subprocess.CalledProcessError as exc:
+            detail = (exc.stderr or b"").decode(errors="replace").strip()[-1500:]
+            reason = f"{command[0]} exited with status {exc.returncode}:\n{detail}"
+        except subprocess.TimeoutExpired:
+            reason = f"{command[0]} did not finish within {timeout} s"
+        except OSError as exc:
+            reason = f"{command[0]}: {exc}"
+        else:
+            return
+        raise RuntimeError(f"wsloop: could not build {what}: {reason}\n\n{PURE_HINT}")
+
+
+def link_command() -> list[str]:
+    """Compile and link one C file into an extension: the interpreter's own
+    ``LDSHARED``, with ``$CC`` (when set) in place of the compiler it names,
+    as setuptools does for the modules mypyc writes."""
+    ldshared = shlex.split(sysconfig.get_config_var("LDSHARED") or "cc -shared")
+    cc = os.environ.get("CC")
+    if not cc:
+        return ldshared
+    configured = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    if ldshared[: len(configured)] == configured:
+        ldshared = ldshared[len(configured) :]
+    else:  # LDSHARED names its own linker: keep its flags, compile with $CC
+        ldshared = [arg for arg in ldshared[1:] if arg.startswith("-")]
+    return [*shlex.split(cc), *ldshared]

@@ -48,6 +48,10 @@ def native_loop(name: str) -> Any:
         from wsloop.loops.trio import TrioLoop
 
         return TrioApp(TrioLoop(owned=False))
+    if name == "qt":
+        return qt_app()
+    if name == "tk":
+        return tk_root()
     raise ValueError(name)
 
 
@@ -83,6 +87,89 @@ class TrioApp:
                 await wait()
 
         trio.run(main)
+
+
+#: Native loops that only their own thread may run (an application's Qt
+#: loop runs on the QCoreApplication's thread, a Tk root on its creator's).
+THREAD_BOUND = ("qt", "tk")
+
+_tk_roots: list[Any] = []
+
+
+def tk_root() -> Any:
+    """The process's one Tk root, as an application has one, withdrawn.
+
+    Shared: a Tk interpreter freed by the garbage collector on another
+    thread aborts the process (Tcl_AsyncDelete), and tests run threads."""
+    if not _tk_roots:
+        import tkinter
+
+        ensure_display()
+        root = tkinter.Tk()
+        root.withdraw()
+        _tk_roots.append(root)
+    return _tk_roots[0]
+
+
+def qt_app() -> Any:
+    """The process's QCoreApplication (Qt allows one), made headless."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QCoreApplication
+
+    return QCoreApplication.instance() or QCoreApplication(["wsloop-tests"])
+
+
+_xvfb: list[Any] = []
+
+
+def ensure_display() -> str:
+    """Point DISPLAY at an Xvfb this test run started (one per process).
+
+    Skips (with the reason) only if Xvfb cannot run here at all."""
+    import atexit
+    import select
+    import shutil
+    import subprocess
+    import tempfile
+
+    import pytest
+
+    if _xvfb:
+        return str(os.environ["DISPLAY"])
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.skip("Tk needs a display and Xvfb is not installed (scripts/setup installs xvfb)")
+    read_fd, write_fd = os.pipe()
+    # Through a shell that kills Xvfb when its stdin closes: when this
+    # process exits, however it exits (an abort skips atexit), Xvfb goes too.
+    # Its messages go to a file, which nobody has to read while it runs.
+    with tempfile.TemporaryFile() as log:
+        args = ["-displayfd", str(write_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"]
+        proc = subprocess.Popen(
+            ["sh", "-c", '"$@" & x=$!; read _; kill $x; wait $x', "sh", xvfb, *args],
+            pass_fds=(write_fd,),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        os.close(write_fd)
+        # Xvfb writes its display number once it accepts clients.
+        with os.fdopen(read_fd) as f:
+            ready, _, _ = select.select([f], [], [], 30)
+            number = f.readline().strip() if ready else ""
+        if not number:
+            proc.communicate(timeout=10)
+            log.seek(0)
+            err = log.read().decode(errors="replace").strip()[-400:]
+            pytest.skip(f"Tk needs a display and Xvfb could not start: {err}")
+
+    def stop() -> None:
+        proc.communicate(timeout=10)  # closes its stdin: the shell stops Xvfb
+
+    atexit.register(stop)
+    _xvfb.append(proc)
+    os.environ["DISPLAY"] = f":{number}"
+    return os.environ["DISPLAY"]
 
 
 def make_loop(name: str, foreign: bool) -> tuple[Loop, Any]:
@@ -227,6 +314,25 @@ def native_run(name: str, native: Any, done: Callable[[], bool], timeout: float 
         native.run(installSignalHandlers=False)
     elif name == "trio":
         native.run(done, timeout)
+    elif name == "qt":
+        from PySide6.QtCore import QTimer
+
+        timer = QTimer()
+        timer.timeout.connect(lambda: native.quit() if finished() else None)
+        timer.start(5)
+        native.exec()
+        timer.stop()
+        timer.deleteLater()
+    elif name == "tk":
+
+        def poll() -> None:
+            if finished():
+                native.quit()
+            else:
+                native.after(5, poll)
+
+        native.after(5, poll)
+        native.mainloop()
     else:
         raise ValueError(name)
     return done()
@@ -245,6 +351,21 @@ def native_count(name: str, native: Any) -> int | None:
             + len(native.getDelayedCalls())
             + len(native.threadCallQueue)
         )
+    if name == "qt":
+        import shiboken6
+        from PySide6.QtCore import QEvent, QSocketNotifier, QTimer
+
+        # Socket notifiers and timers alive, and wsloop receivers whose
+        # adapter let go of them (an adapter's own receiver lives as long
+        # as the adapter; after close() it must be gone too).
+        return sum(
+            isinstance(w, (QSocketNotifier, QTimer))
+            or (type(w).__name__ == "Receiver" and getattr(w, "loop", None) is None)
+            for w in shiboken6.getAllValidWrappers()
+            if not isinstance(w, QEvent)
+        )
+    if name == "tk":
+        return len(native.tk.splitlist(native.tk.call("after", "info")))
     return None
 
 

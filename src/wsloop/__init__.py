@@ -1,5 +1,5 @@
 """wsloop: WebSocket client and server (RFC 6455, RFC 7692) on the event
-loop you already have: asyncio, uvloop, libev, libuv, GLib, or its own.
+loop you already have: asyncio, uvloop, libev, libuv, GLib, Qt, Tk, or its own.
 
 The callback API::
 
@@ -14,6 +14,7 @@ The callback API::
 
 from __future__ import annotations
 
+import logging as _logging
 import socket as _socket
 import threading
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,11 @@ __all__ = [
     "serve",
 ]
 
+# A library's logger gets a NullHandler (the logging HOWTO's advice): an
+# application that configures logging sees wsloop's records, one that does
+# not is never printed to by wsloop. docs/logging.md lists what is logged.
+_logging.getLogger("wsloop").addHandler(_logging.NullHandler())
+
 _default: Loop | None = None
 _default_lock = threading.Lock()
 
@@ -113,12 +119,12 @@ def connect(
     ``handler`` is a :class:`Handler`, any object with some ``on_*``
     methods, and/or ``on_message=...``-style keywords. The callbacks run on
     ``loop``: a :class:`Loop`, a backend name (``"libev"``...), a native
-    loop (asyncio, gevent, GLib, a Twisted reactor; for trio the adapter
-    from :func:`wsloop.loops.trio.open_loop`), or None for the running asyncio loop if
-    there is one, else :func:`default_loop`. Call it at any time and from
-    any thread: before the loop runs (nothing happens until it does), while
-    it runs, or from another thread. Other keywords are
-    :class:`ClientOptions`.
+    loop (asyncio, gevent, GLib, a Qt application, a Twisted reactor, a Tk
+    root; for trio the adapter from :func:`wsloop.loops.trio.open_loop`), or
+    None for the running asyncio loop if there is one, else
+    :func:`default_loop`. Call it at any time and from any thread: before the
+    loop runs (nothing happens until it does), while it runs, or from another
+    thread. Other keywords are :class:`ClientOptions`.
 
     For ``await``, use :func:`wsloop.aio.connect`; for a blocking
     connection, :func:`wsloop.sync.connect`.

@@ -647,5 +647,7 @@ def _how_to_run(loop: Loop) -> str:
         "glib": "GLib.MainLoop.run() or Gtk.main()",
         "twisted": "reactor.run(), or loop.run() for a reactor wsloop created",
         "trio": "loop.run(), or `async with wsloop.loops.trio.open_loop(loop)` in a trio program",
+        "qt": "app.exec() on the QApplication's thread, or loop.run()",
+        "tk": "root.mainloop() on the thread that created root, or loop.run()",
     }
     return hints.get(loop.name, "run it")

@@ -30,6 +30,8 @@ class ConnectionClosed(WebSocketError):
 
     @staticmethod
     def make(code: int, reason: str, clean: bool) -> ConnectionClosed:
+        """The exception for a close: :class:`ConnectionClosedOK` for a clean
+        1000 or 1001, else :class:`ConnectionClosedError`."""
         ok = clean and code in (1000, 1001)
         return (ConnectionClosedOK if ok else ConnectionClosedError)(code, reason, clean)
 

@@ -223,6 +223,7 @@ class ConnectionOptions:
 
     @property
     def deflate(self) -> DeflateOptions | None:
+        """The permessage-deflate settings ``compression`` asks for; None: off."""
         if self.compression is True:
             return DeflateOptions()
         if isinstance(self.compression, DeflateOptions):
@@ -237,6 +238,8 @@ class ConnectionOptions:
 
     @classmethod
     def build(cls, options: Mapping[str, Any]) -> Any:
+        """The options from keyword arguments, checked; ``TypeError`` names an
+        unknown one and lists the valid ones."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - names)
         if unknown:
@@ -248,6 +251,8 @@ class ConnectionOptions:
 
 #: ``redirect_headers(old_url, new_url, headers)``: the headers to send after
 #: a redirect from ``old_url`` to ``new_url``.
+#: ``redirect_headers(old_url, new_url, headers) -> headers``: what a client
+#: sends after a redirect.
 RedirectHeaders = Callable[[str, str, list[tuple[str, str]]], list[tuple[str, str]]]
 
 #: ``before_reconnect(url, headers)``: the ``(url, headers)`` of the next
@@ -328,11 +333,14 @@ class ClientOptions(ConnectionOptions):
 
     @property
     def reconnect_policy(self) -> Reconnect | None:
+        """The :class:`Reconnect` policy ``reconnect`` asks for; None: do not reconnect."""
         if self.reconnect is True:
             return Reconnect()
         return self.reconnect or None
 
 
+#: ``process_request(ws, request)``, plain or ``async``: None accepts the
+#: handshake, ``(status, body)`` refuses it (see :class:`ServerOptions`).
 ProcessRequest = Callable[..., Any]
 
 _ORIGINS_HELP = (

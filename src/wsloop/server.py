@@ -165,10 +165,12 @@ class Server:
 
     @property
     def port(self) -> int:
+        """The port listened on (the one chosen when ``port=0``)."""
         return int(self.sockets[0].getsockname()[1])
 
     @property
     def url(self) -> str:
+        """``ws://host:port/`` of the first listening socket."""
         host = self.sockets[0].getsockname()[0]
         if ":" in host:
             host = f"[{host}]"
@@ -183,7 +185,10 @@ class Server:
         """Graceful shutdown, safe from any thread: stop accepting, close
         every connection with 1001, abort those still open after
         ``timeout`` (default ``close_timeout``), then release everything.
-        ``closed`` is set when done."""
+        ``closed`` is set when done. Closing a closed server does nothing
+        (its loop may be closed by then)."""
+        if self._done.done:
+            return
         self.loop.call_in_loop(
             self._shutdown, self.options.close_timeout if timeout is None else timeout
         )

@@ -282,6 +282,7 @@ class WebSocket:
         self.loop.call_in_loop(self._set_paused, True)
 
     def resume_reading(self) -> None:
+        """Read again after :meth:`pause_reading`. Safe from any thread."""
         self.loop.call_in_loop(self._set_paused, False)
 
     # -- server side --------------------------------------------------------

@@ -51,7 +51,7 @@ def ticker() -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("loop", ["builtin", "libev", "twisted", "trio"])
+@pytest.mark.parametrize("loop", ["builtin", "libev", "qt", "twisted", "trio", "tk"])
 def test_connect_count_json(ticker: str, loop: str) -> None:
     result = run("connect", ticker, "--count", "5", "--json", "--loop", loop)
     assert result.returncode == 0, result.stderr
@@ -159,6 +159,8 @@ def test_demo_runs_to_completion_with_a_short_flag() -> None:
     from wsloop.loops import BACKENDS
 
     assert result.stdout.count(" OK ") == len(BACKENDS) - 1, result.stdout
+    for name in ("qt", "twisted", "trio", "tk"):
+        assert re.search(rf"^  {name} +OK ", result.stdout, re.M), result.stdout
 
 
 def test_bench_prints_a_table() -> None:

@@ -187,3 +187,17 @@ def test_ping_on_a_closed_connection_raises_connection_closed(peer: LoopThread) 
     with pytest.raises(wsloop.ConnectionClosedOK):
         ws.ping(timeout=5)  # at once, not after the timeout
     peer.call(server.close)
+
+
+def test_closing_a_closed_server_does_nothing_after_its_loop_has_gone() -> None:
+    with wsloop.sync.serve(lambda ws: None) as server:
+        pass
+    # The shared loop thread stops once its last user is done: wait for it,
+    # so that the close below meets a closed loop every time.
+    for thread in threading.enumerate():
+        if thread.name == "wsloop-sync-loop":
+            thread.join(10)
+            assert not thread.is_alive()
+    assert server.closed
+    server.close()  # once raised "the builtin loop adapter is closed"
+    assert server.wait_closed(0)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from loopkit import backend_params, free_native, make_loop, require, run_loop
+from loopkit import THREAD_BOUND, backend_params, free_native, make_loop, require, run_loop
 from wsloop.loops import Loop
 
 
@@ -244,6 +244,22 @@ def test_loop_reports_its_thread(loop: Loop) -> None:
         result["ok"] = run_loop(loop)
 
     t = threading.Thread(target=runner)
+    if not loop.owned and loop.name in THREAD_BOUND:
+        # Only the application's own thread may run its Qt or Tk loop:
+        # anywhere else run() says so, in the caller's thread.
+        def wrong_thread() -> None:
+            with pytest.raises(RuntimeError, match="thread"):
+                loop.run()
+            result["raised"] = True
+
+        t = threading.Thread(target=wrong_thread)
+        t.start()
+        t.join()
+        assert result.get("raised")
+        runner()
+        assert result["ok"] and result["running"] and result["in_thread"]
+        assert loop.in_loop_thread() and not loop.is_running()
+        return
     t.start()
     t.join()
     assert result["ok"] and result["running"] and result["in_thread"]
@@ -331,3 +347,36 @@ def test_owned_loop_frees_every_fd(backend: str) -> None:
         b.close()
     gc.collect()
     assert open_fds() == before
+
+
+@pytest.fixture(
+    params=[(b, m) for b in THREAD_BOUND for m in ("owned", "foreign")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
+def thread_bound_loop(request: pytest.FixtureRequest) -> Iterator[Loop]:
+    backend, mode = request.param
+    require(backend)
+    adapter, native = make_loop(backend, mode == "foreign")
+    yield adapter
+    adapter.close()
+    free_native(backend, native)
+
+
+def test_close_from_a_callback_of_the_running_loop(thread_bound_loop: Loop, sockpair: Any) -> None:
+    """The native objects a callback runs under are destroyed when the run
+    returns, not under it; the loop stops when told, and nothing is left.
+    (Qt and Tk only: on them a close inside run() is deferred this way.)"""
+    loop = thread_bound_loop
+    a, b = sockpair
+    b.send(b"x")
+    loop.add_reader(a, lambda: None)
+    loop.call_later(10, print)
+
+    def close_then_stop() -> None:
+        loop.close()
+        loop.stop()
+
+    loop.call_soon(close_then_stop)
+    assert run_loop(loop)
+    assert loop.closed and not loop.is_running()
+    assert loop._bound is None, "the run's end destroyed the native objects"  # type: ignore[attr-defined]

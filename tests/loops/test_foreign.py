@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from loopkit import free_native, native_count, native_run, require
+from loopkit import THREAD_BOUND, free_native, native_count, native_run, require
 from wsloop.loops import get_loop
 
-FOREIGN = ["asyncio", "uvloop", "libev", "libuv", "glib", "twisted"]
+FOREIGN = ["asyncio", "uvloop", "libev", "libuv", "glib", "qt", "twisted", "tk"]
 
 
 @pytest.fixture(params=FOREIGN)
@@ -91,6 +91,24 @@ def test_an_exception_never_stops_the_native_loop(native: Any) -> None:
 def test_native_loop_running_in_another_thread(native: Any) -> None:
     name, nloop = native
     loop = get_loop(nloop)
+    if name in THREAD_BOUND:
+        # Only the thread that made it may run an application's Qt or Tk
+        # loop: it runs here, and the calls come from another thread.
+        idents: list[int] = []
+        fired = threading.Event()
+
+        def post() -> None:
+            for _ in range(100):
+                loop.call_soon_threadsafe(lambda: idents.append(threading.get_ident()))
+            loop.call_soon_threadsafe(fired.set)
+
+        poster = threading.Thread(target=post)
+        poster.start()
+        assert native_run(name, nloop, fired.is_set)
+        poster.join()
+        assert len(idents) == 100 and set(idents) == {threading.get_ident()}
+        loop.close()
+        return
     done = threading.Event()
     idents: list[int] = []
     runner_ident: list[int] = []
@@ -132,3 +150,106 @@ def test_plain_native_run_does_the_work_then_returns(name: str) -> None:
     nloop.run()  # nothing of wsloop's is left to keep it running
     loop.close()
     free_native(name, nloop)
+
+
+def test_qt_application_adapted_from_another_thread() -> None:
+    """A worker thread may adapt the application's QCoreApplication and
+    register work before ``app.exec()``: the Qt objects are made on the
+    application's thread when it runs."""
+    from loopkit import native_loop
+
+    require("qt")
+    app = native_loop("qt")
+    box: dict[str, Any] = {}
+    a, b = socket.socketpair()
+    b.send(b"x")
+    fired: list[str] = []
+
+    def worker() -> None:
+        loop = box["loop"] = get_loop(app)
+        loop.call_soon(fired.append, "soon")
+        loop.call_later(0.01, fired.append, "later")
+        loop.add_reader(a, lambda: (fired.append("reader"), loop.remove_reader(a)))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert fired == []
+    assert native_run("qt", app, lambda: len(fired) == 3)
+    assert sorted(fired) == ["later", "reader", "soon"]
+    box["loop"].close()
+    a.close()
+    b.close()
+
+
+def test_tk_root_adapted_on_another_thread_says_so() -> None:
+    from loopkit import native_loop
+
+    require("tk")
+    root = native_loop("tk")
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            get_loop(root)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert errors and "thread that created it" in str(errors[0])
+
+
+PYQT6_APP = r"""
+import json, sys, threading
+from PyQt6.QtCore import QCoreApplication
+
+import wsloop
+from wsloop.loops import get_loop
+
+url = sys.argv[1]
+app = QCoreApplication([])
+loop = get_loop(app)
+got = []
+
+def on_message(ws, data):
+    got.append(json.loads(data)["seq"])
+    if got[-1] == 20:
+        ws.close()
+
+# Before exec(), from this thread and from another one.
+wsloop.connect(url, loop=app, on_message=on_message, on_close=lambda *a: app.quit())
+t = threading.Thread(target=loop.call_soon_threadsafe, args=(got.append, "threadsafe"))
+t.start()
+t.join()
+app.exec()
+loop.close()
+# A loop wsloop owns picks the binding the application imported.
+owned = get_loop("qt")
+owned.call_later(0.01, owned.stop)
+owned.run()
+owned.close()
+print(json.dumps({"binding": loop.qt.name, "owned": owned.qt.name, "got": got}))
+"""
+
+
+def test_an_application_on_pyqt6(peer: Any) -> None:
+    """PyQt6 rather than PySide6: the binding of the application object.
+    (In a process of its own: two Qt bindings do not share one process.)"""
+    import json
+    import subprocess
+    import sys
+
+    import wsloop
+    from netkit import Ticker
+
+    server = peer.call(lambda: wsloop.serve(Ticker(200), loop=peer.loop))
+    out = subprocess.run(
+        [sys.executable, "-c", PYQT6_APP, server.url], capture_output=True, text=True, timeout=30
+    )
+    peer.call(server.close)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["binding"] == result["owned"] == "PyQt6"
+    assert result["got"][0] == "threadsafe" and result["got"][1:] == list(range(1, 21))

@@ -18,13 +18,14 @@ from wsloop.loops import BuiltinLoop, Loop, get_loop
         ("libuv", "gevent", "libuv"),
         ("uvloop", "uvloop", "uvloop"),
         ("glib", "gi", "glib"),
+        ("qt", "PySide6", "qt"),
         ("twisted", "twisted", "twisted"),
         ("trio", "trio", "trio"),
     ],
 )
 def test_missing_extra_names_what_to_install(name: str, module: str, extra: str) -> None:
     code = (
-        f"import sys; sys.modules[{module!r}] = None\n"
+        f"import sys; sys.modules[{module!r}] = None; sys.modules['PyQt6'] = None\n"
         "from wsloop.loops import get_loop\n"
         f"try:\n    get_loop({name!r})\nexcept ImportError as e:\n    print(e)\n"
     )
@@ -34,7 +35,7 @@ def test_missing_extra_names_what_to_install(name: str, module: str, extra: str)
 
 def test_unknown_name_and_wrong_type() -> None:
     with pytest.raises(
-        ValueError, match="builtin, asyncio, uvloop, libev, libuv, glib, twisted, trio"
+        ValueError, match="builtin, asyncio, uvloop, libev, libuv, glib, qt, twisted, trio, tk"
     ):
         get_loop("tornado")
     with pytest.raises(TypeError, match=r"asyncio loop.*Twisted reactor.*open_loop"):
@@ -90,3 +91,14 @@ def test_trio_open_loop_takes_only_a_trio_loop() -> None:
     with pytest.raises(TypeError, match="TrioLoop"):
         trio.run(main)
     builtin.close()
+
+
+def test_a_qt_object_that_is_not_an_application_is_refused() -> None:
+    from loopkit import qt_app, require
+
+    require("qt")
+    qt_app()
+    from PySide6.QtCore import QObject
+
+    with pytest.raises(TypeError, match="QCoreApplication or QApplication"):
+        get_loop(QObject())

@@ -90,7 +90,7 @@ class _Flag(logging.Handler):
             self.seen.set()
 
 
-@pytest.mark.parametrize("name", ["libev", "builtin", "asyncio", "twisted", "trio"])
+@pytest.mark.parametrize("name", ["libev", "builtin", "asyncio", "qt", "twisted", "trio", "tk"])
 def test_a_loop_that_never_runs_is_reported(name: str, peer: LoopThread) -> None:
     from loopkit import require
 
@@ -108,6 +108,8 @@ def test_a_loop_that_never_runs_is_reported(name: str, peer: LoopThread) -> None
         assert flag.seen.wait(5), "no warning about the loop that does not run"
         (message,) = flag.messages
         assert name in message and "run" in message and server.url in message
+        how = {"qt": "app.exec()", "tk": "root.mainloop()"}.get(name, "run")
+        assert how in message, message
         # ...and once it runs, it simply works.
         from loopkit import drive
 

@@ -9,8 +9,10 @@ uvloop     a uvloop loop (asyncio backend)        ``wsloop[uvloop]``
 libev      ``gevent.libev.corecext.loop``         ``wsloop[libev]``
 libuv      ``gevent.libuv.loop.loop``             ``wsloop[libuv]``
 glib       ``GLib.MainContext`` / ``MainLoop``    ``wsloop[glib]``
+qt         ``QCoreApplication`` (PySide6/PyQt6)   ``wsloop[qt]``
 twisted    a Twisted reactor                      ``wsloop[twisted]``
 trio       a trio run (``loops.trio.open_loop``)  ``wsloop[trio]``
+tk         ``tkinter.Tk`` (or a display-less Tcl) (none: stdlib)
 =========  =====================================  ===================
 """
 
@@ -25,7 +27,19 @@ from .builtin import BuiltinLoop
 
 __all__ = ["BACKENDS", "BuiltinLoop", "Handle", "Loop", "get_loop"]
 
-BACKENDS = ("builtin", "asyncio", "uvloop", "libev", "libuv", "glib", "twisted", "trio")
+#: The backend names :func:`get_loop` takes.
+BACKENDS = (
+    "builtin",
+    "asyncio",
+    "uvloop",
+    "libev",
+    "libuv",
+    "glib",
+    "qt",
+    "twisted",
+    "trio",
+    "tk",
+)
 
 # id(native loop) -> weak reference to its adapter (gevent loops cannot be
 # weakly referenced themselves, so they are keyed by id and checked by identity).
@@ -62,6 +76,14 @@ def _new(name: str) -> Loop:
         from .glib import GLibLoop
 
         return GLibLoop()
+    if name == "qt":
+        from .qt import QtLoop
+
+        return QtLoop()
+    if name == "tk":
+        from .tk import TkLoop
+
+        return TkLoop()
     if name == "twisted":
         from .twisted import TwistedLoop
 
@@ -93,14 +115,23 @@ def _adapt(native: Any) -> Loop:
         from .glib import GLibLoop
 
         return GLibLoop(native)
+    if module.startswith(("PySide6.", "PyQt6.")):
+        from .qt import QtLoop
+
+        return QtLoop(native)
+    if module == "tkinter" or module.startswith("tkinter.") or module == "_tkinter":
+        from .tk import TkLoop
+
+        return TkLoop(native)
     if module.startswith("twisted."):
         from .twisted import TwistedLoop
 
         return TwistedLoop(native)
     raise TypeError(
         f"cannot run on {native!r}: pass a wsloop Loop, a backend name "
-        f"({', '.join(BACKENDS)}), an asyncio loop, a gevent loop, a GLib main context/loop "
-        "or a Twisted reactor (for trio: wsloop.loops.trio.open_loop())"
+        f"({', '.join(BACKENDS)}), an asyncio loop, a gevent loop, a GLib main "
+        "context/loop, a Qt application, a Twisted reactor or a Tk root "
+        "(for trio: wsloop.loops.trio.open_loop())"
     )
 
 
@@ -108,11 +139,11 @@ def get_loop(spec: Loop | str | Any = None) -> Loop:
     """The :class:`Loop` for ``spec``.
 
     ``None`` or a name makes a new loop that wsloop owns (``run()`` it). A
-    native loop (asyncio, gevent's libev or libuv, GLib, a Twisted reactor)
-    is adapted; the same native loop always gets the same adapter, so
-    everything wsloop puts on it is released together by that adapter's
-    ``close()``. trio has no loop object: a trio program opens its adapter
-    with :func:`wsloop.loops.trio.open_loop`.
+    native loop (asyncio, gevent's libev or libuv, GLib, a Qt application,
+    a Twisted reactor, a Tk root) is adapted; the same native loop always
+    gets the same adapter, so everything wsloop puts on it is released
+    together by that adapter's ``close()``. trio has no loop object: a trio
+    program opens its adapter with :func:`wsloop.loops.trio.open_loop`.
     """
     if spec is None:
         return BuiltinLoop()

@@ -52,6 +52,7 @@ class Handle:
         self.cancelled = False
 
     def cancel(self) -> None:
+        """Cancel the call; nothing happens if it already ran or was cancelled."""
         if not self.cancelled:
             self.cancelled = True
             self._loop._forget(self)
@@ -181,6 +182,7 @@ class Loop(ABC):
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` has run."""
         return self._closed
 
     def add_reader(self, fd: int | Any, callback: Callback, *args: Any) -> None:
@@ -196,6 +198,7 @@ class Loop(ABC):
         return self._remove_io(self._readers, _fileno(fd))
 
     def remove_writer(self, fd: int | Any) -> bool:
+        """Stop watching ``fd`` for writing; False if it was not watched."""
         return self._remove_io(self._writers, _fileno(fd))
 
     def call_soon(self, callback: Callback, *args: Any) -> Handle:

@@ -1,7 +1,8 @@
 """wsloop's sans-I/O WebSocket core (RFC 6455 and RFC 7692).
 
 Bytes in, events and bytes out: nothing in this package touches a socket, a
-clock, a thread or an event loop. See :mod:`.connection` for how to drive it.
+clock, a thread or an event loop. See the docstring of
+``wsloop/protocol/connection.py`` for how to drive it.
 """
 
 from .connection import (

@@ -91,6 +91,7 @@ __all__ = [
     "check_max_message_size",
 ]
 
+#: The default ``max_message_size``: 1 MiB, after decompression.
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 # Final: compiled code inlines them instead of looking them up per frame.
 _TEXT: Final = 1
@@ -105,6 +106,9 @@ _PLAIN_KEY: Final[tuple[object, ...]] = ("plain",)
 
 
 class State(Enum):
+    """Where a connection is: handshaking, open, closing (a close frame sent
+    or received), closed."""
+
     CONNECTING = "connecting"
     OPEN = "open"
     CLOSING = "closing"

@@ -68,6 +68,7 @@ class DeflateOptions:
     # -- client side ------------------------------------------------------
 
     def client_offer(self) -> str:
+        """The ``Sec-WebSocket-Extensions`` value a client offers with these settings."""
         params: list[tuple[str, str | None]] = []
         if self.server_no_context_takeover:
             params.append(("server_no_context_takeover", None))

@@ -69,6 +69,8 @@ class Ping:
 
 @dataclass(slots=True)
 class Pong:
+    """A pong arrived: the answer to a ping (``data`` is its payload)."""
+
     data: bytes
 
 
@@ -88,4 +90,5 @@ class Closed:
     error: ProtocolError | None = None
 
 
+#: Any event a :class:`~wsloop.protocol.Connection` returns.
 Event = RequestReceived | Opened | HandshakeFailed | Message | Ping | Pong | Closed

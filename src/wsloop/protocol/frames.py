@@ -39,6 +39,8 @@ __all__ = [
 
 
 class Opcode(IntEnum):
+    """The frame opcodes of RFC 6455 (section 5.2)."""
+
     CONTINUATION = 0x0
     TEXT = 0x1
     BINARY = 0x2

@@ -83,6 +83,7 @@ class Headers:
             self.add(name, value)
 
     def add(self, name: str, value: str) -> None:
+        """Append a header; ``ValueError`` for a name or value HTTP cannot carry."""
         if not _TOKEN.match(name.encode("latin-1", "replace")):
             raise ValueError(f"invalid header name {name!r}")
         if "\r" in value or "\n" in value:
@@ -90,6 +91,7 @@ class Headers:
         self._items.append((name, value))
 
     def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of ``name`` (case-insensitive), else ``default``."""
         name = name.lower()
         for k, v in self._items:
             if k.lower() == name:
@@ -97,6 +99,7 @@ class Headers:
         return default
 
     def get_all(self, name: str) -> list[str]:
+        """Every value of ``name`` (case-insensitive), in order."""
         name = name.lower()
         return [v for k, v in self._items if k.lower() == name]
 
@@ -119,6 +122,7 @@ class Headers:
         return f"Headers({self._items!r})"
 
     def serialize(self) -> bytes:
+        """The header lines as sent, each ending in CRLF."""
         return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self._items)
 
 
@@ -138,9 +142,11 @@ class Request:
 
     @property
     def path(self) -> str:
+        """The request target (path and query): ``target``."""
         return self.target
 
     def serialize(self) -> bytes:
+        """The request as sent: request line, headers, blank line."""
         line = f"{self.method} {self.target} {self.version}\r\n".encode("latin-1")
         return line + self.headers.serialize() + b"\r\n"
 
@@ -155,6 +161,7 @@ class Response:
     body: bytes = b""
 
     def serialize(self) -> bytes:
+        """The response as sent: status line, headers, blank line, body."""
         line = f"HTTP/1.1 {self.status} {self.reason}\r\n".encode("latin-1")
         return line + self.headers.serialize() + b"\r\n" + self.body
 
@@ -394,6 +401,7 @@ class WebSocketURL:
 
     @property
     def host_header(self) -> str:
+        """The ``Host`` header for this URL (the port only when not the default)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.secure else 80
         return host if self.port == default else f"{host}:{self.port}"
