@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "AioClientArgs",
     "AioServerArgs",
+    "BeforeReconnect",
     "CallbackArgs",
     "ClientArgs",
     "ClientOptionArgs",
