@@ -1,6 +1,8 @@
-"""The API reference (docs/api, Sphinx autodoc + napoleon) builds without a
-warning, every type reference in it resolves, and it documents every
-public name of every public module, each with a docstring.
+"""The API reference (docs/api, Sphinx autodoc) builds without a warning,
+every type reference in it resolves, and it documents every public module
+(every loop backend of wsloop.loops.BACKENDS among them) and every public
+name of each, with a docstring. A new module under wsloop is either in the
+reference, only re-exported by it, or listed as internal.
 
 It builds from the sources, so it runs once, in the pure pass of
 scripts/test.
