@@ -8,6 +8,7 @@ import ast
 import logging
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import wsloop
@@ -43,6 +44,45 @@ def test_without_logging_configured_wsloop_prints_nothing() -> None:
     assert "a logger of the application" in result.stderr  # last resort still works for it
 
 
+LOOP_NEVER_RUNS = """\
+import sys
+import wsloop
+
+loop = wsloop.get_loop("builtin")  # never run
+wsloop.connect("ws://127.0.0.1:9/", loop=loop, loop_warning=0.1)
+sys.stdin.read()  # until the test has seen the report
+"""
+
+
+def test_a_loop_that_never_runs_is_reported_without_logging_configured(tmp_path: Path) -> None:
+    # The NullHandler keeps wsloop's log records quiet in such a program;
+    # the report of a loop that never runs is also a RuntimeWarning, which
+    # Python prints by default, pointing at the application's connect().
+    script = tmp_path / "app.py"
+    script.write_text(LOOP_NEVER_RUNS)
+    child = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stderr is not None
+    timer = threading.Timer(30, child.kill)  # a report that never comes fails, not hangs
+    timer.start()
+    try:
+        first = child.stderr.readline()  # blocks until the report (or the kill)
+        child.stdin.close()
+        rest = child.stderr.read()
+        assert child.wait(30) == 0, first + rest
+    finally:
+        timer.cancel()
+        child.kill()
+    assert first.startswith(f"{script}:5: RuntimeWarning: wsloop: connect('ws://127.0.0.1:9/')")
+    assert "builtin loop" in first and "loop.run() or wsloop.run()" in first
+    assert 'wsloop.connect("ws://127.0.0.1:9/"' in rest  # the source line, as Python shows it
+    assert "was requested" not in rest  # once, not again through logging's last resort
+
+
 def logger_names() -> set[str]:
     names = set()
     for path in library_sources():
@@ -70,7 +110,16 @@ def logged_messages() -> list[tuple[str, str, str]]:
     levels = {"debug", "info", "warning", "error", "exception", "critical"}
     found = []
     for path in library_sources():
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        # A message kept in a module constant (to be reported another way too).
+        constants = {
+            target.id: node.value
+            for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
@@ -78,6 +127,8 @@ def logged_messages() -> list[tuple[str, str, str]]:
                 and ast.unparse(node.func.value) == "logger"
             ):
                 message = node.args[0]
+                if isinstance(message, ast.Name):
+                    message = constants.get(message.id, message)
                 assert isinstance(message, ast.Constant), f"{path}:{node.lineno}: not a literal"
                 level = "ERROR" if node.func.attr == "exception" else node.func.attr.upper()
                 found.append((f"{path.name}:{node.lineno}", level, message.value))

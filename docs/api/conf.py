@@ -49,7 +49,7 @@ _OUTSIDE = (
 )
 nitpick_ignore_regex = [
     (r"py:.*", rf"({_OUTSIDE})\..*"),
-    (r"py:mod", "selectors"),
+    (r"py:mod", "selectors|tkinter"),
     # Private: the bases that hold what the front-ends share, and what
     # wsloop makes a WebSocket with (users are given one, never make one).
     (r"py:class", r"wsloop\.(loops\.)?_.*"),

@@ -3,8 +3,9 @@
 :func:`connect` returns at once. The attempt itself (DNS, TCP, TLS, proxy,
 handshake, and the open timeout's clock) starts only when the loop runs the
 work handed to it, so a connect made before the loop starts costs nothing
-and cannot time out early; a watchdog thread logs one warning if the loop
-has not run within ``loop_warning`` seconds.
+and cannot time out early; a watchdog thread reports a loop that has not
+run within ``loop_warning`` seconds (a :class:`RuntimeWarning` at the
+application's ``connect`` call, and a record on the ``wsloop`` logger).
 
 One attempt goes: resolve (in a short-lived thread; IP literals skip it) ->
 TCP connect to each address in turn -> HTTP CONNECT through a proxy ->
@@ -20,9 +21,11 @@ import logging
 import random
 import socket
 import ssl
+import sys
 import threading
 import time
 import urllib.request
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +54,12 @@ logger = logging.getLogger("wsloop")
 
 _warned: weakref.WeakSet[Loop] = weakref.WeakSet()
 _warned_lock = threading.Lock()
+
+#: The report of a loop that never ran: url, seconds, loop name, how to run it.
+_LOOP_DID_NOT_RUN = (
+    "wsloop: connect(%r) was requested %.1fs ago, but the %s loop it was handed to has "
+    "not run since. wsloop does its work inside that loop: run it (%s)."
+)
 
 
 def _is_ip(host: str) -> bool:
@@ -352,6 +361,7 @@ class Client:
         self._retry: Handle | None = None
         self._watchdog: Deadline | None = None
         self._requested = time.monotonic()
+        self._caller: _Caller | None = None
 
     # -- API --------------------------------------------------------------
 
@@ -359,6 +369,7 @@ class Client:
         """Hand the connect to the loop (done by :func:`wsloop.connect`)."""
         warn_after = self.options.loop_warning
         if warn_after is not None and not self.loop.in_loop_thread():
+            self._caller = _application_caller()
             self._watchdog = watchdog.after(warn_after, self._loop_did_not_run)
         self.loop.call_in_loop(self._begin)
         return self
@@ -420,14 +431,19 @@ class Client:
             if self.loop in _warned:
                 return  # one warning per loop, however many connects wait on it
             _warned.add(self.loop)
-        logger.warning(
-            "wsloop: connect(%r) was requested %.1fs ago, but the %s loop it was handed to has "
-            "not run since. wsloop does its work inside that loop: run it (%s).",
+        args = (
             self.url,
             time.monotonic() - self._requested,
             self.loop.name,
             _how_to_run(self.loop),
         )
+        # Reported twice on purpose. A warning is Python's way to tell an
+        # application to change its code, and it is shown when nothing was
+        # configured (the NullHandler keeps wsloop's log records quiet then);
+        # the log record is for applications that watch their logs. The
+        # warning comes first: whoever waits on the record sees both.
+        _warn_at(self._caller, _LOOP_DID_NOT_RUN % args)
+        logger.warning(_LOOP_DID_NOT_RUN, *args)
 
     def _begin(self) -> None:
         if self._watchdog is not None:
@@ -635,6 +651,44 @@ def _redirect(current: WebSocketURL, location: str) -> WebSocketURL:
     if current.secure and not url.secure:
         raise ValueError(f"refusing a redirect from wss:// to insecure {location!r}")
     return url
+
+
+#: Where the application called wsloop: file, line, module name, module globals.
+_Caller = tuple[str, int, str, dict[str, Any]]
+
+
+def _application_caller() -> _Caller | None:
+    """The innermost frame of the calling thread that is not wsloop's (a
+    compiled wsloop module has no frame: it is skipped too)."""
+    frame: Any = sys._getframe(0)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != "wsloop" and not module.startswith("wsloop."):
+            return frame.f_code.co_filename, frame.f_lineno, module, frame.f_globals
+        frame = frame.f_back
+    return None
+
+
+def _warn_at(caller: _Caller | None, message: str) -> None:
+    """A RuntimeWarning at ``caller``'s line, from any thread; the warnings
+    filters apply (``-W ignore::RuntimeWarning``, ``filterwarnings``)."""
+    try:
+        if caller is None:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        else:
+            filename, lineno, module, module_globals = caller
+            warnings.warn_explicit(
+                message,
+                RuntimeWarning,
+                filename,
+                lineno,
+                module=module,
+                module_globals=module_globals,
+            )
+    except Exception:
+        # Warnings made errors (-W error) raise here, on the watchdog's
+        # thread, not in the application's: the log record still reports it.
+        pass
 
 
 def _how_to_run(loop: Loop) -> str:

@@ -290,7 +290,8 @@ class ClientOptions(ConnectionOptions):
     ``https_proxy``/``http_proxy``/``no_proxy``; False never uses one.
     ``open_timeout`` covers DNS, TCP, TLS and the handshake of one attempt,
     counted from when the loop starts the attempt. ``loop_warning``: seconds
-    after which a loop that has not run yet is reported (None: never).
+    after which a loop that has not run yet is reported, by a
+    :class:`RuntimeWarning` and on the ``wsloop`` logger (None: never).
     ``redirect_headers(old_url, new_url, headers)``: returns the headers to
     send after a redirect; the default, :func:`strip_credentials`, drops
     credentials when the redirect leaves the scheme, host and port.

@@ -3,6 +3,7 @@ connect is requested before its loop runs receives a steady feed."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -100,13 +101,21 @@ def test_a_loop_that_never_runs_is_reported(name: str, peer: LoopThread) -> None
     flag = _Flag()
     logging.getLogger("wsloop").addHandler(flag)
     try:
-        rec = Recorder(want=1)
-        client = wsloop.connect(server.url, rec, loop=loop, loop_warning=0.1)
-        others = [
-            wsloop.connect(server.url, Recorder(), loop=loop, loop_warning=0.1) for _ in range(3)
-        ]
-        assert flag.seen.wait(5), "no warning about the loop that does not run"
+        # Reported twice: a RuntimeWarning at the application's connect()
+        # (issued first), and a record on the "wsloop" logger.
+        with pytest.warns(RuntimeWarning, match="was requested") as warned:
+            rec = Recorder(want=1)
+            line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+            client = wsloop.connect(server.url, rec, loop=loop, loop_warning=0.1)
+            others = [
+                wsloop.connect(server.url, Recorder(), loop=loop, loop_warning=0.1)
+                for _ in range(3)
+            ]
+            assert flag.seen.wait(5), "no warning about the loop that does not run"
+        (warning,) = [w for w in warned if "was requested" in str(w.message)]
+        assert (warning.filename, warning.lineno) == (__file__, line), "not at the connect()"
         (message,) = flag.messages
+        assert str(warning.message) == message
         assert name in message and "run" in message and server.url in message
         how = {"qt": "app.exec()", "tk": "root.mainloop()"}.get(name, "run")
         assert how in message, message

@@ -28,6 +28,7 @@ logger = logging.getLogger("wsloop")
 #: ``callback(position, error)``, on the loop's thread, once per publish.
 PublishCallback = Callable[["Position | None", "BaseException | None"], object]
 
+#: Recent messages kept per channel for resuming, unless ``history=`` says.
 DEFAULT_HISTORY = 1000
 #: Seconds a channel's history outlives its last publish.
 DEFAULT_TTL = 3600
@@ -60,9 +61,9 @@ class Broker(ABC):
     - ``loop``: the loop of the server whose connections will subscribe.
     - ``history``: how many recent messages of each channel are kept for
       resuming (0: none).
-    - ``envelope``: deliver each message as the JSON envelope of
-      :mod:`wsloop.broker.feed` (channel, epoch, offset, data) rather than
-      as published.
+    - ``envelope``: deliver each message as a JSON envelope (channel,
+      epoch, offset, data: :func:`encode_envelope`) rather than as
+      published.
     - ``policy``: ``"skip"`` or ``"close"`` for a subscriber over its
       ``write_limit``; None: its server's ``broadcast_policy``.
     - ``on_gap(subscription, reason)``: a subscription's position could not
@@ -183,6 +184,7 @@ class Broker(ABC):
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
         return self._closed
 
     # -- on the loop ------------------------------------------------------

@@ -74,6 +74,7 @@ class Publisher:
         return Position(bytes(reply[0]).decode("ascii"), int(reply[1]))
 
     def close(self) -> None:
+        """Disconnect (the next :meth:`publish` connects again)."""
         sock, self._sock = self._sock, None
         if sock is not None:
             try:

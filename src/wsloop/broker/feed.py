@@ -52,6 +52,7 @@ class FeedMessage(NamedTuple):
 
     @property
     def position(self) -> Position:
+        """``(epoch, offset)``: what to resume from (``since=``)."""
         return Position(self.epoch, self.offset)
 
 
@@ -81,7 +82,10 @@ def parse_position(value: Any) -> Position:
 def encode_envelope(
     channel: str, position: Position, data: str | bytes | None, gap: str | None = None
 ) -> str:
-    """The envelope of one message (or, with ``gap``, of a gap notice)."""
+    """The envelope of one message (or, with ``gap``, of a gap notice): one
+    JSON text, ``{"channel": ..., "epoch": ..., "offset": ..., "data": ...}``;
+    binary ``data`` is base64 with ``"binary": true``, and a gap notice has
+    ``"gap": reason`` instead of ``data`` (docs/scaling-out.md, "The envelope")."""
     out: dict[str, Any] = {"channel": channel, "epoch": position.epoch, "offset": position.offset}
     if gap is not None:
         out["gap"] = gap

@@ -1,19 +1,19 @@
 """Event-loop backends: one small interface (:class:`Loop`), one module each.
 
-=========  =====================================  ===================
-name       native loop                            extra
-=========  =====================================  ===================
-builtin    wsloop's own, on :mod:`selectors`      (none)
-asyncio    any asyncio loop                       (none)
-uvloop     a uvloop loop (asyncio backend)        ``wsloop[uvloop]``
-libev      ``gevent.libev.corecext.loop``         ``wsloop[libev]``
-libuv      ``gevent.libuv.loop.loop``             ``wsloop[libuv]``
-glib       ``GLib.MainContext`` / ``MainLoop``    ``wsloop[glib]``
-qt         ``QCoreApplication`` (PySide6/PyQt6)   ``wsloop[qt]``
-twisted    a Twisted reactor                      ``wsloop[twisted]``
-trio       a trio run (``loops.trio.open_loop``)  ``wsloop[trio]``
-tk         ``tkinter.Tk`` (or a display-less Tcl) (none: stdlib)
-=========  =====================================  ===================
+=======  ======================================  ===================
+name     native loop                             extra
+=======  ======================================  ===================
+builtin  wsloop's own, on :mod:`selectors`       (none)
+asyncio  any asyncio loop                        (none)
+uvloop   a uvloop loop (asyncio backend)         ``wsloop[uvloop]``
+libev    ``gevent.libev.corecext.loop``          ``wsloop[libev]``
+libuv    ``gevent.libuv.loop.loop``              ``wsloop[libuv]``
+glib     ``GLib.MainContext`` / ``MainLoop``     ``wsloop[glib]``
+qt       ``QCoreApplication`` (PySide6/PyQt6)    ``wsloop[qt]``
+twisted  a Twisted reactor                       ``wsloop[twisted]``
+trio     a trio run (:func:`.trio.open_loop`)    ``wsloop[trio]``
+tk       ``tkinter.Tk`` (or a display-less Tcl)  (none: stdlib)
+=======  ======================================  ===================
 """
 
 from __future__ import annotations

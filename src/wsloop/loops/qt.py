@@ -8,7 +8,7 @@ called from any thread and the event is delivered on the receiver's.
 
 Qt objects belong to one thread, so the registrations live in plain Python
 and the Qt objects are made on the loop's thread
-(:mod:`wsloop.loops._threadbound`). An application's loop is its
+(``wsloop/loops/_threadbound.py``). An application's loop is its
 ``QCoreApplication``/``QApplication``, run by its own ``app.exec()`` on its
 main thread; a loop wsloop owns runs a ``QEventLoop`` on the thread that
 calls :meth:`Loop.run`, and creates a ``QCoreApplication`` if the process

@@ -9,7 +9,7 @@ foreign thread would block until the Tk thread is idle in ``mainloop()``).
 
 A Tcl interpreter belongs to the thread that created it, so the
 registrations live in plain Python and the Tcl objects are made on the
-loop's thread (:mod:`wsloop.loops._threadbound`). An application's loop is
+loop's thread (``wsloop/loops/_threadbound.py``). An application's loop is
 its ``tkinter.Tk()`` (any widget will do), adapted on the thread that
 created it and run by its own ``mainloop()``; a loop wsloop owns is a
 display-less Tcl interpreter (``tkinter.Tcl()``) made for each
