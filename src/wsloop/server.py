@@ -24,7 +24,7 @@ from .protocol.handshake import error_response
 from .transport import Transport
 from .websocket import WebSocket
 
-__all__ = ["Server", "bind_sockets", "broadcast"]
+__all__ = ["Server", "broadcast"]
 
 logger = logging.getLogger("wsloop")
 
