@@ -71,6 +71,39 @@ class Ticker(wsloop.Handler):
             ws.loop.call_later(self.interval, self._tick, ws)
 
 
+class ResumableFeed(wsloop.Handler):
+    """Server handler: a feed of {"seq": n} from the ``?since=N`` of the
+    request (from 1 without one), ``per_connection`` messages on each
+    connection, which it then closes (1012, restarting); it records the
+    request target and headers of every handshake it sees."""
+
+    def __init__(self, per_connection: int = 3) -> None:
+        self.per_connection = per_connection
+        self.requests: list[tuple[str, dict[str, str]]] = []
+
+    def on_open(self, ws: wsloop.WebSocket) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        assert ws.request is not None
+        path = ws.request.path
+        self.requests.append((path, {k.lower(): v for k, v in ws.request.headers}))
+        since = int(parse_qs(urlsplit(path).query).get("since", ["0"])[0])
+        for seq in range(since + 1, since + 1 + self.per_connection):
+            ws.send(json.dumps({"seq": seq}))
+        ws.close(1012, "restarting")
+
+
+def resume_from_last_seq(rec: Recorder) -> Callable[[str, list[tuple[str, str]]], Any]:
+    """A ``before_reconnect`` hook that resumes after the last seq ``rec``
+    saw, in the query and in a header."""
+
+    def hook(url: str, headers: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
+        last = seqs(rec.messages)[-1] if rec.messages else 0
+        return f"{url}?since={last}", [*headers, ("X-Last-Seq", str(last))]
+
+    return hook
+
+
 class Echo(wsloop.Handler):
     def on_message(self, ws: wsloop.WebSocket, data: str | bytes) -> None:
         ws.send(data)

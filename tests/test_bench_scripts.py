@@ -21,6 +21,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
             ["--count", "20", "--clients", "wsloop-aio,wsloop-aio-cb,bare", "--server", "wsloop"],
             "asyncio API, handler",
         ),
+        # Starts its own redis-server; 200 subscribers, every server kind.
+        ("fanout.py", ["--quick"], "ws+bc/proc"),
     ],
 )
 def test_bench_script_runs(script: str, args: list[str], expect: str) -> None:
@@ -30,3 +32,4 @@ def test_bench_script_runs(script: str, args: list[str], expect: str) -> None:
     assert result.returncode == 0, result.stderr
     assert expect in result.stdout
     assert "nan" not in result.stdout.lower()
+    assert "not measured" not in result.stdout

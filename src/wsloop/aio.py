@@ -24,6 +24,7 @@ step per message, the fastest way to run WebSockets on asyncio/uvloop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import random
@@ -33,11 +34,18 @@ from typing import TYPE_CHECKING, Any
 from ._aiows import AioWebSocket, HandlerForm, fail, resolve
 from ._view import ServerView
 from .broker.aio import AioBroker
-from .client import Client
+from .client import Client, reconnect_target
 from .errors import ConnectionClosed
 from .handler import Handler, has_callbacks, resolve_handler, split_callbacks
 from .loops import get_loop
-from .options import DEFAULT_MAX_QUEUE, ClientOptions, Reconnect, ServerOptions, check_max_queue
+from .options import (
+    DEFAULT_MAX_QUEUE,
+    BeforeReconnect,
+    ClientOptions,
+    Reconnect,
+    ServerOptions,
+    check_max_queue,
+)
 from .server import Server
 
 if TYPE_CHECKING:
@@ -85,12 +93,21 @@ class Connect:
         # The policy of ``async for ws in connect(...)``; one awaited
         # connection does not reconnect.
         self.reconnect: bool | Reconnect | None = options.pop("reconnect", None)
+        # Applied here, by ``async for``, which makes a new client per attempt.
+        self.before_reconnect: BeforeReconnect | None = options.pop("before_reconnect", None)
         self.options = ClientOptions.build(options)  # errors now, not when awaited
         if self.reconnect is not None and not isinstance(self.reconnect, (bool, Reconnect)):
             raise TypeError("reconnect must be True, False or a wsloop.Reconnect")
+        if self.before_reconnect is not None and not callable(self.before_reconnect):
+            raise TypeError(
+                "before_reconnect must be a function (url, headers) -> (url, headers) or None, "
+                f"not {type(self.before_reconnect).__name__}"
+            )
         self._ws: AioWebSocket | None = None
 
-    async def _open(self) -> AioWebSocket:
+    async def _open(
+        self, url: str | None = None, options: ClientOptions | None = None
+    ) -> AioWebSocket:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[AioWebSocket] = loop.create_future()
         ready = functools.partial(resolve, opened)
@@ -100,7 +117,7 @@ class Connect:
             if self.app is None
             else HandlerForm(self.app, ready, failed)
         )
-        client = Client(self.url, handler, get_loop(loop), self.options).start()
+        client = Client(url or self.url, handler, get_loop(loop), options or self.options).start()
         try:
             return await opened
         except BaseException:
@@ -112,11 +129,12 @@ class Connect:
         return self._open().__await__()
 
     def _one_connection(self, how: str) -> None:
-        if self.reconnect is not None:
-            raise TypeError(
-                f"reconnect= applies to `async for ws in wsloop.aio.connect(url, reconnect=...)`; "
-                f"`{how}` opens one connection: pass no reconnect"
-            )
+        for name in ("reconnect", "before_reconnect"):
+            if getattr(self, name) is not None:
+                raise TypeError(
+                    f"{name}= applies to `async for ws in wsloop.aio.connect(url, "
+                    f"reconnect=...)`; `{how}` opens one connection: pass no {name}"
+                )
 
     def __getattr__(self, name: str) -> Any:
         if not name.startswith("_") and hasattr(AioWebSocket, name):
@@ -147,10 +165,11 @@ class Connect:
     async def _forever(self) -> AsyncIterator[AioWebSocket]:
         policy = self.reconnect if isinstance(self.reconnect, Reconnect) else Reconnect()
         failures = 0
+        url, options = self.url, self.options
         while True:
             error: BaseException
             try:
-                ws = await self._open()
+                ws = await self._open(url, options)
             except (TypeError, ValueError):
                 raise  # a mistake in the call, not a network failure
             except Exception as exc:
@@ -176,6 +195,12 @@ class Connect:
                 if not policy.retry_on(error):
                     return
             await asyncio.sleep(policy.delay_after(error, failures, random.random()))
+            if self.before_reconnect is not None:
+                # The hook's mistakes are raised here, in the iterating task.
+                url, headers = reconnect_target(
+                    self.before_reconnect, self.url, self.options.header_items
+                )
+                options = dataclasses.replace(self.options, headers=headers)
 
 
 class AioServer(ServerView[AioWebSocket]):

@@ -343,6 +343,11 @@ class Client:
         if options.ssl is not None and not self._target.secure:
             raise ValueError(f"ssl= was given but {url!r} is not a wss:// URL")
         proxy_for(self._target, options.proxy)  # validate now, not on the loop
+        if options.before_reconnect is not None and options.reconnect_policy is None:
+            raise ValueError(
+                "before_reconnect is called before each reconnect attempt: pass reconnect=True "
+                "(or a wsloop.Reconnect) too"
+            )
         self.handler = handler
         self.loop = loop
         self.options = options
@@ -538,8 +543,25 @@ class Client:
 
     def _retry_now(self) -> None:
         self._retry = None
-        if not self._closing:
-            self._connect(self._target, self.options.max_redirects, self.options.header_items)
+        if self._closing:
+            return
+        target, headers = self._target, self.options.header_items
+        if self.options.before_reconnect is not None:
+            try:
+                url, headers = reconnect_target(self.options.before_reconnect, self.url, headers)
+                target = parse_url(url)
+            except Exception as exc:
+                # A mistake in the application's hook: reported, then the
+                # policy decides (the default gives up on it, as on any hook's).
+                logger.error("before_reconnect failed: %s", exc)
+                try:
+                    self.handler.on_error(None, exc)
+                except Exception:
+                    logger.exception("exception in on_error handler of %r", self)
+                self._failures += 1
+                self._after_connection(exc)
+                return
+        self._connect(target, self.options.max_redirects, headers)
 
     def _close(self, code: int, reason: str) -> None:
         self._closing = True
@@ -590,6 +612,30 @@ class Client:
                 if closed is not None
                 else ConnectionClosed(1006, "", False)
             )
+
+
+def reconnect_target(
+    hook: Callable[[str, list[tuple[str, str]]], object],
+    url: str,
+    headers: list[tuple[str, str]],
+) -> tuple[str, list[tuple[str, str]]]:
+    """What ``before_reconnect`` says the next attempt goes to, checked.
+
+    (Typed as returning object: what an application's hook returns is
+    checked here, with a message, not by compiled code's return check.)"""
+    result: Any = hook(url, list(headers))
+    try:
+        new_url, new_headers = result
+        pairs = list(Headers((str(name), str(value)) for name, value in new_headers))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            "before_reconnect must return (url, headers), headers a list of (name, value) "
+            f"str pairs, not {result!r:.100}: {exc}"
+        ) from exc
+    if not isinstance(new_url, str):
+        raise TypeError(f"before_reconnect returned a URL that is not a str: {new_url!r:.100}")
+    parse_url(new_url)  # a ValueError that says what is wrong with it
+    return new_url, pairs
 
 
 def _format_url(url: WebSocketURL) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_MAX_QUEUE",
     "AioClientArgs",
     "AioServerArgs",
+    "BeforeReconnect",
     "CallbackArgs",
     "ClientArgs",
     "ClientOptionArgs",
@@ -255,6 +256,10 @@ class ConnectionOptions:
 #: sends after a redirect.
 RedirectHeaders = Callable[[str, str, list[tuple[str, str]]], list[tuple[str, str]]]
 
+#: ``before_reconnect(url, headers)``: the ``(url, headers)`` of the next
+#: reconnect attempt, given those the client was made with.
+BeforeReconnect = Callable[[str, list[tuple[str, str]]], tuple[str, list[tuple[str, str]]]]
+
 _CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
@@ -290,6 +295,12 @@ class ClientOptions(ConnectionOptions):
     ``redirect_headers(old_url, new_url, headers)``: returns the headers to
     send after a redirect; the default, :func:`strip_credentials`, drops
     credentials when the redirect leaves the scheme, host and port.
+    ``before_reconnect(url, headers)``: called on the loop before each
+    reconnect attempt with the URL and headers the client was made with
+    (the same each time, whatever it returned before); returns the
+    ``(url, headers)`` to use for that attempt, for example the URL with the
+    position of the last message seen, to resume from there. Needs
+    ``reconnect``.
     """
 
     origin: str | None = None
@@ -300,9 +311,15 @@ class ClientOptions(ConnectionOptions):
     server_hostname: str | None = None
     loop_warning: float | None = 5.0
     redirect_headers: RedirectHeaders = strip_credentials
+    before_reconnect: BeforeReconnect | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.before_reconnect is not None and not callable(self.before_reconnect):
+            raise TypeError(
+                "before_reconnect must be a function (url, headers) -> (url, headers) or None, "
+                f"not {type(self.before_reconnect).__name__}"
+            )
         if not callable(self.redirect_headers):
             raise TypeError(
                 "redirect_headers must be a function (old_url, new_url, headers) -> headers, "
@@ -373,12 +390,17 @@ class ServerOptions(ConnectionOptions):
     must fullmatch, and None in it to allow requests with no ``Origin``
     (non-browser clients). Others get 403 before ``process_request`` runs:
     the defence against cross-site WebSocket hijacking.
+    ``reuse_port``: bind with ``SO_REUSEPORT`` so that several processes
+    (each with its own loop) listen on the same port and the kernel spreads
+    new connections over them (Linux; FreeBSD's ``SO_REUSEPORT_LB``);
+    ``ValueError`` where the platform has neither.
     """
 
     process_request: ProcessRequest | None = None
     max_connections: int | None = 10_000
     handshake_timeout: float = 10.0
     backlog: int = 128
+    reuse_port: bool = False
     broadcast_policy: str = "skip"
     origins: Sequence[OriginRule] | None = None
 
@@ -394,6 +416,22 @@ class ServerOptions(ConnectionOptions):
         if self.broadcast_policy not in ("skip", "close"):
             raise ValueError("broadcast_policy must be 'skip' or 'close'")
         _check_origins(self.origins)
+        if not isinstance(self.reuse_port, bool):
+            raise TypeError(f"reuse_port must be True or False, not {self.reuse_port!r}")
+        if self.reuse_port and reuse_port_option() is None:
+            raise ValueError(
+                "reuse_port=True needs SO_REUSEPORT, which this platform does not have: "
+                "run one server per port (or one process) instead"
+            )
+
+
+def reuse_port_option() -> int | None:
+    """The socket option that lets processes share a listening port with
+    the kernel balancing connections over them, or None where there is none.
+
+    FreeBSD's plain ``SO_REUSEPORT`` gives every connection to one socket;
+    its ``SO_REUSEPORT_LB`` balances, as Linux's ``SO_REUSEPORT`` does."""
+    return getattr(socket, "SO_REUSEPORT_LB", None) or getattr(socket, "SO_REUSEPORT", None)
 
 
 # -- the same options as keyword arguments, for type checkers ------------------
@@ -428,6 +466,7 @@ class ClientOptionArgs(_ConnectionOptionArgs, total=False):
     server_hostname: str | None
     loop_warning: float | None
     redirect_headers: RedirectHeaders
+    before_reconnect: BeforeReconnect | None
 
 
 class ServerOptionArgs(_ConnectionOptionArgs, total=False):
@@ -437,6 +476,7 @@ class ServerOptionArgs(_ConnectionOptionArgs, total=False):
     max_connections: int | None
     handshake_timeout: float
     backlog: int
+    reuse_port: bool
     broadcast_policy: str
     origins: Sequence[OriginRule] | None
 

@@ -18,7 +18,7 @@ from typing import Any
 from ._threads import Completion
 from .handler import HandlerLike
 from .loops import Handle, Loop
-from .options import ServerOptions
+from .options import ServerOptions, reuse_port_option
 from .protocol import HandshakeError, InvalidStateError, RequestReceived, ServerConnection, State
 from .protocol.handshake import error_response
 from .transport import Transport
@@ -27,6 +27,50 @@ from .websocket import WebSocket
 __all__ = ["Server", "broadcast"]
 
 logger = logging.getLogger("wsloop")
+
+
+def bind_sockets(
+    host: str | None,
+    port: int,
+    *,
+    backlog: int = 128,
+    reuse_port: bool = False,
+    listen: bool = True,
+) -> list[socket.socket]:
+    """The sockets a server on ``host``:``port`` listens on: one per address
+    ``host`` resolves to (one only for an ephemeral port, so that it is the
+    same port everywhere).
+
+    ``reuse_port`` sets ``SO_REUSEPORT`` (``SO_REUSEPORT_LB`` on FreeBSD)
+    first, so that other processes may bind the same port and the kernel
+    spreads connections over the listening ones. ``listen=False`` only
+    binds: the port stays reserved (for processes that bind it with
+    ``reuse_port`` too) without this socket taking any connection.
+    """
+    option = reuse_port_option() if reuse_port else None
+    if reuse_port and option is None:
+        raise ValueError("reuse_port=True needs SO_REUSEPORT, which this platform does not have")
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, type_, proto, _, addr in infos:
+            if sockets and port == 0:
+                break  # one socket for an ephemeral port
+            s = socket.socket(family, type_, proto)
+            sockets.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if option is not None:
+                s.setsockopt(socket.SOL_SOCKET, option, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(addr)
+            if listen:
+                s.listen(backlog)
+    except OSError:
+        for s in sockets:
+            s.close()
+        raise
+    return sockets
 
 
 def broadcast(
@@ -98,35 +142,21 @@ class Server:
         if sock is not None:
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError("sock must be a listening SOCK_STREAM socket")
+            if options.reuse_port:
+                raise ValueError(
+                    "reuse_port applies to the socket wsloop binds; with sock=, set "
+                    "SO_REUSEPORT on your socket before binding it and pass no reuse_port"
+                )
             self.sockets = [sock]
         else:
             if not isinstance(port, int) or not 0 <= port <= 65535:
                 raise ValueError(f"port must be an int from 0 to 65535, not {port!r}")
-            self.sockets = self._bind(host, port, options.backlog)
+            self.sockets = bind_sockets(
+                host, port, backlog=options.backlog, reuse_port=options.reuse_port
+            )
         for s in self.sockets:
             s.setblocking(False)
         self.loop.call_in_loop(self._start)
-
-    @staticmethod
-    def _bind(host: str | None, port: int, backlog: int) -> list[socket.socket]:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        sockets: list[socket.socket] = []
-        try:
-            for family, type_, proto, _, addr in infos:
-                if sockets and port == 0:
-                    break  # one socket for an ephemeral port
-                s = socket.socket(family, type_, proto)
-                sockets.append(s)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                s.bind(addr)
-                s.listen(backlog)
-        except OSError:
-            for s in sockets:
-                s.close()
-            raise
-        return sockets
 
     @property
     def connections(self) -> list[WebSocket]:

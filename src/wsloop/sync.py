@@ -275,8 +275,11 @@ def connect(
     :func:`wsloop.connect`."""
     check_max_queue(max_queue)
     opts = ClientOptions.build(options)
-    if opts.reconnect_policy is not None:
-        raise ValueError("the blocking API does not reconnect by itself; loop over connect()")
+    if opts.reconnect_policy is not None or opts.before_reconnect is not None:
+        raise ValueError(
+            "the blocking API does not reconnect by itself (reconnect, before_reconnect); "
+            "loop over connect()"
+        )
     # The shared loop is released once the client is done, however it ends.
     ws = SyncWebSocket(max_queue, done=_shared.release)
     loop = _shared.acquire()

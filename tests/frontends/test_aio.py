@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -191,6 +192,56 @@ def test_reconnecting_iteration() -> None:
                 if len(seen) == 3:
                     break
         assert seen == ["hello"] * 3
+
+    run("asyncio", main)
+
+
+@flavours
+def test_before_reconnect_resumes_iteration(flavour: str) -> None:
+    from netkit import LoopThread, Recorder, ResumableFeed, resume_from_last_seq, seqs
+
+    peer = LoopThread()
+    feed = ResumableFeed(per_connection=2)
+    server = peer.call(lambda: wsloop.serve(feed, loop=peer.loop))
+    rec = Recorder()  # only its messages: what the hook resumes from
+
+    async def main() -> None:
+        policy = wsloop.Reconnect(initial_delay=0.01, jitter=0)
+        async for ws in wsloop.aio.connect(
+            server.url + "feed",
+            headers=[("X-Client", "aio")],
+            reconnect=policy,
+            before_reconnect=resume_from_last_seq(rec),
+        ):
+            with contextlib.suppress(wsloop.ConnectionClosed):  # 1012, restarting
+                async for message in ws:
+                    rec.messages.append(message)
+            if len(rec.messages) >= 6:
+                break
+
+    try:
+        run(flavour, main)
+    finally:
+        peer.call(server.close)
+        peer.close()
+    assert seqs(rec.messages) == [1, 2, 3, 4, 5, 6]
+    assert [path for path, _ in feed.requests] == ["/feed", "/feed?since=2", "/feed?since=4"]
+    assert [h.get("x-last-seq") for _, h in feed.requests] == [None, "2", "4"]
+    assert all(h["x-client"] == "aio" for _, h in feed.requests)
+
+
+def test_before_reconnect_mistakes_raise_in_the_iterating_task() -> None:
+    async def main() -> None:
+        async def leave(ws: AioWebSocket) -> None:
+            await ws.close(1001)
+
+        async with wsloop.aio.serve(leave) as server:
+            policy = wsloop.Reconnect(initial_delay=0.01)
+            with pytest.raises(TypeError, match="before_reconnect must return"):
+                async for ws in wsloop.aio.connect(
+                    server.url, reconnect=policy, before_reconnect=lambda url, headers: url
+                ):
+                    await asyncio.wait_for(ws.wait_closed(), 10)
 
     run("asyncio", main)
 
@@ -440,5 +491,7 @@ def test_reconnect_is_for_async_for_only() -> None:
                 pass
         with pytest.raises(TypeError, match="reconnect must be"):
             wsloop.aio.connect("ws://127.0.0.1:1/", reconnect="yes")  # type: ignore[typeddict-item]
+        with pytest.raises(TypeError, match="before_reconnect= applies to `async for"):
+            await wsloop.aio.connect("ws://127.0.0.1:1/", before_reconnect=lambda u, h: (u, h))
 
     run("asyncio", main)

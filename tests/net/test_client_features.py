@@ -11,7 +11,18 @@ from typing import Any
 import pytest
 
 import wsloop
-from netkit import Echo, LoopThread, RawPeer, Recorder, Ticker, seqs, tls_contexts
+import wsloop.sync
+from netkit import (
+    Echo,
+    LoopThread,
+    RawPeer,
+    Recorder,
+    ResumableFeed,
+    Ticker,
+    resume_from_last_seq,
+    seqs,
+    tls_contexts,
+)
 
 
 def test_reconnects_with_backoff_after_server_restart(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
@@ -144,6 +155,80 @@ def test_close_while_waiting_to_reconnect_stops_for_good(backend) -> None:  # ty
     # Bounded negative wait, past the retry's due time: no further attempt.
     assert not backend.run_until(lambda: len(rec.states) > 3, timeout=0.5)
     assert client.attempts == 1 and len(rec.errors) == 1
+
+
+def test_before_reconnect_resumes_from_the_last_message_seen(backend, peer: LoopThread) -> None:  # type: ignore[no-untyped-def]
+    feed = ResumableFeed(per_connection=3)
+    server = peer.call(lambda: wsloop.serve(feed, loop=peer.loop))
+    rec = Recorder()
+    policy = wsloop.Reconnect(initial_delay=0.01, jitter=0)
+    client = wsloop.connect(
+        server.url + "feed",
+        rec,
+        loop=backend.loop,
+        headers={"X-Client": "test"},
+        reconnect=policy,
+        before_reconnect=resume_from_last_seq(rec),
+    )
+    rec.on_each = lambda r, ws, data: client.close() if len(r.messages) == 12 else None
+    assert backend.run_until(lambda: client.closed)
+    assert seqs(rec.messages) == list(range(1, 13))  # exactly once, in order
+    # The hook got the URL and headers the client was made with, each time.
+    assert [path for path, _ in feed.requests] == [
+        "/feed",
+        "/feed?since=3",
+        "/feed?since=6",
+        "/feed?since=9",
+    ]
+    assert [h.get("x-last-seq") for _, h in feed.requests] == [None, "3", "6", "9"]
+    assert all(h["x-client"] == "test" for _, h in feed.requests)
+    connecting = [d["url"] for s, d in rec.states if s == "connecting"]
+    assert connecting[1] == server.url + "feed?since=3"
+    peer.call(server.close)
+
+
+def test_before_reconnect_mistakes_are_reported_and_stop_the_client(
+    backend, peer: LoopThread
+) -> None:  # type: ignore[no-untyped-def]
+    # A hook's mistake is the application's: reported to on_error, then the
+    # policy's retry_on decides, and the default gives up on it.
+    feed = ResumableFeed(per_connection=1)
+    server = peer.call(lambda: wsloop.serve(feed, loop=peer.loop))
+
+    def raises(url: str, headers: list[tuple[str, str]]) -> Any:
+        raise RuntimeError("bug in the hook")
+
+    def returns_a_url(url: str, headers: list[tuple[str, str]]) -> Any:
+        return url  # not a (url, headers) pair
+
+    hooks = [raises, returns_a_url]
+    for hook, kind in zip(hooks, [RuntimeError, TypeError], strict=True):
+        rec = Recorder()
+        policy = wsloop.Reconnect(initial_delay=0.01, jitter=0)
+        client = wsloop.connect(
+            server.url, rec, loop=backend.loop, reconnect=policy, before_reconnect=hook
+        )
+        assert backend.run_until(lambda c=client: c.closed)  # type: ignore[misc]
+        assert client.state == "gave_up"
+        assert [type(e) for e in rec.errors] == [kind]
+        gave_up = rec.states[-1][1]
+        assert gave_up["retryable"] is False and gave_up["error"] is rec.errors[0]
+    assert "before_reconnect must return (url, headers)" in str(rec.errors[0])
+    assert len(feed.requests) == 2  # one connection each: no attempt with what the hook got wrong
+    peer.call(server.close)
+
+
+def test_before_reconnect_says_what_it_needs() -> None:
+    loop = wsloop.get_loop("builtin")
+    try:
+        with pytest.raises(ValueError, match="pass reconnect=True"):
+            wsloop.connect("ws://127.0.0.1:1/", loop=loop, before_reconnect=lambda u, h: (u, h))
+        with pytest.raises(TypeError, match="before_reconnect must be a function"):
+            wsloop.connect("ws://127.0.0.1:1/", loop=loop, reconnect=True, before_reconnect=3)  # type: ignore[typeddict-item]
+    finally:
+        loop.close()
+    with pytest.raises(ValueError, match="does not reconnect by itself"):
+        wsloop.sync.connect("ws://127.0.0.1:1/", before_reconnect=lambda u, h: (u, h))
 
 
 def test_keepalive_detects_a_peer_that_stops_answering(backend) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import pytest
 
 import wsloop
 from netkit import Echo, FloodClient, LoopThread, Recorder
+from wsloop.options import reuse_port_option
 
 
 def raw_request(port: int, request: bytes, timeout: float = 5) -> bytes:
@@ -464,6 +465,45 @@ def test_serve_on_a_bound_socket_and_bad_port() -> None:
         peer.call(busy.close)
     finally:
         peer.close()
+        loop.close()
+
+
+@pytest.mark.skipif(reuse_port_option() is None, reason="this platform has no SO_REUSEPORT")
+def test_reuse_port_lets_servers_share_a_port(backend) -> None:  # type: ignore[no-untyped-def]
+    # Two servers (in a real deployment, two processes) on one port: the
+    # kernel spreads the connections over both.
+    first = wsloop.serve(Echo(), loop=backend.loop, reuse_port=True)
+    second = wsloop.serve(Echo(), port=first.port, loop=backend.loop, reuse_port=True)
+    recs = [Recorder(want=1, send=["hi"]) for _ in range(24)]
+    clients = [wsloop.connect(first.url, r, loop=backend.loop) for r in recs]
+    assert backend.run_until(lambda: all(r.got_all.is_set() for r in recs))
+    assert len(first.connections) + len(second.connections) == 24
+    assert first.connections and second.connections  # all 24 on one: 1 in 2**23
+    for client in clients:
+        client.close()
+    first.close()
+    second.close()
+    assert backend.run_until(lambda: first.closed and second.closed)
+
+
+def test_reuse_port_errors() -> None:
+    loop = wsloop.get_loop("builtin")
+    try:
+        server = wsloop.serve(Echo(), loop=loop)
+        with pytest.raises(OSError):  # not shared unless every socket asks
+            wsloop.serve(
+                Echo(), port=server.port, loop=loop, reuse_port=reuse_port_option() is not None
+            )
+        with pytest.raises(TypeError, match="reuse_port must be True or False"):
+            wsloop.serve(Echo(), loop=loop, reuse_port="yes")  # type: ignore[arg-type]
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        with pytest.raises(ValueError, match="with sock=, set SO_REUSEPORT"):
+            wsloop.serve(Echo(), sock=s, loop=loop, reuse_port=True)
+        s.close()
+        server.close()
+    finally:
         loop.close()
 
 

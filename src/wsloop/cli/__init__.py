@@ -1,4 +1,4 @@
-"""The ``wsloop`` command: connect, serve, bench and demo.
+"""The ``wsloop`` command: connect, serve, publish, bench and demo.
 
 Conventions follow wscat and websocat: ``connect`` prints each message on
 its own line and sends each line of standard input; ``serve`` prints the URL
@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 
 from .. import __version__
-from . import connect, exits, serve
+from . import connect, exits, publish, serve
 from .console import describe, err
 from .usage import UsageError
 
@@ -66,6 +67,10 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
         connect.add_arguments,
     ),
     "serve": ("run a local server (echo, broadcast, ticker, stdio, exec)", serve.add_arguments),
+    "publish": (
+        "publish to a broker's channel: MESSAGE, standard input's lines, or a ticker",
+        publish.add_arguments,
+    ),
     "bench": (
         "round trips and throughput against a URL or a local echo server",
         _bench_arguments,
@@ -101,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # serve --workers runs each worker with them
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.CRITICAL,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",

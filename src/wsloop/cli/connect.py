@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..client import Client
 from ..handler import Handler
@@ -215,9 +216,16 @@ def _add_reconnect(p: argparse.ArgumentParser) -> None:
         "--reconnect-delay", type=seconds, default=1.0, metavar="SECONDS",
         help="with --reconnect, the first wait; it doubles up to 30 s (default: 1)",
     )  # fmt: skip
+    g.add_argument(
+        "--resume", action="store_true",
+        help="reconnect (as --reconnect) and resume after the last message seen: the broker's "
+        "envelope gives its position, asked for again as ?since=EPOCH:OFFSET",
+    )  # fmt: skip
 
 
 def _reconnect_options(args: argparse.Namespace) -> Options:
+    if args.resume:
+        args.reconnect = True
     if not args.reconnect:
         return {"reconnect": False}
     return {
@@ -282,6 +290,7 @@ class ConsoleClient(Handler):
         self.client: Client | None = None
         self.opened = threading.Event()
         self.status = exits.OK.status
+        self.position: Any = None  # with --resume: of the last envelope seen
 
     def emit(self, kind: str, **fields: Any) -> None:
         if self.args.json:
@@ -308,7 +317,13 @@ class ConsoleClient(Handler):
             self._print_handshake(ws.request, ws.response)
         self.status = exits.OK.status
         self.opened.set()
-        self.emit("open", url=self.args.url, subprotocol=ws.subprotocol, extensions=ws.extensions)
+        self.emit(
+            "open",
+            url=self.args.url,
+            subprotocol=ws.subprotocol,
+            extensions=ws.extensions,
+            headers=dict(ws.response.headers) if ws.response is not None else {},
+        )
         if not self.args.json:
             err(
                 f"connected to {self.args.url}" + (f" ({ws.subprotocol})" if ws.subprotocol else "")
@@ -325,16 +340,43 @@ class ConsoleClient(Handler):
         # delivered while the close handshake runs: they are not printed.
         if self.limit is not None and self.count >= self.limit:
             return
+        where: dict[str, Any] = {}
+        if self.args.resume:
+            feed = _envelope(data)
+            if feed is not None:
+                self.position = feed.position
+                if feed.gap is not None:
+                    self.emit(
+                        "gap", channel=feed.channel, position=str(feed.position), reason=feed.gap
+                    )
+                    if not self.args.json:
+                        err(f"wsloop: gap in {feed.channel!r} after {feed.position}: {feed.gap}")
+                    return
+                assert feed.data is not None
+                data = feed.data
+                where = {"channel": feed.channel, "epoch": feed.epoch, "offset": feed.offset}
         self.count += 1
         if self.args.json:
             binary = isinstance(data, bytes)
             shown = data.hex() if isinstance(data, bytes) else data
-            self.emit("message", data=shown, binary=binary)
+            self.emit("message", data=shown, binary=binary, **where)
         else:
             print_message(data, self.args.binary_output)
         if self.limit is not None and self.count >= self.limit:
             assert self.client is not None
             self.client.close()
+
+    def resume_target(
+        self, url: str, headers: list[tuple[str, str]]
+    ) -> tuple[str, list[tuple[str, str]]]:
+        """``before_reconnect`` for --resume: ``url`` with ``since`` set to
+        the position of the last envelope seen."""
+        if self.position is None:
+            return url, headers
+        parts = urlsplit(url)
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "since"]
+        query.append(("since", str(self.position)))
+        return urlunsplit(parts._replace(query=urlencode(query, safe=":"))), headers
 
     def on_ping(self, ws: WebSocket, data: bytes) -> None:
         if self.args.show_ping_pong:
@@ -374,6 +416,18 @@ class ConsoleClient(Handler):
             err(f"wsloop: error: {describe(error)}")
         if self.args.debug:
             logging.getLogger("wsloop").error("traceback:", exc_info=error)
+
+
+def _envelope(data: str | bytes) -> Any:
+    """The broker's envelope in ``data`` (wsloop.broker.feed), or None."""
+    from ..broker.feed import decode_envelope
+
+    if not isinstance(data, str) or not data.startswith("{"):
+        return None
+    try:
+        return decode_envelope(data)
+    except ValueError:
+        return None  # not an envelope: shown as it is, the position kept
 
 
 # -- standard input --------------------------------------------------------------
@@ -418,6 +472,8 @@ def cmd_connect(args: argparse.Namespace) -> int:
     options = client_options(args)  # mistakes are usage errors before any connecting
     loop = get_loop(args.loop)
     console = ConsoleClient(args, loop)
+    if args.resume:
+        options["before_reconnect"] = console.resume_target
     try:
         client = wsloop.connect(args.url, console, loop=loop, **options)
     except (ValueError, TypeError) as exc:

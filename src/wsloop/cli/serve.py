@@ -6,11 +6,16 @@ path serves ``--mode``; ``--path`` serves it at one path only, and
 ``--route PATH=MODE`` (repeatable) serves a different mode at each path.
 With either, any other path is refused with 404, whose body lists the
 paths served. Paths are compared without the query string.
+
+``--workers N`` runs N such servers as processes sharing the port
+(workers.py). ``--broker URL`` makes ``broadcast`` a feed shared through a
+``wsloop.broker`` by every server on it (feeds.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +31,7 @@ from .feeds import ServeHandler
 from .stdio import StdioHandler
 from .tlsfiles import load_chain
 from .usage import UsageError
+from .workers import WORKER_HEADER
 
 __all__ = ["MODES", "SHUTDOWN_TIMEOUT", "add_arguments", "cmd_serve"]
 
@@ -37,16 +43,28 @@ class Modes:
     """Makes each path's handler; the stdio mode's is one for all paths
     (there is one standard input)."""
 
-    def __init__(self, args: argparse.Namespace, loop: Loop) -> None:
+    def __init__(self, args: argparse.Namespace, loop: Loop, broker: Any = None) -> None:
         self.args = args
         self.loop = loop
+        self.broker = broker
         self.shared: dict[str, Handler] = {}
         self.made: list[Handler] = []
 
     def make(self, mode: str) -> Handler:
         if mode in self.shared:
             return self.shared[mode]
-        handler = MODES[mode][0](self.args, self.loop)
+        if mode == "broadcast" and self.broker is not None:
+            # Each client's channel is its path: one handler serves them all.
+            handler: Handler = ServeHandler(
+                mode,
+                self.args.rate,
+                self.loop,
+                broker=self.broker,
+                channel=self.args.channel,
+                err=err,
+            )
+        else:
+            handler = MODES[mode][0](self.args, self.loop)
         if mode == "stdio":
             self.shared[mode] = handler
         self.made.append(handler)
@@ -188,13 +206,143 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         help="accept only browsers from this origin, e.g. https://example.com (repeatable); "
         "others, and clients sending no Origin, get 403 (default: any)",
     )  # fmt: skip
+    s.add_argument(
+        "--shutdown-timeout", type=float, default=SHUTDOWN_TIMEOUT, metavar="SECONDS",
+        help="on SIGTERM or Ctrl-C, how long clients get to complete the closing handshake "
+        "before they are cut off",
+    )  # fmt: skip
+    g = s.add_argument_group("several processes, shared feeds")
+    g.add_argument(
+        "--workers", type=int, metavar="N",
+        help="run N server processes on the port, each with its own loop (SO_REUSEPORT); "
+        "a worker that dies is restarted (default: one process, no supervisor)",
+    )  # fmt: skip
+    g.add_argument(
+        "--broker", metavar="URL",
+        help="serve --mode broadcast through a broker: redis://host:port/db (every server on "
+        "it delivers every message; clients get the JSON envelope and may resume with "
+        "?since=EPOCH:OFFSET), or memory:// (this process)",
+    )  # fmt: skip
+    g.add_argument(
+        "--channel", default="feed",
+        help="with --broker, the channel of clients that connect to /; /NAME is channel NAME",
+    )  # fmt: skip
+    g.add_argument(
+        "--history", type=int, default=1000, metavar="N",
+        help="with --broker, messages of each channel kept for clients that resume",
+    )  # fmt: skip
+    s.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:FD, from the supervisor
     s.set_defaults(func=cmd_serve)
 
 
 def _mode(args: argparse.Namespace) -> str:
     if args.exec and args.mode not in (None, "exec"):
         raise UsageError(f"--exec runs with --mode exec, not --mode {args.mode}")
+    if args.broker is not None:
+        if args.mode not in (None, "broadcast"):
+            raise UsageError(f"--broker serves --mode broadcast, not --mode {args.mode}")
+        return "broadcast"
     return args.mode or ("exec" if args.exec else "echo")
+
+
+def _check_broker(args: argparse.Namespace) -> None:
+    """The broker's options, checked here, before any worker starts."""
+    if args.broker is None:
+        return
+    if args.history < 0:
+        raise UsageError("--history must be 0 or more messages")
+    if args.broker == "memory://":
+        if args.workers is not None:
+            raise UsageError(
+                "a memory:// broker lives inside one process: with --workers, use redis://"
+            )
+        return
+    from ..broker.resp import parse_redis_url, require_hiredis
+
+    try:
+        parse_redis_url(args.broker)
+    except ValueError as exc:
+        raise UsageError(f"--broker: {exc}") from None
+    require_hiredis()  # the ImportError that names wsloop[redis]
+
+
+def _open_broker(args: argparse.Namespace, loop: Loop, worker: tuple[int, int] | None) -> Any:
+    if args.broker is None:
+        return None
+    from ..broker import open_broker
+
+    who = f"worker {worker[0]}: " if worker is not None else ""
+
+    def on_state(broker: Any, state: str, detail: dict[str, Any]) -> None:
+        if state == "connecting" or detail.get("reason") == "closed":
+            return
+        why = detail.get("error") or detail.get("reason")
+        err(f"wsloop: {who}broker {state}" + (f" ({why})" if why else ""))
+
+    try:
+        return open_broker(
+            args.broker, loop=loop, history=args.history, envelope=True, on_state=on_state
+        )
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--broker: {exc}") from None
+
+
+def _worker_arg(value: str | None) -> tuple[int, int] | None:
+    """``--worker INDEX:FD`` (given by the supervisor only)."""
+    if value is None:
+        return None
+    index, _, fd = value.partition(":")
+    try:
+        return int(index), int(fd)
+    except ValueError:
+        raise UsageError(f"--worker takes INDEX:FD, not {value!r}") from None
+
+
+def _watch_lifeline(loop: Loop, fd: int, stop: Callable[[], object]) -> None:
+    """Shut down when the supervisor is gone: nothing is ever written to
+    ``fd``, so it turns readable at end-of-file only, once the supervisor's
+    end of the pipe is closed (by its exit, however it exits)."""
+
+    def readable() -> None:
+        if os.read(fd, 64):
+            return
+        loop.remove_reader(fd)
+        os.close(fd)
+        err(f"wsloop: worker {os.getpid()}: the supervisor is gone; shutting down")
+        stop()
+
+    loop.add_reader(fd, readable)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    from ..options import reuse_port_option
+    from .workers import Supervisor
+
+    if args.workers < 1:
+        raise UsageError("--workers must be 1 or more")
+    if reuse_port_option() is None:
+        raise UsageError(
+            "--workers needs SO_REUSEPORT, which this platform does not have; "
+            "run one server per port instead"
+        )
+    if args.mode == "stdio":
+        raise UsageError("--mode stdio reads this process's standard input: not with --workers")
+    supervisor = Supervisor(
+        args.argv,
+        args.workers,
+        args.host,
+        args.port,
+        args.shutdown_timeout,
+        out=out,
+        err=err,
+        describe=args.mode,
+    )
+    try:
+        return supervisor.run()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -203,11 +351,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     args.mode = _mode(args)
     if args.rate <= 0:
         raise UsageError("--rate must be positive (messages per minute)")
+    if args.shutdown_timeout < 0:
+        raise UsageError("--shutdown-timeout must be 0 or more seconds")
     context = _server_ssl(args)
     routes = _routes(args)
+    _check_broker(args)
+    worker = _worker_arg(args.worker)
+    if worker is None and args.workers is not None:
+        return _supervise(args)
     loop = get_loop(args.loop)
-    modes = Modes(args, loop)
+    broker = _open_broker(args, loop, worker)
+    modes = Modes(args, loop, broker)
     options: dict[str, Any] = {}
+    if worker is not None:
+        options["reuse_port"] = True
+        options["headers"] = [(WORKER_HEADER, str(worker[0]))]
     if routes:
         router = Router({path: modes.make(mode) for path, mode in routes.items()})
         handler: Handler = router
@@ -236,14 +394,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
             made.server = server
         elif isinstance(made, StdioHandler):
             made.start(server)
+    if broker is not None:
+        server.add_done_callback(broker.close)
     server.add_done_callback(loop.stop)
+
+    def stop() -> None:
+        server.close(args.shutdown_timeout)
+
     # Before the URL is printed: whoever read it may signal at once. A
-    # client that does not complete the close handshake within 2 s (one
-    # whose reading was paused, say) is then cut off.
-    on_signals(loop, lambda: server.close(SHUTDOWN_TIMEOUT))
+    # client that does not complete the close handshake within
+    # --shutdown-timeout (one whose reading was paused, say) is then cut off.
+    on_signals(loop, stop)
     out(server.url)
-    served = ", ".join(f"{p} {m}" for p, m in routes.items()) if routes else args.mode
-    err(f"serving {served} on {server.url} ({loop.name} loop); Ctrl-C to stop")
+    if worker is None:
+        served = ", ".join(f"{p} {m}" for p, m in routes.items()) if routes else args.mode
+        if broker is not None:
+            served += f" of {args.broker} (channel {args.channel!r} at /)"
+        err(f"serving {served} on {server.url} ({loop.name} loop); Ctrl-C to stop")
+    else:
+        _watch_lifeline(loop, worker[1], stop)
     try:
         loop.run()
     finally:
