@@ -183,9 +183,20 @@ def test_without_hiredis_the_error_names_the_extra() -> None:
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
+    # An old hiredis (no RESP3 push type before 3.2) is refused the same way.
+    code += (
+        "import types; old = types.ModuleType('hiredis'); old.__version__ = '2.0.0'\n"
+        "sys.modules['hiredis'] = old\n"
+        "try:\n"
+        "    b.open_broker('redis://127.0.0.1:1/0', loop=wsloop.get_loop('builtin'))\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert "wsloop[redis]" in done.stdout
+    missing, old = done.stdout.splitlines()
+    assert "wsloop[redis]" in missing
+    assert "wsloop[redis]" in old and ">= 3.2" in old and "2.0.0" in old
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
