@@ -16,6 +16,7 @@ from wsloop.broker import (
     FeedMessage,
     Position,
     Publisher,
+    Subscription,
     decode_envelope,
     encode_envelope,
     open_broker,
@@ -225,3 +226,82 @@ def test_an_expired_history_is_a_new_epoch(
     reader.close()
     broker.close()
     assert loop.run_until(lambda: broker.state == "down")
+
+
+def test_more_live_messages_during_a_replay_than_are_held(
+    loop: Backend, redis_server: RedisServer
+) -> None:
+    """Over MAX_HELD live messages arrive while a subscription replays: the
+    replay's read ran after all of them (Redis answers in order), so it
+    covers them; the subscriber gets each once, in order, and no gap."""
+    import socket
+
+    import hiredis
+
+    from wsloop.broker.fanout import MAX_HELD
+    from wsloop.broker.scripts import PUBLISH, channel_keys
+
+    total = MAX_HELD + 50
+    broker = open_broker(redis_server.url, loop=loop.loop, envelope=True, history=2 * total)
+    channel = channel_name()
+    server = feed_server(broker, loop.loop)
+    live = Reader(f"{server.url}{channel}", loop.loop)
+    late = Reader(f"{server.url}other-{channel}", loop.loop)
+    assert loop.run_until(lambda: settled(broker, server, 2))
+    first: list[Position] = []
+    broker.publish(channel, "m1", lambda position, error: first.append(position))
+    assert loop.run_until(lambda: live.data == ["m1"] and bool(first))
+    late_ws = next(ws for ws in server.connections if "other-" in (ws.request.path or ""))
+    seen: list[tuple[bool, Position | None]] = []
+    finish = broker._fanout.finish_sync
+
+    def finish_sync(sub: Subscription, token: int, *args: object) -> None:
+        if sub.channel == channel:
+            seen.append((len(sub._held or ()) == MAX_HELD, sub._overflow))
+        finish(sub, token, *args)  # type: ignore[arg-type]
+
+    broker._fanout.finish_sync = finish_sync  # type: ignore[method-assign]
+    subs: list[Subscription] = []
+
+    def burst() -> None:
+        """On the loop (which reads nothing meanwhile): publish ``total``
+        messages, pipelined, then subscribe from the first: every one of
+        them reaches this process as a live message before the replay's
+        answer, and they are more than a subscription holds."""
+        meta, stream, pubsub = channel_keys("wsloop", channel)
+        with socket.create_connection(("127.0.0.1", redis_server.port), timeout=10) as s:
+            commands = [hiredis.pack_command(("SCRIPT", "LOAD", PUBLISH))]
+            for i in range(2, total + 2):
+                args = (meta, stream, pubsub, "t", f"m{i}", 2 * total, 3600, "x")
+                commands.append(hiredis.pack_command(("EVALSHA", _sha(PUBLISH), 2, *args)))
+            s.sendall(b"".join(commands))
+            reader, replies = hiredis.Reader(), 0
+            while replies < len(commands):
+                reply = reader.gets()
+                if reply is False:
+                    chunk = s.recv(1 << 16)
+                    assert chunk
+                    reader.feed(chunk)
+                    continue
+                assert not isinstance(reply, hiredis.ReplyError), reply
+                replies += 1
+        subs.append(broker.subscribe(late_ws, channel, since=first[0]))
+
+    loop.loop.call_soon(burst)
+    assert loop.run_until(lambda: len(late.data) == total and len(live.data) == total + 1, 20)
+    assert seen and seen[-1][0] and seen[-1][1] is not None  # it did overflow
+    expected = [f"m{i}" for i in range(2, total + 2)]
+    assert late.data == expected and late.gaps == []
+    assert [m.offset for m in late.messages] == list(range(2, total + 2))
+    assert live.data == ["m1", *expected] and live.gaps == []
+    assert subs[0].live and subs[0].gap is None and subs[0].resumed
+    live.close()
+    late.close()
+    broker.close()
+    assert loop.run_until(lambda: broker.state == "down")
+
+
+def _sha(script: str) -> str:
+    from wsloop.broker.scripts import sha1
+
+    return sha1(script)
