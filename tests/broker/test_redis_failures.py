@@ -372,3 +372,42 @@ def test_a_host_name(loop: Backend, redis_server: RedisServer) -> None:
     assert loop.run_until(lambda: bool(got))
     assert isinstance(got[0][0], Position) and got[0][1] is None
     closing(loop, broker)
+
+
+def test_a_channel_that_redis_refuses(loop: Backend, own_redis: RedisServer) -> None:
+    """An ACL that forbids one channel: Redis answers that SUBSCRIBE with an
+    error reply, not pushes. Its subscribers are told (a gap); the other
+    channels, subscribed in the same batch after a reconnect, and every
+    later command's reply, are unaffected."""
+    allowed, forbidden = channel_name(), channel_name()
+    own_redis.command("ACL", "SETUSER", "feeds", "on", ">pw", "+@all", "~*", "resetchannels")
+    own_redis.command("ACL", "SETUSER", "feeds", f"&wsloop:{{{allowed}}}")
+    url = own_redis.url.replace("redis://", "redis://feeds:pw@")
+    gaps: list[tuple[str, str]] = []
+    broker = open_broker(
+        url,
+        loop=loop.loop,
+        envelope=True,
+        reconnect=FAST,
+        on_gap=lambda sub, reason: gaps.append((sub.channel, reason)),
+    )
+    server = feed_server(broker, loop.loop)
+    ok = Reader(f"{server.url}{allowed}", loop.loop)
+    refused = Reader(f"{server.url}{forbidden}", loop.loop)
+    assert loop.run_until(lambda: len(refused.gaps) == 1 and settled(broker, server, 1))
+    assert gaps == [(forbidden, refused.gaps[0].gap)] and "NOPERM" in gaps[0][1]
+    replies: list[Any] = []
+    broker.publish(allowed, "one", lambda position, error: replies.append((position, error)))
+    assert loop.run_until(lambda: ok.data == ["one"] and bool(replies))
+    assert replies == [(ok.messages[0].position, None)]  # replies still match their commands
+    # Both resubscribed in one batch after a reconnect: the batch is refused,
+    # then each channel is tried alone.
+    own_redis.command("CLIENT", "KILL", "USER", "feeds")
+    assert loop.run_until(lambda: len(refused.gaps) == 2, 10)
+    assert loop.run_until(lambda: settled(broker, server, 1))
+    broker.publish(allowed, "two")
+    assert loop.run_until(lambda: ok.data == ["one", "two"])
+    assert ok.gaps == [] and refused.data == []
+    ok.close()
+    refused.close()
+    closing(loop, broker)

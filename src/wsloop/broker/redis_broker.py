@@ -187,7 +187,7 @@ class RedisBroker(Broker):
         if channel.remote == "":
             _, _, pubsub = channel_keys(self.prefix, channel.name)
             self._pubsub[pubsub.encode()] = channel.name
-            if self._conn.send_subscription("SUBSCRIBE", pubsub):
+            if self._subscribe_remote([pubsub]):
                 channel.remote = "subscribing"
             # else: subscribed with every other channel once connected
         elif channel.remote == "subscribed":
@@ -211,7 +211,29 @@ class RedisBroker(Broker):
             channel.remote = "subscribing"
             names.append(channel_keys(self.prefix, channel.name)[2])
         for i in range(0, len(names), 1000):
-            self._conn.send_subscription("SUBSCRIBE", *names[i : i + 1000])
+            self._subscribe_remote(names[i : i + 1000])
+
+    def _subscribe_remote(self, names: list[str]) -> bool:
+        """SUBSCRIBE ``names``. Redis refuses the whole command if it refuses
+        one channel (an ACL): then each is tried alone, and the subscribers
+        of one that is refused are told (a gap) and left waiting; it is
+        tried again when they resubscribe or the connection is made again."""
+
+        def refused(error: BaseException) -> None:
+            if len(names) > 1:
+                for name in names:
+                    self._subscribe_remote([name])
+                return
+            channel = self._channels.get(self._pubsub.get(names[0].encode(), ""))
+            if channel is None or channel.remote != "subscribing":
+                return
+            channel.remote = ""
+            reason = f"Redis refused to subscribe: {error}"
+            logger.warning("wsloop: channel %r: %s", channel.name, reason)
+            for sub in list(channel.subs.values()):
+                self._fanout.report_gap(sub, reason, sub.position or Position(NO_EPOCH, 0))
+
+        return self._conn.send_subscription("SUBSCRIBE", *names, on_error=refused)
 
     def _on_conn_state(self, state: str, detail: dict[str, Any]) -> None:
         if state != "connected":

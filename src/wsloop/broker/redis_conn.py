@@ -48,6 +48,21 @@ Reply = Callable[[Any, "BaseException | None"], object]
 #: Commands queued while the first connection is being made, at most.
 MAX_EARLY = 10_000
 
+_PING = b"*1\r\n$4\r\nPING\r\n"
+
+
+class _Pushed:
+    """The reply slot of a SUBSCRIBE or UNSUBSCRIBE. RESP3 answers those
+    with push messages when they succeed but with an ordinary error reply
+    when they fail (an ACL's NOPERM): a PING sent right after tells the two
+    apart (its PONG comes first if there was no error), so an error never
+    lands on another command's callback."""
+
+    __slots__ = ("on_error",)
+
+    def __init__(self, on_error: Callable[[BaseException], object] | None) -> None:
+        self.on_error = on_error
+
 
 def _is_ip(host: str) -> bool:
     try:
@@ -125,12 +140,18 @@ class RedisConnection:
         else:
             raise self.unavailable()
 
-    def send_subscription(self, *args: str | bytes) -> bool:
-        """SUBSCRIBE/UNSUBSCRIBE, whose answers come as pushes (RESP3): no
-        reply slot. False if not connected (they are sent again on ready)."""
+    def send_subscription(
+        self, *args: str | bytes, on_error: Callable[[BaseException], object] | None = None
+    ) -> bool:
+        """SUBSCRIBE/UNSUBSCRIBE, whose answers come as pushes (RESP3);
+        ``on_error(error)`` if Redis refuses it instead. False if not
+        connected (they are sent again on ready)."""
         if not self._ready or self._transport is None:
             return False
-        self._transport.write(pack(*args))
+        now = self.loop.time()
+        self._pending.append((now, _Pushed(on_error)))
+        self._pending.append((now, None))  # its PING
+        self._transport.write(pack(*args) + _PING)
         return True
 
     def unavailable(self) -> BrokerUnavailable:
@@ -308,6 +329,16 @@ class RedisConnection:
                 self._abort(ConnectionError("Redis sent a reply to no command"))
                 return
             _, callback = self._pending.popleft()
+            if type(callback) is _Pushed:
+                if isinstance(reply, hiredis.ReplyError):
+                    if callback.on_error is not None:
+                        try:
+                            callback.on_error(RedisReplyError(str(reply)))
+                        except Exception:
+                            logger.exception("exception in a Redis subscription's error callback")
+                    continue
+                # Answered by pushes: this reply is the PING's that follows.
+                _, callback = self._pending.popleft()
             if callback is None:
                 continue
             try:
@@ -370,7 +401,8 @@ class RedisConnection:
         self._early.clear()
         self._reader = None
         for callback in pending:
-            if callback is not None:
+            # (a lost subscription is made again on reconnect: no error)
+            if callback is not None and type(callback) is not _Pushed:
                 try:
                     callback(None, exc)
                 except Exception:
