@@ -107,7 +107,7 @@ class RedisConnection:
         self._sock: socket.socket | None = None
         self._addresses: list[Any] = []  # left to try in this attempt
         self._reader: Any = None
-        self._pending: deque[tuple[float, Reply | None]] = deque()
+        self._pending: deque[tuple[float, Reply | _Pushed | None]] = deque()
         self._early: list[tuple[bytes, Reply | None]] = []
         self._failures = 0
         self._closing = False
@@ -329,7 +329,7 @@ class RedisConnection:
                 self._abort(ConnectionError("Redis sent a reply to no command"))
                 return
             _, callback = self._pending.popleft()
-            if type(callback) is _Pushed:
+            if isinstance(callback, _Pushed):
                 if isinstance(reply, hiredis.ReplyError):
                     if callback.on_error is not None:
                         try:
@@ -339,8 +339,8 @@ class RedisConnection:
                     continue
                 # Answered by pushes: this reply is the PING's that follows.
                 _, callback = self._pending.popleft()
-            if callback is None:
-                continue
+            if callback is None or isinstance(callback, _Pushed):
+                continue  # (a _Pushed is never followed by another: by its PING)
             try:
                 if isinstance(reply, hiredis.ReplyError):
                     callback(None, RedisReplyError(str(reply)))
@@ -402,7 +402,7 @@ class RedisConnection:
         self._reader = None
         for callback in pending:
             # (a lost subscription is made again on reconnect: no error)
-            if callback is not None and type(callback) is not _Pushed:
+            if callback is not None and not isinstance(callback, _Pushed):
                 try:
                     callback(None, exc)
                 except Exception:
