@@ -43,6 +43,20 @@ def check_channel(channel: Any) -> str:
     return channel
 
 
+def check_prefix(prefix: Any) -> str:
+    if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}\r\n"):
+        raise ValueError(
+            f"prefix must be a non-empty str without braces or line breaks, not {prefix!r}"
+        )
+    return prefix
+
+
+def check_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+    return float(value)
+
+
 def check_message(message: Any) -> str | bytes:
     if isinstance(message, (bytearray, memoryview)):
         return bytes(message)

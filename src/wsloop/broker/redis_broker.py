@@ -23,7 +23,14 @@ from typing import Any
 
 from ..loops import Loop
 from ..options import Reconnect
-from .base import DEFAULT_HISTORY, DEFAULT_TTL, Broker, PublishCallback
+from .base import (
+    DEFAULT_HISTORY,
+    DEFAULT_TTL,
+    Broker,
+    PublishCallback,
+    check_prefix,
+    check_seconds,
+)
 from .errors import BrokerUnavailable, RedisReplyError
 from .fanout import NO_EPOCH, Channel, Subscription, replay_gap
 from .feed import Position
@@ -91,8 +98,9 @@ class RedisBroker(Broker):
         target = parse_redis_url(url)
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
             raise ValueError(f"ttl must be an int >= 0 (seconds; 0: forever), not {ttl!r}")
-        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
-            raise ValueError(f"prefix must be a non-empty str without braces, not {prefix!r}")
+        check_prefix(prefix)
+        ping_interval = check_seconds("ping_interval", ping_interval)
+        timeout = check_seconds("timeout", timeout)
         if reconnect is not None and not isinstance(reconnect, Reconnect):
             raise TypeError("reconnect must be a wsloop.Reconnect or None")
         if ssl is not None and not target.tls:
