@@ -41,8 +41,6 @@ logger = logging.getLogger("wsloop")
 #: past that the subscription reports a gap instead of holding more.
 MAX_HELD: Final = 10_000
 
-_UNKNOWN: Final[tuple[object, ...]] = ("unknown",)
-
 #: The epoch of a channel that has no history (never published to, expired,
 #: or lost with a Redis restart).
 NO_EPOCH: Final = ""
@@ -62,7 +60,6 @@ class Subscription:
 
     __slots__ = (
         "_held",
-        "_key",
         "_live_callbacks",
         "_overflow",
         "_sync",
@@ -88,9 +85,6 @@ class Subscription:
         self._overflow: Position | None = None
         self._sync = 0  # which replay a reply belongs to
         self._live_callbacks: list[Callable[[], object]] | None = None
-        # The connection's share key, looked up on the first delivery (it
-        # is fixed once the connection is open).
-        self._key: tuple[object, ...] | None = _UNKNOWN
 
     @property
     def live(self) -> bool:
@@ -232,17 +226,8 @@ class Fanout:
                 continue
             if payload is None:
                 payload = self.payload(channel.name, position, data)
-            key = sub._key
-            if key is _UNKNOWN:
-                key = sub._key = ws.protocol.share_key
             try:
-                if key is None:
-                    ws.send(payload)
-                else:
-                    frame = frames.get(key)
-                    if frame is None:
-                        frame = frames[key] = ws.protocol.prepare_shared(payload)
-                    ws.send_shared(frame)
+                ws.send_shared(payload, frames)
             except Exception as exc:  # closed meanwhile
                 logger.debug("fan-out to %r failed: %s", ws, exc)
                 continue
