@@ -315,3 +315,20 @@ def _sha(script: str) -> str:
     from wsloop.broker.scripts import sha1
 
     return sha1(script)
+
+
+def test_publish_sets_the_ttl_of_both_keys(redis_server: RedisServer) -> None:
+    """The publish script's EXPIRE covers the offset and the stream; with
+    ttl=0 both are kept for good, even after a publish with a ttl."""
+    from wsloop.broker.scripts import channel_keys
+
+    channel = channel_name()
+    meta, stream, _ = channel_keys("wsloop", channel)
+    with Publisher(redis_server.url, ttl=100) as publisher:
+        publisher.publish(channel, "a")
+    ttls = [redis_server.command("TTL", key) for key in (meta, stream)]
+    assert all(isinstance(t, int) and 0 < t <= 100 for t in ttls), ttls
+    with Publisher(redis_server.url, ttl=0) as publisher:
+        assert publisher.publish(channel, "b").offset == 2
+    assert [redis_server.command("TTL", key) for key in (meta, stream)] == [-1, -1]
+    assert redis_server.command("XLEN", stream) == 2

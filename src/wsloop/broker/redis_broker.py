@@ -186,7 +186,9 @@ class RedisBroker(Broker):
         try:
             self._conn.command("EVALSHA", sha, len(keys), *keys, *args, callback=first)
         except BrokerUnavailable as exc:
-            callback(None, exc)
+            # Later, as a reply would come: never inside publish() (where a
+            # callback that publishes again would recurse).
+            self.loop.call_soon(callback, None, exc)
 
     # -- subscriptions ------------------------------------------------------
 

@@ -116,6 +116,7 @@ class RedisConnection:
         self._retry: Handle | None = None
         self._tick: Handle | None = None
         self._last_ping = 0.0
+        self._last_input = 0.0  # when bytes last came from Redis
         self._connect_started = 0.0
         self._started = False
 
@@ -308,6 +309,7 @@ class RedisConnection:
     # -- from the transport (through _Stream) -------------------------------
 
     def _data_received(self, data: memoryview, n: int) -> None:
+        self._last_input = self.loop.time()
         reader = self._reader
         reader.feed(data[:n])
         push_type = hiredis.PushNotification
@@ -445,7 +447,9 @@ class RedisConnection:
         connection, which then reconnects."""
         self._tick = None
         now = self.loop.time()
-        if self._pending and now - self._pending[0][0] > self.timeout:
+        # Timed from the command's sending, or from the last bytes received
+        # if later: a large reply (a long history) still arriving is alive.
+        if self._pending and now - max(self._pending[0][0], self._last_input) > self.timeout:
             self._abort(TimeoutError(f"Redis at {self.url}: no reply within {self.timeout}s"))
             return
         if not self._ready:
