@@ -171,6 +171,10 @@ def test_wrong_arguments_say_what_to_pass(loop: Backend) -> None:
         import ssl
 
         open_broker("redis://127.0.0.1:1/0", loop=loop.loop, ssl=ssl.create_default_context())
+    with pytest.raises(TypeError, match="on_gap"):
+        open_broker(None, loop=loop.loop, on_gap="print")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="SSLContext"):
+        open_broker("rediss://127.0.0.1:1/0", loop=loop.loop, ssl=True)  # type: ignore[arg-type]
     bad: dict[str, object] = {"timeout": 0, "ping_interval": "5", "prefix": "a{b"}
     for option, value in bad.items():
         with pytest.raises(ValueError, match=option):

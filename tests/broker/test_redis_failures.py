@@ -411,3 +411,30 @@ def test_a_channel_that_redis_refuses(loop: Backend, own_redis: RedisServer) -> 
     ok.close()
     refused.close()
     closing(loop, broker)
+
+
+def test_subscribing_again_replaces_the_subscription(
+    loop: Backend, redis_server: RedisServer
+) -> None:
+    """The same connection subscribes to the same channel again: the first
+    subscription ends, the channel stays subscribed in Redis (no
+    UNSUBSCRIBE and SUBSCRIBE again), and each message arrives once."""
+    broker = open_broker(redis_server.url, loop=loop.loop, envelope=True)
+    channel = channel_name()
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}", loop.loop)
+    assert loop.run_until(lambda: settled(broker, server, 1))
+    ws = server.connections[0]
+    (first,) = broker.subscriptions(ws)
+    remote = broker._channels[channel]
+    broker.publish(channel, "one")
+    assert loop.run_until(lambda: reader.data == ["one"])
+    second = broker.subscribe(ws, channel, since=first.position)
+    assert loop.run_until(lambda: second.live)
+    assert not first.active and broker.subscriptions(ws) == [second]
+    assert broker._channels[channel] is remote and remote.remote == "subscribed"
+    broker.publish(channel, "two")
+    assert loop.run_until(lambda: reader.data == ["one", "two"])
+    assert [m.offset for m in reader.messages] == [1, 2]
+    reader.close()
+    closing(loop, broker)

@@ -57,6 +57,8 @@ class Publisher:
             raise ValueError(f"history must be an int >= 0, not {history!r}")
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
             raise ValueError(f"ttl must be an int >= 0, not {ttl!r}")
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}")
         if ssl is not None and not self.url.tls:
             raise ValueError(f"ssl= was given but {url!r} is not a rediss:// URL")
         self.history = history

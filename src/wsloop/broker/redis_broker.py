@@ -103,6 +103,8 @@ class RedisBroker(Broker):
         timeout = check_seconds("timeout", timeout)
         if reconnect is not None and not isinstance(reconnect, Reconnect):
             raise TypeError("reconnect must be a wsloop.Reconnect or None")
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}")
         if ssl is not None and not target.tls:
             raise ValueError(f"ssl= was given but {url!r} is not a rediss:// URL")
         super().__init__(

@@ -174,7 +174,7 @@ class RedisConnection:
             self._retry = None
         self._stop_tick()
         transport, self._transport = self._transport, None
-        self._drop(ConnectionAbortedError("broker closed"))
+        self._drop(BrokerUnavailable("the broker is closed"))
         if transport is not None:
             transport.abort()
         if self._sock is not None:
