@@ -123,7 +123,7 @@ class RedisConnection:
     # -- API (loop thread) ----------------------------------------------------
 
     def start(self) -> None:
-        if not self._started:
+        if not self._started and not self._closing:
             self._started = True
             self._connect()
 
@@ -189,6 +189,7 @@ class RedisConnection:
         self._attempt += 1
         attempt = self._attempt
         self._connect_started = self.loop.time()
+        self._arm_tick()  # the whole attempt is timed, a slow name lookup too
         host, port = self.url.host, self.url.port
         if _is_ip(host):
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
