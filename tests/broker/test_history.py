@@ -65,6 +65,7 @@ def test_replay_gap_rules() -> None:
     assert "history lost" in (replay_gap(Position("e", 3), Position("", 0), None, 0, None) or "")
     assert replay_gap(Position("", 0), head, 1, 10, None) is None  # knew nothing: all of it
     assert "more than" in (replay_gap(Position("e", 0), head, 1, 5, 5) or "")
+    assert "lacks" in (replay_gap(Position("e", 7), head, 8, 2, None) or "")  # 10 missing
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
@@ -338,3 +339,20 @@ def test_publish_sets_the_ttl_of_both_keys(redis_server: RedisServer) -> None:
         assert publisher.publish(channel, "b").offset == 2
     assert [redis_server.command("TTL", key) for key in (meta, stream)] == [-1, -1]
     assert redis_server.command("XLEN", stream) == 2
+
+
+def test_a_publisher_without_history_leaves_a_gap(loop: Backend, redis_server: RedisServer) -> None:
+    """Publishers and servers must agree on ``history``; one that keeps none
+    makes offsets the stream lacks: a resume across them is a gap, not a
+    silent skip."""
+    broker = open_broker(redis_server.url, loop=loop.loop, envelope=True, history=100)
+    channel = channel_name()
+    first = Publisher(redis_server.url, history=100).publish(channel, "kept")
+    Publisher(redis_server.url, history=0).publish(channel, "not kept")
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}?since={first.epoch}:0", loop.loop)
+    assert loop.run_until(lambda: len(reader.gaps) == 1)
+    assert "lacks" in (reader.gaps[0].gap or "") and reader.gaps[0].offset == 2
+    reader.close()
+    broker.close()
+    assert loop.run_until(lambda: broker.state == "down")

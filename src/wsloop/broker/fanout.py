@@ -150,8 +150,11 @@ def replay_gap(
         return None
     if first != offset + 1:
         return f"history no longer holds offset {offset + 1} (trimmed)"
-    if limit is not None and count >= limit and offset + count < head.offset:
-        return f"more than {limit} messages to replay"
+    if offset + count < head.offset:
+        if limit is not None and count >= limit:
+            return f"more than {limit} messages to replay"
+        # Entries are offsets in a row unless a publisher kept no history.
+        return f"history lacks messages up to offset {head.offset} (a publisher with history=0?)"
     return None
 
 
