@@ -356,3 +356,15 @@ def test_a_publisher_without_history_leaves_a_gap(loop: Backend, redis_server: R
     reader.close()
     broker.close()
     assert loop.run_until(lambda: broker.state == "down")
+
+
+def test_a_publisher_whose_connection_redis_closed(redis_server: RedisServer) -> None:
+    """A Publisher kept open while Redis closed its connection (its idle
+    ``timeout``, a restart) opens another for the next publish instead of
+    failing it."""
+    channel = channel_name()
+    with Publisher(redis_server.url) as publisher:
+        first = publisher.publish(channel, "one")
+        host, port = publisher._sock.getsockname()[:2]
+        assert redis_server.command("CLIENT", "KILL", "ADDR", f"{host}:{port}") == 1
+        assert publisher.publish(channel, "two") == Position(first.epoch, 2)

@@ -10,6 +10,7 @@ Redis that is down is a :class:`~wsloop.broker.BrokerUnavailable` at once.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import ssl as _ssl
 import time
@@ -105,6 +106,8 @@ class Publisher:
     # -- internals --------------------------------------------------------
 
     def _call(self, *args: str | bytes | int) -> Any:
+        if self._sock is not None and self._stale():
+            self.close()  # closed by Redis while kept (its idle timeout, a restart)
         if self._sock is None:
             self._open()
         try:
@@ -114,6 +117,16 @@ class Publisher:
         except (OSError, hiredis.ProtocolError) as exc:
             self.close()
             raise BrokerUnavailable(f"Redis at {self.url}: {exc}") from exc
+
+    def _stale(self) -> bool:
+        """Whether the kept connection was closed meanwhile: between calls
+        nothing comes unasked, so a readable socket means it was (and
+        nothing was sent on it, so opening another cannot publish twice)."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def _left(self) -> float:
         """Seconds left of this call's ``timeout``; TimeoutError if none."""
