@@ -113,3 +113,24 @@ def test_deflate_frames_are_shared(peer: Any) -> None:
         client.close()
     server.close()
     broker.close()
+
+
+def test_frames_of_their_own_are_not_shared() -> None:
+    """A client (masked frames) or a connection that keeps its compression
+    context has no share key; building or sending a shared frame there is
+    refused rather than corrupting the stream."""
+    from wshelpers import feed, open_pair
+    from wsloop.protocol import Message
+
+    client, server = open_pair()
+    _, takeover = open_pair(client_deflate=DeflateOptions(), server_deflate=DeflateOptions())
+    assert client.share_key is None and takeover.share_key is None
+    assert server.share_key is not None
+    frame = server.prepare_shared("hi")
+    for own in (client, takeover):
+        with pytest.raises(ValueError, match="share_key"):
+            own.prepare_shared("hi")
+        with pytest.raises(ValueError, match="share_key"):
+            own.send_shared(frame)
+    server.send_shared(frame)
+    assert feed(client, server.data_to_send()) == [Message("hi")]
