@@ -300,6 +300,11 @@ def test_rediss_with_a_password_and_a_database(loop: Backend, tmp_path: Any) -> 
         publish(server.url, channel, "from a script", ssl=context)
         assert loop.run_until(lambda: len(reader.data) == 2)
         assert sorted(reader.data) == ["from a script", "over tls"]  # two publishers
+        # Both in database 3: database 0 holds another history of the channel.
+        db0 = server.url.replace("/3", "/0")
+        assert publish(db0, channel, "elsewhere", ssl=context).offset == 1
+        assert publish(server.url, channel, "third", ssl=context).offset == 3
+        assert loop.run_until(lambda: len(reader.data) == 4)  # pub/sub spans databases
         # A wrong password: a clear error, retried (the state says so).
         bad = open_broker(
             server.url.replace("s3cret", "wrong"), loop=loop.loop, ssl=context, reconnect=FAST
