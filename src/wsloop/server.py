@@ -86,7 +86,7 @@ def broadcast(
         raise ValueError("policy must be 'skip' or 'close'")
     if not isinstance(message, (str, bytes)):
         raise TypeError(f"broadcast() takes str or bytes, not {type(message).__name__}")
-    frame = ServerConnection.prepare_message(message)  # encoded once for all
+    frames: dict[tuple[object, ...], bytes] = {}  # encoded once per share key
     sent = 0
     for ws in list(connections):
         if ws.state != "open":
@@ -96,7 +96,7 @@ def broadcast(
                 ws.close(1008, "too slow to keep up")
             continue
         try:
-            ws.send_prepared(frame, message)
+            ws.send_shared(message, frames)
         except InvalidStateError:
             continue
         sent += 1

@@ -222,22 +222,25 @@ class WebSocket:
             self._marshalled += size
         self.loop.call_soon_threadsafe(self._send_marshalled, payload, text, compress, size)
 
-    def send_prepared(self, frame: bytes, data: str | bytes) -> None:
-        """Loop thread only: send a frame from ``Connection.prepare_message``
-        (the same bytes for many connections, as broadcast does), or ``data``
-        the usual way where that frame cannot be used; written at once."""
-        if not self.protocol.send_prepared(frame):
+    def send_shared(self, data: str | bytes, frames: dict[tuple[object, ...], bytes]) -> None:
+        """Loop thread only: send ``data`` as one of many connections sending
+        the same message (a broadcast, a broker's fan-out), written at once.
+        Its frame is built once per ``protocol.share_key`` and kept in
+        ``frames`` (one dict per message) for the others with that key; a
+        connection whose frames are its own (a compression context kept
+        between messages) encodes it itself."""
+        protocol = self.protocol
+        key = protocol.share_key
+        if key is None:
             if isinstance(data, str):
-                self.protocol.send_text(data)
+                protocol.send_text(data)
             else:
-                self.protocol.send_binary(data)
-        self._flush()
-
-    def send_shared(self, frame: bytes) -> None:
-        """Loop thread only: send a frame from ``protocol.prepare_shared`` of
-        a connection with the same ``protocol.share_key`` (a fan-out builds
-        it once for all of them); written at once."""
-        self.protocol.send_shared(frame)
+                protocol.send_binary(data)
+        else:
+            frame = frames.get(key)
+            if frame is None:
+                frame = frames[key] = protocol.prepare_shared(data)
+            protocol.send_shared(frame)
         self._flush()
 
     def add_close_callback(self, fn: Callable[[WebSocket], object]) -> None:

@@ -77,7 +77,8 @@ def test_sync(kind: str, request: pytest.FixtureRequest) -> None:
 
 def test_deflate_frames_are_shared(peer: Any) -> None:
     """Connections compressing each message on its own share one frame (and
-    the plain ones another); every client decodes the same message."""
+    the plain ones another), in the broker's fan-out and the server's
+    broadcast alike; every client decodes the same message."""
     server_deflate = DeflateOptions(server_no_context_takeover=True, min_size=16)
     loop = peer.loop
     broker = wsloop.broker.open_broker(None, loop=loop)
@@ -93,28 +94,43 @@ def test_deflate_frames_are_shared(peer: Any) -> None:
     assert all(sub.wait_live(5) for sub in peer.call(lambda: list(subs)))
     keys = peer.call(lambda: [ws.protocol.share_key for ws in server.connections])
     assert len(set(keys)) == 2 and None not in keys  # one deflate key, one plain
-    cls = type(server.connections[0].protocol)
-    original = cls.prepare_shared
-    made: list[bytes] = []
-
-    def counting(self: Any, data: Any) -> bytes:
-        frame = original(self, data)
-        made.append(frame)
-        return frame
-
     text = "compressible " * 200
-    cls.prepare_shared = counting  # type: ignore[method-assign]
-    try:
-        broker.publish_wait(channel, text)
-    finally:
-        cls.prepare_shared = original  # type: ignore[method-assign]
+    broker.publish_wait(channel, text)
+    assert peer.call(lambda: server.broadcast(text)) == 4  # the server's own broadcast
+    # What both do, once per message: one dict of frames for all the
+    # connections, one frame per share key (compiled code cannot be
+    # counted from outside, so the dict is looked at).
+    frames: dict[tuple[object, ...], bytes] = {}
+    peer.call(lambda: [ws.send_shared(text, frames) for ws in server.connections])
     for client in [*clients, plain]:
-        assert client.recv(timeout=5) == text
+        for _ in range(3):
+            assert client.recv(timeout=5) == text
     assert clients[0].extensions and not plain.extensions
-    assert len(made) == 2  # once for the compressing ones, once for the plain one
-    assert sorted(frame[0] & 0x40 for frame in made) == [0, 0x40]  # RSV1: one compressed
-    assert min(len(frame) for frame in made) < len(text) // 4
+    assert set(frames) == set(keys)
+    assert sorted(frame[0] & 0x40 for frame in frames.values()) == [0, 0x40]  # RSV1: compressed
+    assert min(len(frame) for frame in frames.values()) < len(text) // 4
     for client in [*clients, plain]:
         client.close()
     server.close()
     broker.close()
+
+
+def test_frames_of_their_own_are_not_shared() -> None:
+    """A client (masked frames) or a connection that keeps its compression
+    context has no share key; building or sending a shared frame there is
+    refused rather than corrupting the stream."""
+    from wshelpers import feed, open_pair
+    from wsloop.protocol import Message
+
+    client, server = open_pair()
+    _, takeover = open_pair(client_deflate=DeflateOptions(), server_deflate=DeflateOptions())
+    assert client.share_key is None and takeover.share_key is None
+    assert server.share_key is not None
+    frame = server.prepare_shared("hi")
+    for own in (client, takeover):
+        with pytest.raises(ValueError, match="share_key"):
+            own.prepare_shared("hi")
+        with pytest.raises(ValueError, match="share_key"):
+            own.send_shared(frame)
+    server.send_shared(frame)
+    assert feed(client, server.data_to_send()) == [Message("hi")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from wsloop.broker import (
     FeedMessage,
     Position,
     Publisher,
+    Subscription,
     decode_envelope,
     encode_envelope,
     open_broker,
@@ -63,6 +65,7 @@ def test_replay_gap_rules() -> None:
     assert "history lost" in (replay_gap(Position("e", 3), Position("", 0), None, 0, None) or "")
     assert replay_gap(Position("", 0), head, 1, 10, None) is None  # knew nothing: all of it
     assert "more than" in (replay_gap(Position("e", 0), head, 1, 5, 5) or "")
+    assert "lacks" in (replay_gap(Position("e", 7), head, 8, 2, None) or "")  # 10 missing
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
@@ -124,15 +127,19 @@ def test_a_redis_that_stops_answering(loop: Backend, own_redis: RedisServer) -> 
     errors: list[BaseException | None] = []
     os.kill(pid, signal.SIGSTOP)
     try:
-        broker.publish("frozen", "x", lambda position, error: errors.append(error))
-        assert loop.run_until(lambda: bool(errors), 5)
-        assert isinstance(errors[0], BrokerUnavailable)
+        for _ in range(5):  # in flight together
+            broker.publish("frozen", "x", lambda position, error: errors.append(error))
+        assert loop.run_until(lambda: len(errors) == 5, 5)
+        assert all(isinstance(error, BrokerUnavailable) for error in errors)
         assert loop.run_until(lambda: broker.state == "reconnecting", 5)
+        started = time.monotonic()
         with pytest.raises(BrokerUnavailable):
             Publisher(own_redis.url, timeout=0.5).publish("frozen", "x")
+        assert time.monotonic() - started < 1.5  # the timeout bounds the whole call
     finally:
         os.kill(pid, signal.SIGCONT)
     assert loop.run_until(lambda: broker.state == "connected", 10)
+    assert len(errors) == 5  # each callback once
     # Idle (no command in flight): the keepalive PING finds out alone.
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -167,6 +174,17 @@ def test_wrong_arguments_say_what_to_pass(loop: Backend) -> None:
         import ssl
 
         open_broker("redis://127.0.0.1:1/0", loop=loop.loop, ssl=ssl.create_default_context())
+    with pytest.raises(TypeError, match="on_gap"):
+        open_broker(None, loop=loop.loop, on_gap="print")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="SSLContext"):
+        open_broker("rediss://127.0.0.1:1/0", loop=loop.loop, ssl=True)  # type: ignore[arg-type]
+    bad: dict[str, object] = {"timeout": 0, "ping_interval": "5", "prefix": "a{b"}
+    for option, value in bad.items():
+        with pytest.raises(ValueError, match=option):
+            open_broker("redis://127.0.0.1:1/0", loop=loop.loop, **{option: value})  # type: ignore[arg-type]
+    for option in ("timeout", "prefix"):
+        with pytest.raises(ValueError, match=option):
+            Publisher("redis://127.0.0.1:1/0", **{option: bad[option]})  # type: ignore[arg-type]
     broker.close()
 
 
@@ -183,9 +201,20 @@ def test_without_hiredis_the_error_names_the_extra() -> None:
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
+    # An old hiredis (no RESP3 push type before 3.2) is refused the same way.
+    code += (
+        "import types; old = types.ModuleType('hiredis'); old.__version__ = '2.0.0'\n"
+        "sys.modules['hiredis'] = old\n"
+        "try:\n"
+        "    b.open_broker('redis://127.0.0.1:1/0', loop=wsloop.get_loop('builtin'))\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert "wsloop[redis]" in done.stdout
+    missing, old = done.stdout.splitlines()
+    assert "wsloop[redis]" in missing
+    assert "wsloop[redis]" in old and ">= 3.2" in old and "2.0.0" in old
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
@@ -214,3 +243,128 @@ def test_an_expired_history_is_a_new_epoch(
     reader.close()
     broker.close()
     assert loop.run_until(lambda: broker.state == "down")
+
+
+def test_more_live_messages_during_a_replay_than_are_held(
+    loop: Backend, redis_server: RedisServer
+) -> None:
+    """Over MAX_HELD live messages arrive while a subscription replays: the
+    replay's read ran after all of them (Redis answers in order), so it
+    covers them; the subscriber gets each once, in order, and no gap."""
+    import socket
+
+    import hiredis
+
+    from wsloop.broker.fanout import MAX_HELD
+    from wsloop.broker.scripts import PUBLISH, channel_keys
+
+    total = MAX_HELD + 50
+    broker = open_broker(redis_server.url, loop=loop.loop, envelope=True, history=2 * total)
+    channel = channel_name()
+    server = feed_server(broker, loop.loop)
+    live = Reader(f"{server.url}{channel}", loop.loop)
+    late = Reader(f"{server.url}other-{channel}", loop.loop)
+    assert loop.run_until(lambda: settled(broker, server, 2))
+    first: list[Position] = []
+    broker.publish(channel, "m1", lambda position, error: first.append(position))
+    assert loop.run_until(lambda: live.data == ["m1"] and bool(first))
+    late_ws = next(ws for ws in server.connections if "other-" in (ws.request.path or ""))
+    seen: list[tuple[bool, Position | None]] = []
+    finish = broker._fanout.finish_sync
+
+    def finish_sync(sub: Subscription, token: int, *args: object) -> None:
+        if sub.channel == channel:
+            seen.append((len(sub._held or ()) == MAX_HELD, sub._overflow))
+        finish(sub, token, *args)  # type: ignore[arg-type]
+
+    broker._fanout.finish_sync = finish_sync  # type: ignore[method-assign]
+    subs: list[Subscription] = []
+
+    def burst() -> None:
+        """On the loop (which reads nothing meanwhile): publish ``total``
+        messages, pipelined, then subscribe from the first: every one of
+        them reaches this process as a live message before the replay's
+        answer, and they are more than a subscription holds."""
+        meta, stream, pubsub = channel_keys("wsloop", channel)
+        with socket.create_connection(("127.0.0.1", redis_server.port), timeout=10) as s:
+            commands = [hiredis.pack_command(("SCRIPT", "LOAD", PUBLISH))]
+            for i in range(2, total + 2):
+                args = (meta, stream, pubsub, "t", f"m{i}", 2 * total, 3600, "x")
+                commands.append(hiredis.pack_command(("EVALSHA", _sha(PUBLISH), 2, *args)))
+            s.sendall(b"".join(commands))
+            reader, replies = hiredis.Reader(), 0
+            while replies < len(commands):
+                reply = reader.gets()
+                if reply is False:
+                    chunk = s.recv(1 << 16)
+                    assert chunk
+                    reader.feed(chunk)
+                    continue
+                assert not isinstance(reply, hiredis.ReplyError), reply
+                replies += 1
+        subs.append(broker.subscribe(late_ws, channel, since=first[0]))
+
+    loop.loop.call_soon(burst)
+    assert loop.run_until(lambda: len(late.data) == total and len(live.data) == total + 1, 20)
+    assert seen and seen[-1][0] and seen[-1][1] is not None  # it did overflow
+    expected = [f"m{i}" for i in range(2, total + 2)]
+    assert late.data == expected and late.gaps == []
+    assert [m.offset for m in late.messages] == list(range(2, total + 2))
+    assert live.data == ["m1", *expected] and live.gaps == []
+    assert subs[0].live and subs[0].gap is None and subs[0].resumed
+    live.close()
+    late.close()
+    broker.close()
+    assert loop.run_until(lambda: broker.state == "down")
+
+
+def _sha(script: str) -> str:
+    from wsloop.broker.scripts import sha1
+
+    return sha1(script)
+
+
+def test_publish_sets_the_ttl_of_both_keys(redis_server: RedisServer) -> None:
+    """The publish script's EXPIRE covers the offset and the stream; with
+    ttl=0 both are kept for good, even after a publish with a ttl."""
+    from wsloop.broker.scripts import channel_keys
+
+    channel = channel_name()
+    meta, stream, _ = channel_keys("wsloop", channel)
+    with Publisher(redis_server.url, ttl=100) as publisher:
+        publisher.publish(channel, "a")
+    ttls = [redis_server.command("TTL", key) for key in (meta, stream)]
+    assert all(isinstance(t, int) and 0 < t <= 100 for t in ttls), ttls
+    with Publisher(redis_server.url, ttl=0) as publisher:
+        assert publisher.publish(channel, "b").offset == 2
+    assert [redis_server.command("TTL", key) for key in (meta, stream)] == [-1, -1]
+    assert redis_server.command("XLEN", stream) == 2
+
+
+def test_a_publisher_without_history_leaves_a_gap(loop: Backend, redis_server: RedisServer) -> None:
+    """Publishers and servers must agree on ``history``; one that keeps none
+    makes offsets the stream lacks: a resume across them is a gap, not a
+    silent skip."""
+    broker = open_broker(redis_server.url, loop=loop.loop, envelope=True, history=100)
+    channel = channel_name()
+    first = Publisher(redis_server.url, history=100).publish(channel, "kept")
+    Publisher(redis_server.url, history=0).publish(channel, "not kept")
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}?since={first.epoch}:0", loop.loop)
+    assert loop.run_until(lambda: len(reader.gaps) == 1)
+    assert "lacks" in (reader.gaps[0].gap or "") and reader.gaps[0].offset == 2
+    reader.close()
+    broker.close()
+    assert loop.run_until(lambda: broker.state == "down")
+
+
+def test_a_publisher_whose_connection_redis_closed(redis_server: RedisServer) -> None:
+    """A Publisher kept open while Redis closed its connection (its idle
+    ``timeout``, a restart) opens another for the next publish instead of
+    failing it."""
+    channel = channel_name()
+    with Publisher(redis_server.url) as publisher:
+        first = publisher.publish(channel, "one")
+        host, port = publisher._sock.getsockname()[:2]
+        assert redis_server.command("CLIENT", "KILL", "ADDR", f"{host}:{port}") == 1
+        assert publisher.publish(channel, "two") == Position(first.epoch, 2)

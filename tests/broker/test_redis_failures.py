@@ -300,6 +300,11 @@ def test_rediss_with_a_password_and_a_database(loop: Backend, tmp_path: Any) -> 
         publish(server.url, channel, "from a script", ssl=context)
         assert loop.run_until(lambda: len(reader.data) == 2)
         assert sorted(reader.data) == ["from a script", "over tls"]  # two publishers
+        # Both in database 3: database 0 holds another history of the channel.
+        db0 = server.url.replace("/3", "/0")
+        assert publish(db0, channel, "elsewhere", ssl=context).offset == 1
+        assert publish(server.url, channel, "third", ssl=context).offset == 3
+        assert loop.run_until(lambda: len(reader.data) == 4)  # pub/sub spans databases
         # A wrong password: a clear error, retried (the state says so).
         bad = open_broker(
             server.url.replace("s3cret", "wrong"), loop=loop.loop, ssl=context, reconnect=FAST
@@ -371,4 +376,70 @@ def test_a_host_name(loop: Backend, redis_server: RedisServer) -> None:
     broker.publish(channel_name(), "x", lambda position, error: got.append((position, error)))
     assert loop.run_until(lambda: bool(got))
     assert isinstance(got[0][0], Position) and got[0][1] is None
+    closing(loop, broker)
+
+
+def test_a_channel_that_redis_refuses(loop: Backend, own_redis: RedisServer) -> None:
+    """An ACL that forbids one channel: Redis answers that SUBSCRIBE with an
+    error reply, not pushes. Its subscribers are told (a gap); the other
+    channels, subscribed in the same batch after a reconnect, and every
+    later command's reply, are unaffected."""
+    allowed, forbidden = channel_name(), channel_name()
+    own_redis.command("ACL", "SETUSER", "feeds", "on", ">pw", "+@all", "~*", "resetchannels")
+    own_redis.command("ACL", "SETUSER", "feeds", f"&wsloop:{{{allowed}}}")
+    url = own_redis.url.replace("redis://", "redis://feeds:pw@")
+    gaps: list[tuple[str, str]] = []
+    broker = open_broker(
+        url,
+        loop=loop.loop,
+        envelope=True,
+        reconnect=FAST,
+        on_gap=lambda sub, reason: gaps.append((sub.channel, reason)),
+    )
+    server = feed_server(broker, loop.loop)
+    ok = Reader(f"{server.url}{allowed}", loop.loop)
+    refused = Reader(f"{server.url}{forbidden}", loop.loop)
+    assert loop.run_until(lambda: len(refused.gaps) == 1 and settled(broker, server, 1))
+    assert gaps == [(forbidden, refused.gaps[0].gap)] and "NOPERM" in gaps[0][1]
+    replies: list[Any] = []
+    broker.publish(allowed, "one", lambda position, error: replies.append((position, error)))
+    assert loop.run_until(lambda: ok.data == ["one"] and bool(replies))
+    assert replies == [(ok.messages[0].position, None)]  # replies still match their commands
+    # Both resubscribed in one batch after a reconnect: the batch is refused,
+    # then each channel is tried alone.
+    own_redis.command("CLIENT", "KILL", "USER", "feeds")
+    assert loop.run_until(lambda: len(refused.gaps) == 2, 10)
+    assert loop.run_until(lambda: settled(broker, server, 1))
+    broker.publish(allowed, "two")
+    assert loop.run_until(lambda: ok.data == ["one", "two"])
+    assert ok.gaps == [] and refused.data == []
+    ok.close()
+    refused.close()
+    closing(loop, broker)
+
+
+def test_subscribing_again_replaces_the_subscription(
+    loop: Backend, redis_server: RedisServer
+) -> None:
+    """The same connection subscribes to the same channel again: the first
+    subscription ends, the channel stays subscribed in Redis (no
+    UNSUBSCRIBE and SUBSCRIBE again), and each message arrives once."""
+    broker = open_broker(redis_server.url, loop=loop.loop, envelope=True)
+    channel = channel_name()
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}", loop.loop)
+    assert loop.run_until(lambda: settled(broker, server, 1))
+    ws = server.connections[0]
+    (first,) = broker.subscriptions(ws)
+    remote = broker._channels[channel]
+    broker.publish(channel, "one")
+    assert loop.run_until(lambda: reader.data == ["one"])
+    second = broker.subscribe(ws, channel, since=first.position)
+    assert loop.run_until(lambda: second.live)
+    assert not first.active and broker.subscriptions(ws) == [second]
+    assert broker._channels[channel] is remote and remote.remote == "subscribed"
+    broker.publish(channel, "two")
+    assert loop.run_until(lambda: reader.data == ["one", "two"])
+    assert [m.offset for m in reader.messages] == [1, 2]
+    reader.close()
     closing(loop, broker)

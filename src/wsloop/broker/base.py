@@ -44,6 +44,20 @@ def check_channel(channel: Any) -> str:
     return channel
 
 
+def check_prefix(prefix: Any) -> str:
+    if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}\r\n"):
+        raise ValueError(
+            f"prefix must be a non-empty str without braces or line breaks, not {prefix!r}"
+        )
+    return prefix
+
+
+def check_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number of seconds > 0, not {value!r}")
+    return float(value)
+
+
 def check_message(message: Any) -> str | bytes:
     if isinstance(message, (bytearray, memoryview)):
         return bytes(message)
@@ -85,6 +99,9 @@ class Broker(ABC):
             raise ValueError(f"history must be an int >= 0, not {history!r}")
         if policy not in (None, "skip", "close"):
             raise ValueError(f"policy must be None, 'skip' or 'close', not {policy!r}")
+        for name, fn in (("on_gap", on_gap), ("on_state", on_state)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be a function or None, not {type(fn).__name__}")
         self.loop = loop
         self.history = history
         self.envelope = bool(envelope)
@@ -213,14 +230,14 @@ class Broker(ABC):
         if subs is None:
             subs = self._by_ws[ws] = {}
             ws.add_close_callback(self._ws_closed)
-        old = subs.pop(sub.channel, None)
-        if old is not None:
-            self._remove(old)
+        old = subs.get(sub.channel)
         subs[sub.channel] = sub
         channel = self._channels.get(sub.channel)
         if channel is None:
             channel = self._channels[sub.channel] = Channel(sub.channel)
-        channel.subs[ws] = sub
+        channel.subs[ws] = sub  # in place of ``old``: the channel stays subscribed
+        if old is not None:
+            self._end(old)
         self._start(channel, sub)
 
     def _unsubscribe(self, ws: WebSocket, name: str) -> None:
@@ -233,10 +250,13 @@ class Broker(ABC):
         for sub in list(self._by_ws.pop(ws, {}).values()):
             self._remove(sub)
 
-    def _remove(self, sub: Subscription) -> None:
+    def _end(self, sub: Subscription) -> None:
         sub.active = False
         sub._held = None
         sub._went_live()  # waiters learn it ended
+
+    def _remove(self, sub: Subscription) -> None:
+        self._end(sub)
         channel = self._channels.get(sub.channel)
         if channel is None or channel.subs.get(sub.ws) is not sub:
             return

@@ -14,7 +14,12 @@ got; a message at or before it (same epoch) is a duplicate and is dropped,
 one from another epoch means the history was lost in between (a gap,
 reported). While a subscription replays history (``syncing``) the live
 messages for it are held, at most :data:`MAX_HELD`, then delivered after
-the replay with the same rule: no gap, no duplicate.
+the replay with the same rule: no gap, no duplicate. Held messages that
+the replay's read already covers (at or before the channel's position it
+returned: Redis answers in order, so every message that arrived before the
+read's reply ran before the read) are dropped, so holding fewer than
+arrived loses nothing as long as the read covers the rest; only messages
+past it that could not be held are a gap.
 """
 
 from __future__ import annotations
@@ -36,8 +41,6 @@ logger = logging.getLogger("wsloop")
 #: past that the subscription reports a gap instead of holding more.
 MAX_HELD: Final = 10_000
 
-_UNKNOWN: Final[tuple[object, ...]] = ("unknown",)
-
 #: The epoch of a channel that has no history (never published to, expired,
 #: or lost with a Redis restart).
 NO_EPOCH: Final = ""
@@ -57,7 +60,6 @@ class Subscription:
 
     __slots__ = (
         "_held",
-        "_key",
         "_live_callbacks",
         "_overflow",
         "_sync",
@@ -79,12 +81,10 @@ class Subscription:
         self.resumed = False
         self.active = True
         self._held: list[tuple[Position, str | bytes]] | None = None
-        self._overflow = False
+        #: The first live message that could not be held (MAX_HELD reached).
+        self._overflow: Position | None = None
         self._sync = 0  # which replay a reply belongs to
         self._live_callbacks: list[Callable[[], object]] | None = None
-        # The connection's share key, looked up on the first delivery (it
-        # is fixed once the connection is open).
-        self._key: tuple[object, ...] | None = _UNKNOWN
 
     @property
     def live(self) -> bool:
@@ -150,9 +150,22 @@ def replay_gap(
         return None
     if first != offset + 1:
         return f"history no longer holds offset {offset + 1} (trimmed)"
-    if limit is not None and count >= limit and offset + count < head.offset:
-        return f"more than {limit} messages to replay"
+    if offset + count < head.offset:
+        if limit is not None and count >= limit:
+            return f"more than {limit} messages to replay"
+        # Entries are offsets in a row unless a publisher kept no history.
+        return f"history lacks messages up to offset {head.offset} (a publisher with history=0?)"
     return None
+
+
+def _covered(position: Position, head: Position) -> bool:
+    """Whether the message at ``position``, which ran before the read that
+    found the channel at ``head``, is already accounted for by that read:
+    replayed (or reported as a gap), or before the start of a subscription
+    without a position, or from an epoch that ``head``'s replaced."""
+    if head.epoch == NO_EPOCH:
+        return False  # nothing was read (no history, or the read failed)
+    return position.epoch != head.epoch or position.offset <= head.offset
 
 
 class Channel:
@@ -183,6 +196,8 @@ class Fanout:
         self.envelope = envelope
         self.policy = policy
         self.on_gap = on_gap
+        #: Live messages held per replaying subscription, at most.
+        self.max_held = MAX_HELD
 
     def payload(self, channel: str, position: Position, data: str | bytes) -> str | bytes:
         return encode_envelope(channel, position, data) if self.envelope else data
@@ -193,14 +208,15 @@ class Fanout:
         channel.head = position
         payload: str | bytes | None = None
         frames: dict[tuple[object, ...], bytes] = {}
+        item = (position, data)  # one tuple, however many subscriptions hold it
         sent = 0
         for sub in list(channel.subs.values()):
             held = sub._held
             if held is not None:
-                if len(held) < MAX_HELD:
-                    held.append((position, data))
-                else:
-                    sub._overflow = True
+                if len(held) < self.max_held:
+                    held.append(item)
+                elif sub._overflow is None:
+                    sub._overflow = position
                 continue
             if not self.accept(sub, position):
                 continue
@@ -213,17 +229,8 @@ class Fanout:
                 continue
             if payload is None:
                 payload = self.payload(channel.name, position, data)
-            key = sub._key
-            if key is _UNKNOWN:
-                key = sub._key = ws.protocol.share_key
             try:
-                if key is None:
-                    ws.send(payload)
-                else:
-                    frame = frames.get(key)
-                    if frame is None:
-                        frame = frames[key] = ws.protocol.prepare_shared(payload)
-                    ws.send_shared(frame)
+                ws.send_shared(payload, frames)
             except Exception as exc:  # closed meanwhile
                 logger.debug("fan-out to %r failed: %s", ws, exc)
                 continue
@@ -253,7 +260,7 @@ class Fanout:
         token its replay's result must carry."""
         if sub._held is None:
             sub._held = []
-        sub._overflow = False
+        sub._overflow = None
         sub._sync += 1
         return sub._sync
 
@@ -265,31 +272,34 @@ class Fanout:
         entries: list[tuple[Position, str | bytes]],
         gap: str | None,
     ) -> None:
-        """The replay of ``sub`` is done: ``entries`` to replay, or ``gap``
-        why it cannot; then the live messages held meanwhile."""
+        """The replay of ``sub`` is done: ``head`` is the channel's position
+        when history was read, ``entries`` what to replay up to it, or
+        ``gap`` why that cannot be; then the live messages held meanwhile
+        that came after ``head``. Without a position (no ``since``) it
+        starts at ``head``."""
         if not sub.active or token != sub._sync or sub._held is None:
             return
         held, sub._held = sub._held, None
+        overflow, sub._overflow = sub._overflow, None
         start = sub.position
-        if start is not None:
-            if gap is not None:
-                sub.position = head
-                self.report_gap(sub, gap, head)
-            else:
-                for position, data in entries:
-                    self.send_one(sub, position, data)
-                if sub.since is not None and start == sub.since:
-                    sub.resumed = True
-                if sub.position is None or sub.position.epoch == NO_EPOCH:
-                    sub.position = head
-        for position, data in held:
-            self.send_one(sub, position, data)
-        if sub.position is None:
+        if start is None:
             sub.position = head
-        if sub._overflow:
-            sub._overflow = False
+        elif gap is not None:
+            sub.position = head
+            self.report_gap(sub, gap, head)
+        else:
+            for position, data in entries:
+                self.send_one(sub, position, data)
+            if start == sub.since:
+                sub.resumed = True
+            if sub.position is None or sub.position.epoch == NO_EPOCH:
+                sub.position = head
+        for position, data in held:
+            if not _covered(position, head):
+                self.send_one(sub, position, data)
+        if overflow is not None and not _covered(overflow, head):
             self.report_gap(
-                sub, f"more than {MAX_HELD} live messages during the replay", sub.position
+                sub, f"more than {self.max_held} live messages during the replay", sub.position
             )
         sub._went_live()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..loops import Loop
 from .base import DEFAULT_HISTORY, DEFAULT_TTL, Broker, PublishCallback
+from .errors import BrokerUnavailable
 from .fanout import Channel, Subscription, replay_gap
 from .feed import Position
 
@@ -109,7 +110,7 @@ class LocalBroker(Broker):
     def _publish(self, name: str, data: str | bytes, callback: PublishCallback | None) -> None:
         if self._closed:
             if callback is not None:
-                self.loop.call_soon(callback, None, ConnectionAbortedError("the broker is closed"))
+                self.loop.call_soon(callback, None, BrokerUnavailable("the broker is closed"))
             return
         hist = self._history(name)
         if hist is None:

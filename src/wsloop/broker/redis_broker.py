@@ -23,7 +23,14 @@ from typing import Any
 
 from ..loops import Loop
 from ..options import Reconnect
-from .base import DEFAULT_HISTORY, DEFAULT_TTL, Broker, PublishCallback
+from .base import (
+    DEFAULT_HISTORY,
+    DEFAULT_TTL,
+    Broker,
+    PublishCallback,
+    check_prefix,
+    check_seconds,
+)
 from .errors import BrokerUnavailable, RedisReplyError
 from .fanout import NO_EPOCH, Channel, Subscription, replay_gap
 from .feed import Position
@@ -91,10 +98,13 @@ class RedisBroker(Broker):
         target = parse_redis_url(url)
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
             raise ValueError(f"ttl must be an int >= 0 (seconds; 0: forever), not {ttl!r}")
-        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
-            raise ValueError(f"prefix must be a non-empty str without braces, not {prefix!r}")
+        check_prefix(prefix)
+        ping_interval = check_seconds("ping_interval", ping_interval)
+        timeout = check_seconds("timeout", timeout)
         if reconnect is not None and not isinstance(reconnect, Reconnect):
             raise TypeError("reconnect must be a wsloop.Reconnect or None")
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise TypeError(f"ssl must be an ssl.SSLContext or None, not {type(ssl).__name__}")
         if ssl is not None and not target.tls:
             raise ValueError(f"ssl= was given but {url!r} is not a rediss:// URL")
         super().__init__(
@@ -178,7 +188,9 @@ class RedisBroker(Broker):
         try:
             self._conn.command("EVALSHA", sha, len(keys), *keys, *args, callback=first)
         except BrokerUnavailable as exc:
-            callback(None, exc)
+            # Later, as a reply would come: never inside publish() (where a
+            # callback that publishes again would recurse).
+            self.loop.call_soon(callback, None, exc)
 
     # -- subscriptions ------------------------------------------------------
 
@@ -187,7 +199,7 @@ class RedisBroker(Broker):
         if channel.remote == "":
             _, _, pubsub = channel_keys(self.prefix, channel.name)
             self._pubsub[pubsub.encode()] = channel.name
-            if self._conn.send_subscription("SUBSCRIBE", pubsub):
+            if self._subscribe_remote([pubsub]):
                 channel.remote = "subscribing"
             # else: subscribed with every other channel once connected
         elif channel.remote == "subscribed":
@@ -211,7 +223,29 @@ class RedisBroker(Broker):
             channel.remote = "subscribing"
             names.append(channel_keys(self.prefix, channel.name)[2])
         for i in range(0, len(names), 1000):
-            self._conn.send_subscription("SUBSCRIBE", *names[i : i + 1000])
+            self._subscribe_remote(names[i : i + 1000])
+
+    def _subscribe_remote(self, names: list[str]) -> bool:
+        """SUBSCRIBE ``names``. Redis refuses the whole command if it refuses
+        one channel (an ACL): then each is tried alone, and the subscribers
+        of one that is refused are told (a gap) and left waiting; it is
+        tried again when they resubscribe or the connection is made again."""
+
+        def refused(error: BaseException) -> None:
+            if len(names) > 1:
+                for name in names:
+                    self._subscribe_remote([name])
+                return
+            channel = self._channels.get(self._pubsub.get(names[0].encode(), ""))
+            if channel is None or channel.remote != "subscribing":
+                return
+            channel.remote = ""
+            reason = f"Redis refused to subscribe: {error}"
+            logger.warning("wsloop: channel %r: %s", channel.name, reason)
+            for sub in list(channel.subs.values()):
+                self._fanout.report_gap(sub, reason, sub.position or Position(NO_EPOCH, 0))
+
+        return self._conn.send_subscription("SUBSCRIBE", *names, on_error=refused)
 
     def _on_conn_state(self, state: str, detail: dict[str, Any]) -> None:
         if state != "connected":

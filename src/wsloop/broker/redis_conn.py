@@ -48,6 +48,21 @@ Reply = Callable[[Any, "BaseException | None"], object]
 #: Commands queued while the first connection is being made, at most.
 MAX_EARLY = 10_000
 
+_PING = b"*1\r\n$4\r\nPING\r\n"
+
+
+class _Pushed:
+    """The reply slot of a SUBSCRIBE or UNSUBSCRIBE. RESP3 answers those
+    with push messages when they succeed but with an ordinary error reply
+    when they fail (an ACL's NOPERM): a PING sent right after tells the two
+    apart (its PONG comes first if there was no error), so an error never
+    lands on another command's callback."""
+
+    __slots__ = ("on_error",)
+
+    def __init__(self, on_error: Callable[[BaseException], object] | None) -> None:
+        self.on_error = on_error
+
 
 def _is_ip(host: str) -> bool:
     try:
@@ -92,7 +107,7 @@ class RedisConnection:
         self._sock: socket.socket | None = None
         self._addresses: list[Any] = []  # left to try in this attempt
         self._reader: Any = None
-        self._pending: deque[tuple[float, Reply | None]] = deque()
+        self._pending: deque[tuple[float, Reply | _Pushed | None]] = deque()
         self._early: list[tuple[bytes, Reply | None]] = []
         self._failures = 0
         self._closing = False
@@ -101,13 +116,14 @@ class RedisConnection:
         self._retry: Handle | None = None
         self._tick: Handle | None = None
         self._last_ping = 0.0
+        self._last_input = 0.0  # when bytes last came from Redis
         self._connect_started = 0.0
         self._started = False
 
     # -- API (loop thread) ----------------------------------------------------
 
     def start(self) -> None:
-        if not self._started:
+        if not self._started and not self._closing:
             self._started = True
             self._connect()
 
@@ -125,12 +141,18 @@ class RedisConnection:
         else:
             raise self.unavailable()
 
-    def send_subscription(self, *args: str | bytes) -> bool:
-        """SUBSCRIBE/UNSUBSCRIBE, whose answers come as pushes (RESP3): no
-        reply slot. False if not connected (they are sent again on ready)."""
+    def send_subscription(
+        self, *args: str | bytes, on_error: Callable[[BaseException], object] | None = None
+    ) -> bool:
+        """SUBSCRIBE/UNSUBSCRIBE, whose answers come as pushes (RESP3);
+        ``on_error(error)`` if Redis refuses it instead. False if not
+        connected (they are sent again on ready)."""
         if not self._ready or self._transport is None:
             return False
-        self._transport.write(pack(*args))
+        now = self.loop.time()
+        self._pending.append((now, _Pushed(on_error)))
+        self._pending.append((now, None))  # its PING
+        self._transport.write(pack(*args) + _PING)
         return True
 
     def unavailable(self) -> BrokerUnavailable:
@@ -152,7 +174,7 @@ class RedisConnection:
             self._retry = None
         self._stop_tick()
         transport, self._transport = self._transport, None
-        self._drop(ConnectionAbortedError("broker closed"))
+        self._drop(BrokerUnavailable("the broker is closed"))
         if transport is not None:
             transport.abort()
         if self._sock is not None:
@@ -167,6 +189,7 @@ class RedisConnection:
         self._attempt += 1
         attempt = self._attempt
         self._connect_started = self.loop.time()
+        self._arm_tick()  # the whole attempt is timed, a slow name lookup too
         host, port = self.url.host, self.url.port
         if _is_ip(host):
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -287,6 +310,7 @@ class RedisConnection:
     # -- from the transport (through _Stream) -------------------------------
 
     def _data_received(self, data: memoryview, n: int) -> None:
+        self._last_input = self.loop.time()
         reader = self._reader
         reader.feed(data[:n])
         push_type = hiredis.PushNotification
@@ -308,8 +332,18 @@ class RedisConnection:
                 self._abort(ConnectionError("Redis sent a reply to no command"))
                 return
             _, callback = self._pending.popleft()
-            if callback is None:
-                continue
+            if isinstance(callback, _Pushed):
+                if isinstance(reply, hiredis.ReplyError):
+                    if callback.on_error is not None:
+                        try:
+                            callback.on_error(RedisReplyError(str(reply)))
+                        except Exception:
+                            logger.exception("exception in a Redis subscription's error callback")
+                    continue
+                # Answered by pushes: this reply is the PING's that follows.
+                _, callback = self._pending.popleft()
+            if callback is None or isinstance(callback, _Pushed):
+                continue  # (a _Pushed is never followed by another: by its PING)
             try:
                 if isinstance(reply, hiredis.ReplyError):
                     callback(None, RedisReplyError(str(reply)))
@@ -370,7 +404,8 @@ class RedisConnection:
         self._early.clear()
         self._reader = None
         for callback in pending:
-            if callback is not None:
+            # (a lost subscription is made again on reconnect: no error)
+            if callback is not None and not isinstance(callback, _Pushed):
                 try:
                     callback(None, exc)
                 except Exception:
@@ -413,7 +448,9 @@ class RedisConnection:
         connection, which then reconnects."""
         self._tick = None
         now = self.loop.time()
-        if self._pending and now - self._pending[0][0] > self.timeout:
+        # Timed from the command's sending, or from the last bytes received
+        # if later: a large reply (a long history) still arriving is alive.
+        if self._pending and now - max(self._pending[0][0], self._last_input) > self.timeout:
             self._abort(TimeoutError(f"Redis at {self.url}: no reply within {self.timeout}s"))
             return
         if not self._ready:

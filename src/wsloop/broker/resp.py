@@ -21,6 +21,13 @@ def _import_hiredis() -> Any:
         import hiredis as module
     except ImportError as exc:
         raise ImportError("the Redis broker needs hiredis: pip install 'wsloop[redis]'") from exc
+    if not hasattr(module, "PushNotification"):
+        # Before 3.2 a RESP3 push comes back as a plain list, which would be
+        # taken for a command's reply.
+        raise ImportError(
+            f"the Redis broker needs hiredis >= 3.2 (RESP3 pushes), not "
+            f"{getattr(module, '__version__', '?')}: pip install -U 'wsloop[redis]'"
+        )
     return module
 
 

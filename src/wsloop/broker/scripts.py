@@ -23,7 +23,8 @@ from typing import Final
 __all__ = ["PUBLISH", "READ", "channel_keys", "sha1"]
 
 #: KEYS: meta, stream. ARGV: pub/sub channel, kind, data, history (0: keep
-#: none), ttl seconds (0: never expire), epoch to start if there is none.
+#: none), ttl seconds (0: never expire, even if an earlier ttl was set),
+#: epoch to start if there is none.
 #: Returns {epoch, offset}.
 PUBLISH: Final = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -41,6 +42,9 @@ local ttl = tonumber(ARGV[5])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
   if history > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+else
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
 end
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. epoch .. ':' .. offset .. ':' .. ARGV[3])
 return {epoch, offset}

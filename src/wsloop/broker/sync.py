@@ -29,6 +29,11 @@ class SyncBroker:
         """``connecting``, ``connected``, ``reconnecting`` or ``down``."""
         return self.broker.state
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self.broker.closed
+
     def subscribe(self, ws: Any, channel: str, since: Any = None) -> Subscription:
         """See :meth:`wsloop.broker.Broker.subscribe`."""
         return self.broker.subscribe(ws, channel, since)

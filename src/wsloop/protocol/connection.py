@@ -330,7 +330,12 @@ class Connection:
     def prepare_shared(self, data: str | bytes) -> bytes:
         """The frame this connection sends for ``data``, which every
         connection with the same :attr:`share_key` (not None) can send with
-        :meth:`send_shared`; compressed when this one would compress it."""
+        :meth:`send_shared`; compressed when this one would compress it.
+        ValueError where the frame is this connection's own (``share_key``
+        None): building it would advance its compression context, or it
+        would go unmasked from a client."""
+        if self.share_key is None:
+            raise ValueError("this connection's frames are its own (share_key is None): use send")
         if isinstance(data, str):
             opcode, payload = _TEXT, data.encode("utf-8")
         else:
@@ -347,6 +352,8 @@ class Connection:
         same :attr:`share_key`."""
         if self.state is not State.OPEN:
             raise InvalidStateError(f"cannot send a message: the connection is {self.state.value}")
+        if self.share_key is None:
+            raise ValueError("this connection's frames are its own (share_key is None): use send")
         self._writer.queue(frame)
 
     def send_ping(self, data: bytes = b"") -> None:
