@@ -240,7 +240,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Before the URL is printed: whoever read it may signal at once. A
     # client that does not complete the close handshake within 2 s (one
     # whose reading was paused, say) is then cut off.
-    on_signals(loop, lambda: server.close(SHUTDOWN_TIMEOUT))
+    restore_signals = on_signals(loop, lambda: server.close(SHUTDOWN_TIMEOUT))
     out(server.url)
     served = ", ".join(f"{p} {m}" for p, m in routes.items()) if routes else args.mode
     err(f"serving {served} on {server.url} ({loop.name} loop); Ctrl-C to stop")
@@ -251,4 +251,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if isinstance(made, CommandHandler):
                 made.shutdown()
         loop.close()
+        restore_signals()
     return 0
