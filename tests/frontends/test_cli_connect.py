@@ -203,6 +203,16 @@ def test_exit_statuses_are_distinct_and_in_help_and_docs() -> None:
         assert f"| {status} |" in doc, f"docs/cli.md lacks exit status {status}"
 
 
+def test_docs_list_every_loop_for_connect() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    (row,) = [
+        line
+        for line in doc.splitlines()
+        if line.startswith("| `--loop NAME` | builtin | event loop:")
+    ]
+    assert row.split("event loop: ")[1].rstrip(" |").split(", ") == list(BACKENDS)
+
+
 # -- handshake errors and -v ------------------------------------------------------
 
 
