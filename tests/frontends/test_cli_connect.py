@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 import wsloop
 from loopkit import require
-from netkit import Echo, LoopThread, free_port
+from netkit import Answering, Echo, LoopThread, free_port
 from wsloop.cli import exits
 from wsloop.loops import BACKENDS
 
@@ -214,33 +212,6 @@ def test_docs_list_every_loop_for_connect() -> None:
 
 
 # -- handshake errors and -v ------------------------------------------------------
-
-
-class Answering:
-    """A TCP peer on 127.0.0.1 answering every request with ``response``."""
-
-    def __init__(self, response: bytes) -> None:
-        self.response = response
-        self.hits = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                self.hits += 1
-                conn.sendall(self.response)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def http(status: str, body: bytes = b"", *headers: str) -> bytes:

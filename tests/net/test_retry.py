@@ -6,46 +6,15 @@ a plain HTTP 200 and a certificate that does not verify stop at once; and
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
-import threading
 from typing import Any
 
 import pytest
 
 import wsloop
 import wsloop.aio
-from netkit import Echo, Recorder, free_port, tls_contexts
+from netkit import Answering, Echo, Recorder, free_port, tls_contexts
 from wsloop.options import retry_after, retryable
-
-
-class Answering:
-    """A TCP listener on 127.0.0.1 answering every request with ``response``;
-    counts the requests."""
-
-    def __init__(self, response: bytes) -> None:
-        self.response = response
-        self.hits = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"ws://127.0.0.1:{self.port}/"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                self.hits += 1
-                conn.sendall(self.response)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def status(code: int, reason: str, *headers: str, body: bytes = b"") -> bytes:
