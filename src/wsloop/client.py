@@ -568,12 +568,7 @@ class Client:
         if self.ws is ws:
             self.ws = None
             self._failures += 1  # an unexpected close starts the backoff
-            closed = ws.protocol.closed
-            self._after_connection(
-                ConnectionClosed.make(closed.code, closed.reason, closed.clean)
-                if closed is not None
-                else ConnectionClosed(1006, "", False)
-            )
+            self._after_connection(ConnectionClosed.of(ws.protocol.closed))
 
 
 def _format_url(url: WebSocketURL) -> str:

@@ -159,3 +159,60 @@ def test_aio_reconnecting_iteration_stops_on_a_refusal() -> None:
     asyncio.run(main())
     assert stub.hits == 1
     stub.close()
+
+
+class ClosesAtOnce(wsloop.Handler):
+    """Accepts, then closes with ``code``: each connection opens and ends."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.opened = 0
+
+    def on_open(self, ws: wsloop.WebSocket) -> None:
+        self.opened += 1
+        ws.close(self.code, "go away")
+
+
+def no_policy_violations(error: BaseException) -> bool:
+    return not (isinstance(error, wsloop.ConnectionClosed) and error.code == 1008)
+
+
+def test_retry_on_sees_how_an_open_connection_ended(backend) -> None:  # type: ignore[no-untyped-def]
+    """An opened connection that closes is retried by default; retry_on gets
+    its ConnectionClosed (code, reason) and can stop there."""
+    handler = ClosesAtOnce(1008)
+    server = wsloop.serve(handler, loop=backend.loop)
+    seen: list[BaseException] = []
+
+    def rule(error: BaseException) -> bool:
+        seen.append(error)
+        return no_policy_violations(error)
+
+    client, rec = connect_until_done(
+        backend, server.url, reconnect=wsloop.Reconnect(**FAST, max_attempts=5, retry_on=rule)
+    )
+    assert client.state == "gave_up" and handler.opened == 1
+    (error,) = seen
+    assert isinstance(error, wsloop.ConnectionClosedError)
+    assert (error.code, error.reason, error.clean) == (1008, "go away", True)
+    assert rec.states[-1][1]["retryable"] is False
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+def test_aio_reconnecting_iteration_ends_when_retry_on_says_so(peer) -> None:  # type: ignore[no-untyped-def]
+    handler = ClosesAtOnce(1008)
+    server = peer.call(lambda: wsloop.serve(handler, loop=peer.loop))
+
+    async def main() -> int:
+        policy = wsloop.Reconnect(**FAST, max_attempts=5, retry_on=no_policy_violations)
+        rounds = 0
+        async for ws in wsloop.aio.connect(server.url, reconnect=policy):
+            rounds += 1
+            with pytest.raises(wsloop.ConnectionClosed):
+                await ws.recv()
+        return rounds
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == 1
+    assert handler.opened == 1
+    peer.call(server.close)
