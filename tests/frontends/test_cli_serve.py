@@ -221,8 +221,11 @@ def test_stdio_sends_stdin_lines_to_every_client_and_prints_theirs() -> None:
             assert printed == {"from a", "[binary] 0102"}
             proc.stdin.write("hello\nworld\n")
             proc.stdin.flush()
+            proc.stdin.buffer.write(b"\xff\xfe not UTF-8\n")  # sent as it is, binary
+            proc.stdin.flush()
             for ws in (a, b):
-                assert [ws.recv(timeout=5), ws.recv(timeout=5)] == ["hello", "world"]
+                received = [ws.recv(timeout=5) for _ in range(3)]
+                assert received == ["hello", "world", b"\xff\xfe not UTF-8"]
             proc.stdin.close()  # the end of standard input stops the server
             for ws in (a, b):
                 with pytest.raises(wsloop.ConnectionClosed):
