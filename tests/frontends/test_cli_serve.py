@@ -302,12 +302,17 @@ def test_exec_stops_a_command_that_outlives_its_client() -> None:
 
 
 def test_exec_commands_are_stopped_with_the_server() -> None:
-    with serving("--exec", python(SLEEPER)) as proc:
-        with wsloop.sync.connect(proc.url) as ws:  # type: ignore[attr-defined]
-            pid = int(ws.recv(timeout=10))
+    """Three commands that ignore the end of their input: all get SIGTERM
+    GRACE seconds after the server stops, together, not one after another."""
+    from wsloop.cli.command import GRACE
+
+    with serving("--exec", "sh -c 'echo $$; exec sleep 60'") as proc:
+        with contextlib.ExitStack() as stack:
+            clients = [stack.enter_context(wsloop.sync.connect(proc.url)) for _ in range(3)]  # type: ignore[attr-defined]
+            pids = [int(ws.recv(timeout=10)) for ws in clients]
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(15) == 0
-        assert wait_exited(pid, 5)
+            assert proc.wait(2 * GRACE) == 0  # 3 * GRACE one after another
+        assert all(wait_exited(pid, 5) for pid in pids)
 
 
 def memory_kib(pid: int) -> int:
