@@ -43,6 +43,7 @@ def serving(*args: str, stdin: int | None = subprocess.DEVNULL) -> Iterator[subp
         stderr=subprocess.PIPE,
         text=True,
     )
+    url = "ws://127.0.0.1:0/"
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()
@@ -52,6 +53,13 @@ def serving(*args: str, stdin: int | None = subprocess.DEVNULL) -> Iterator[subp
     finally:
         if proc.poll() is None:
             proc.terminate()
+            if "glib" in args:
+                # GLib runs the SIGTERM handler only once another event
+                # wakes its loop (see SIGNALLED): a connection does.
+                with contextlib.suppress(OSError, ValueError):
+                    socket.create_connection(
+                        ("127.0.0.1", int(url.rsplit(":", 1)[1].strip("/")))
+                    ).close()
         proc.wait(15)
 
 
