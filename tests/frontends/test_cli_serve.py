@@ -259,6 +259,10 @@ print("path", os.environ["WSLOOP_PATH"], flush=True)
 for line in sys.stdin:
     if line.startswith("exit"):
         sys.exit(int(line.split()[1]))
+    if line.startswith("bytes"):
+        sys.stdout.buffer.write(b"\\xff\\xfe\\n")
+        sys.stdout.flush()
+        continue
     print(line.strip().upper(), flush=True)
 """
 
@@ -291,6 +295,8 @@ def test_exec_runs_a_command_per_connection(loop: str) -> None:
             one.send("hello")
             two.send("other")
             assert one.recv(timeout=5) == "HELLO" and two.recv(timeout=5) == "OTHER"
+            one.send("bytes")  # a line that is not UTF-8 comes as binary
+            assert one.recv(timeout=5) == b"\xff\xfe"
             one.send("exit 3")  # the command's end closes the connection
             with pytest.raises(wsloop.ConnectionClosed):
                 one.recv(timeout=10)

@@ -173,10 +173,13 @@ class Child:
             self.reading = False
 
     def _send(self, line: bytes) -> None:
+        message: str | bytes
         try:
-            self.ws.send(line.decode("utf-8"))
+            message = line.decode("utf-8")
         except UnicodeDecodeError:
-            self.ws.send(line)
+            message = line
+        try:
+            self.ws.send(message)
         except InvalidStateError:
             pass  # the client left; the command is being stopped
 
