@@ -505,7 +505,14 @@ class Client:
         if self._closing or policy is None:
             self._set_state("closed")
             return
-        if policy.max_attempts is not None and self._failures >= policy.max_attempts:
+        # A connection that opened and then closed is not a failed attempt:
+        # max_attempts bounds the failures after it (as in wsloop.aio).
+        dropped = isinstance(error, ConnectionClosed)
+        if (
+            policy.max_attempts is not None
+            and self._failures >= policy.max_attempts
+            and not dropped
+        ):
             self._set_state("gave_up", attempts=self._failures, error=error, retryable=True)
             return
         try:

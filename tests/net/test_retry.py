@@ -216,3 +216,36 @@ def test_aio_reconnecting_iteration_ends_when_retry_on_says_so(peer) -> None:  #
     assert asyncio.run(asyncio.wait_for(main(), 10)) == 1
     assert handler.opened == 1
     peer.call(server.close)
+
+
+def test_max_attempts_counts_failed_attempts_not_dropped_connections(backend, peer) -> None:  # type: ignore[no-untyped-def]
+    """max_attempts=1: a connection that opens and then drops is reconnected
+    (only a failed attempt counts), by the callback client as by wsloop.aio."""
+    handler = ClosesAtOnce(1011)
+    server = peer.call(lambda: wsloop.serve(handler, loop=peer.loop))
+    policy = wsloop.Reconnect(**FAST, max_attempts=1)
+    client = wsloop.connect(server.url, loop=backend.loop, reconnect=policy)
+    assert backend.run_until(lambda: handler.opened >= 3 or client.closed), client.state
+    assert handler.opened >= 3, client.state
+    client.close()
+    assert backend.run_until(lambda: client.closed)
+    peer.call(server.close)
+
+
+def test_aio_max_attempts_counts_failed_attempts_not_dropped_connections(peer) -> None:  # type: ignore[no-untyped-def]
+    handler = ClosesAtOnce(1011)
+    server = peer.call(lambda: wsloop.serve(handler, loop=peer.loop))
+    policy = wsloop.Reconnect(**FAST, max_attempts=1)
+
+    async def rounds() -> int:
+        n = 0
+        async for ws in wsloop.aio.connect(server.url, reconnect=policy):
+            n += 1
+            with pytest.raises(wsloop.ConnectionClosed):
+                await ws.recv()
+            if n == 3:
+                break
+        return n
+
+    assert asyncio.run(asyncio.wait_for(rounds(), 10)) == 3
+    peer.call(server.close)
