@@ -253,6 +253,7 @@ class Child:
         self._close_stdout()
         self.handler.children.discard(self)
 
+
 class CommandHandler(Handler):
     def __init__(self, argv: list[str], loop: Loop) -> None:
         self.argv = argv
