@@ -237,6 +237,42 @@ class RawPeer:
         self.thread.join(30)
 
 
+class Answering:
+    """A TCP listener on 127.0.0.1 that answers every request with the
+    same bytes (an HTTP refusal, a web page...) and counts the requests."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+        self.hits = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = int(self.sock.getsockname()[1])
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        self.thread = threading.Thread(target=self._serve, name="test-answering", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                self.hits += 1
+                conn.sendall(self.response)
+
+    def close(self) -> None:
+        # shutdown() wakes the accept() (close() alone does not on Linux).
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(10)
+
+
 class AsyncioThread:
     """An asyncio loop in a thread, for peer libraries (websockets, aiohttp)."""
 

@@ -186,12 +186,7 @@ class Connect:
                     yield ws
                 finally:
                     await ws.close()
-                closed = ws.ws.protocol.closed
-                error = (
-                    ConnectionClosed.make(closed.code, closed.reason, closed.clean)
-                    if closed is not None
-                    else ConnectionClosed(1006, "", False)
-                )
+                error = ConnectionClosed.of(ws.ws.protocol.closed)
                 if not policy.retry_on(error):
                     return
             await asyncio.sleep(policy.delay_after(error, failures, random.random()))

@@ -526,7 +526,14 @@ class Client:
         if self._closing or policy is None:
             self._set_state("closed")
             return
-        if policy.max_attempts is not None and self._failures >= policy.max_attempts:
+        # A connection that opened and then closed is not a failed attempt:
+        # max_attempts bounds the failures after it (as in wsloop.aio).
+        dropped = isinstance(error, ConnectionClosed)
+        if (
+            policy.max_attempts is not None
+            and self._failures >= policy.max_attempts
+            and not dropped
+        ):
             self._set_state("gave_up", attempts=self._failures, error=error, retryable=True)
             return
         try:
@@ -606,12 +613,7 @@ class Client:
         if self.ws is ws:
             self.ws = None
             self._failures += 1  # an unexpected close starts the backoff
-            closed = ws.protocol.closed
-            self._after_connection(
-                ConnectionClosed.make(closed.code, closed.reason, closed.clean)
-                if closed is not None
-                else ConnectionClosed(1006, "", False)
-            )
+            self._after_connection(ConnectionClosed.of(ws.protocol.closed))
 
 
 def reconnect_target(

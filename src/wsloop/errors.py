@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .protocol.errors import HandshakeError, InvalidStateError, ProtocolError, WebSocketError
+
+if TYPE_CHECKING:
+    from .protocol.events import Closed
 
 __all__ = [
     "ConnectionClosed",
@@ -34,6 +39,14 @@ class ConnectionClosed(WebSocketError):
         1000 or 1001, else :class:`ConnectionClosedError`."""
         ok = clean and code in (1000, 1001)
         return (ConnectionClosedOK if ok else ConnectionClosedError)(code, reason, clean)
+
+    @staticmethod
+    def of(closed: Closed | None) -> ConnectionClosed:
+        """The exception for how a connection ended (its ``protocol.closed``;
+        None, if it never got that far, is 1006)."""
+        if closed is None:
+            return ConnectionClosedError(1006, "", False)
+        return ConnectionClosed.make(closed.code, closed.reason, closed.clean)
 
 
 class ConnectionClosedOK(ConnectionClosed):

@@ -4,6 +4,7 @@ with nothing of wsloop's left in the run."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from typing import Any
@@ -186,3 +187,35 @@ def test_stop_ends_the_block_and_errors_leave_it_unwrapped() -> None:
 
     with pytest.raises(KeyError, match="from the block"):
         trio.run(failing)
+
+
+def test_a_bad_fd_is_reported_not_raised_into_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    """Other loops refuse a closed fd in add_reader itself; trio meets it in
+    the watch's task, where raising would end the program's nursery."""
+    import trio
+
+    from wsloop.loops.trio import open_loop
+
+    a, b = socket.socketpair()
+    closed_fd = a.fileno()
+    a.close()
+    seen: list[BaseException] = []
+
+    async def main() -> None:
+        async with open_loop() as loop:
+            reported = trio.Event()
+
+            def handler(loop: Any, exc: BaseException, callback: Any) -> None:
+                seen.append(exc)
+                reported.set()
+
+            loop.exception_handler = handler
+            loop.add_reader(closed_fd, lambda: None)
+            with trio.fail_after(5):
+                await reported.wait()
+            loop.remove_reader(closed_fd)
+
+    with caplog.at_level(logging.CRITICAL, logger="wsloop.loops"):
+        trio.run(main)
+    assert len(seen) == 1 and isinstance(seen[0], OSError)
+    b.close()

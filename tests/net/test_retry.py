@@ -6,46 +6,15 @@ a plain HTTP 200 and a certificate that does not verify stop at once; and
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
-import threading
 from typing import Any
 
 import pytest
 
 import wsloop
 import wsloop.aio
-from netkit import Echo, Recorder, free_port, tls_contexts
+from netkit import Answering, Echo, Recorder, free_port, tls_contexts
 from wsloop.options import retry_after, retryable
-
-
-class Answering:
-    """A TCP listener on 127.0.0.1 answering every request with ``response``;
-    counts the requests."""
-
-    def __init__(self, response: bytes) -> None:
-        self.response = response
-        self.hits = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"ws://127.0.0.1:{self.port}/"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                self.hits += 1
-                conn.sendall(self.response)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def status(code: int, reason: str, *headers: str, body: bytes = b"") -> bytes:
@@ -190,3 +159,93 @@ def test_aio_reconnecting_iteration_stops_on_a_refusal() -> None:
     asyncio.run(main())
     assert stub.hits == 1
     stub.close()
+
+
+class ClosesAtOnce(wsloop.Handler):
+    """Accepts, then closes with ``code``: each connection opens and ends."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self.opened = 0
+
+    def on_open(self, ws: wsloop.WebSocket) -> None:
+        self.opened += 1
+        ws.close(self.code, "go away")
+
+
+def no_policy_violations(error: BaseException) -> bool:
+    return not (isinstance(error, wsloop.ConnectionClosed) and error.code == 1008)
+
+
+def test_retry_on_sees_how_an_open_connection_ended(backend) -> None:  # type: ignore[no-untyped-def]
+    """An opened connection that closes is retried by default; retry_on gets
+    its ConnectionClosed (code, reason) and can stop there."""
+    handler = ClosesAtOnce(1008)
+    server = wsloop.serve(handler, loop=backend.loop)
+    seen: list[BaseException] = []
+
+    def rule(error: BaseException) -> bool:
+        seen.append(error)
+        return no_policy_violations(error)
+
+    client, rec = connect_until_done(
+        backend, server.url, reconnect=wsloop.Reconnect(**FAST, max_attempts=5, retry_on=rule)
+    )
+    assert client.state == "gave_up" and handler.opened == 1
+    (error,) = seen
+    assert isinstance(error, wsloop.ConnectionClosedError)
+    assert (error.code, error.reason, error.clean) == (1008, "go away", True)
+    assert rec.states[-1][1]["retryable"] is False
+    server.close()
+    assert backend.run_until(lambda: server.closed)
+
+
+def test_aio_reconnecting_iteration_ends_when_retry_on_says_so(peer) -> None:  # type: ignore[no-untyped-def]
+    handler = ClosesAtOnce(1008)
+    server = peer.call(lambda: wsloop.serve(handler, loop=peer.loop))
+
+    async def main() -> int:
+        policy = wsloop.Reconnect(**FAST, max_attempts=5, retry_on=no_policy_violations)
+        rounds = 0
+        async for ws in wsloop.aio.connect(server.url, reconnect=policy):
+            rounds += 1
+            with pytest.raises(wsloop.ConnectionClosed):
+                await ws.recv()
+        return rounds
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == 1
+    assert handler.opened == 1
+    peer.call(server.close)
+
+
+def test_max_attempts_counts_failed_attempts_not_dropped_connections(backend, peer) -> None:  # type: ignore[no-untyped-def]
+    """max_attempts=1: a connection that opens and then drops is reconnected
+    (only a failed attempt counts), by the callback client as by wsloop.aio."""
+    handler = ClosesAtOnce(1011)
+    server = peer.call(lambda: wsloop.serve(handler, loop=peer.loop))
+    policy = wsloop.Reconnect(**FAST, max_attempts=1)
+    client = wsloop.connect(server.url, loop=backend.loop, reconnect=policy)
+    assert backend.run_until(lambda: handler.opened >= 3 or client.closed), client.state
+    assert handler.opened >= 3, client.state
+    client.close()
+    assert backend.run_until(lambda: client.closed)
+    peer.call(server.close)
+
+
+def test_aio_max_attempts_counts_failed_attempts_not_dropped_connections(peer) -> None:  # type: ignore[no-untyped-def]
+    handler = ClosesAtOnce(1011)
+    server = peer.call(lambda: wsloop.serve(handler, loop=peer.loop))
+    policy = wsloop.Reconnect(**FAST, max_attempts=1)
+
+    async def rounds() -> int:
+        n = 0
+        async for ws in wsloop.aio.connect(server.url, reconnect=policy):
+            n += 1
+            with pytest.raises(wsloop.ConnectionClosed):
+                await ws.recv()
+            if n == 3:
+                break
+        return n
+
+    assert asyncio.run(asyncio.wait_for(rounds(), 10)) == 3
+    peer.call(server.close)

@@ -17,7 +17,7 @@ output is sent) the connection closes, 1000 for exit status 0 and 1011
 with the status otherwise; when the connection closes the command's
 standard input is closed, and a command still running ``GRACE`` seconds
 later gets SIGTERM, then SIGKILL. When the server stops, every command
-still running gets the same, before ``wsloop serve`` exits.
+still running gets the same, all at once, before ``wsloop serve`` exits.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import shlex
 import shutil
 import subprocess
 import threading
-from typing import IO, Any
+import time
+from typing import IO
 
 from ..handler import Handler
 from ..loops import Handle, Loop
@@ -172,10 +173,13 @@ class Child:
             self.reading = False
 
     def _send(self, line: bytes) -> None:
+        message: str | bytes
         try:
-            self.ws.send(line.decode("utf-8"))
+            message = line.decode("utf-8")
         except UnicodeDecodeError:
-            self.ws.send(line)
+            message = line
+        try:
+            self.ws.send(message)
         except InvalidStateError:
             pass  # the client left; the command is being stopped
 
@@ -249,24 +253,6 @@ class Child:
         self._close_stdout()
         self.handler.children.discard(self)
 
-    def stop_now(self) -> None:
-        """The server is stopping (the loop no longer runs): the same steps,
-        waited for here."""
-        self._close_stdin()
-        for step in (None, self.proc.terminate, self.proc.kill):
-            if step is not None:
-                step()
-            try:
-                self.proc.wait(GRACE)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.proc.wait()
-        stdout = self.stdout
-        self.stdout = None
-        if stdout is not None:
-            stdout.close()
-
 
 class CommandHandler(Handler):
     def __init__(self, argv: list[str], loop: Loop) -> None:
@@ -299,8 +285,30 @@ class CommandHandler(Handler):
         if child is not None:
             child.hangup()
 
-    def shutdown(self, *_: Any) -> None:
-        """After the loop has stopped: stop every command still running."""
-        for child in list(self.children):
-            child.stop_now()
+    def shutdown(self) -> None:
+        """After the loop has stopped: the same steps as after a hang-up, for
+        every command still running at once (not one GRACE after another),
+        waited for here."""
+        children = list(self.children)
         self.children.clear()
+        for child in children:
+            child._close_stdin()
+        running = [child.proc for child in children]
+        for step in (None, subprocess.Popen.terminate, subprocess.Popen.kill):
+            if step is not None:
+                for proc in running:
+                    step(proc)
+            deadline = time.monotonic() + GRACE
+            running = [proc for proc in running if not _exits_by(proc, deadline)]
+        for proc in running:
+            proc.wait()
+        for child in children:
+            child._close_stdout()
+
+
+def _exits_by(proc: subprocess.Popen[bytes], deadline: float) -> bool:
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True

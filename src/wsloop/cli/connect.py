@@ -483,7 +483,10 @@ def cmd_connect(args: argparse.Namespace) -> int:
         threading.Thread(
             target=_send_stdin, args=(args, console, client), name="wsloop-cli-stdin", daemon=True
         ).start()
-    on_signals(loop, client.close)
-    loop.run()
-    loop.close()
+    restore_signals = on_signals(loop, client.close)
+    try:
+        loop.run()
+    finally:
+        loop.close()
+        restore_signals()
     return console.status

@@ -8,6 +8,7 @@ import html
 import os
 import re
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Callable, Iterator
@@ -145,18 +146,50 @@ def print_head(mark: str, head: Request | Response) -> None:
             err(f"{mark} {line}")
 
 
-def on_signals(loop: Loop, action: Callable[[], Any]) -> None:
-    """Run ``action`` on the loop for Ctrl-C/SIGTERM; a second Ctrl-C quits."""
+def on_signals(loop: Loop, action: Callable[[], Any]) -> Callable[[], None]:
+    """Run ``action`` on the loop for Ctrl-C/SIGTERM; a second Ctrl-C quits.
+    Returns the function that undoes this (call it once the loop is closed).
+
+    The handler does not call the loop: Python runs it in the main thread
+    between two bytecodes, which may be inside the loop's own code holding
+    the lock that ``call_soon_threadsafe`` takes (it would wait for itself).
+    It writes a byte to a socket the loop watches instead.
+    """
     hits = [0]
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
 
     def handler(signum: int, frame: Any) -> None:
         hits[0] += 1
         if hits[0] > 1:
             raise KeyboardInterrupt
-        loop.call_soon_threadsafe(action)
+        try:
+            wake_w.send(b"\0")
+        except OSError:
+            pass  # closed: the loop is gone already
 
-    signal.signal(signal.SIGINT, handler)
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except (OSError, ValueError):
-        pass
+    def woken() -> None:
+        try:
+            wake_r.recv(16)
+        except OSError:
+            return
+        action()
+
+    loop.add_reader(wake_r, woken)
+    old_handlers: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old_handlers[signum] = signal.signal(signum, handler)
+        except (OSError, ValueError):  # not the main thread
+            pass
+
+    def restore() -> None:
+        for signum, old in old_handlers.items():
+            signal.signal(signum, old)
+        if not loop.closed:
+            loop.remove_reader(wake_r)
+        wake_r.close()
+        wake_w.close()
+
+    return restore

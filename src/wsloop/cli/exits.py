@@ -20,6 +20,7 @@ __all__ = [
     "FAILED",
     "INTERRUPTED",
     "OK",
+    "OTHER_CLOSE",
     "REFUSED",
     "TLS",
     "UNREACHABLE",

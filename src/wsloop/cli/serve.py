@@ -404,7 +404,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Before the URL is printed: whoever read it may signal at once. A
     # client that does not complete the close handshake within
     # --shutdown-timeout (one whose reading was paused, say) is then cut off.
-    on_signals(loop, stop)
+    restore_signals = on_signals(loop, stop)
     out(server.url)
     if worker is None:
         served = ", ".join(f"{p} {m}" for p, m in routes.items()) if routes else args.mode
@@ -420,4 +420,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if isinstance(made, CommandHandler):
                 made.shutdown()
         loop.close()
+        restore_signals()
     return 0

@@ -1,6 +1,7 @@
 """``wsloop serve --mode stdio``: each line of standard input goes to every
 connected client, and each message a client sends is printed on standard
-output (websocat's ``-s``, wscat's ``--listen``).
+output (websocat's ``-s``, wscat's ``--listen``). A line that is not UTF-8
+goes as a binary message.
 
 Standard input is read only while a client is connected, so ``cat file |
 wsloop serve --mode stdio`` gives the whole file to the first client, and
@@ -22,6 +23,15 @@ from .console import err, print_message, stdin_lines
 __all__ = ["StdioHandler"]
 
 
+def _message(line: bytes) -> str | bytes:
+    """A line as text, or as binary if it is not UTF-8 (as the exec mode
+    sends its command's output): never altered."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line
+
+
 class StdioHandler(Handler):
     def __init__(self, loop: Loop, binary_format: str) -> None:
         self.loop = loop
@@ -40,19 +50,21 @@ class StdioHandler(Handler):
         self._reader.start()
 
     def _read(self) -> None:
-        for line in stdin_lines():
-            # One line in flight at a time: the loop sets ready again once
-            # it has sent it and every client can take more.
-            self.ready.wait()
-            self.ready.clear()
-            text = line.decode("utf-8", "replace")
-            self.loop.call_soon_threadsafe(self._send, text)
-        self.loop.call_soon_threadsafe(self._ended)
+        try:
+            for line in stdin_lines():
+                # One line in flight at a time: the loop sets ready again
+                # once it has sent it and every client can take more.
+                self.ready.wait()
+                self.ready.clear()
+                self.loop.call_soon_threadsafe(self._send, _message(line))
+            self.loop.call_soon_threadsafe(self._ended)
+        except RuntimeError:
+            pass  # the loop is closed: the server stopped first
 
-    def _send(self, text: str) -> None:
+    def _send(self, message: str | bytes) -> None:
         for ws in self.connections:
             if ws.state == "open":
-                ws.send(text)
+                ws.send(message)
         self._update()
 
     def _ended(self) -> None:

@@ -128,7 +128,12 @@ class TrioLoop(Loop):
             # replaced by one on the same fd) before it first ran must not
             # touch the fd at all.
             while not (scope.cancel_called or self._stopping):
-                await wait(fd)
+                try:
+                    await wait(fd)
+                except OSError as exc:  # an fd closed (or never valid) while watched
+                    # Reported, not raised: it would end the application's nursery.
+                    self._report(exc, self._watch_fd)
+                    return
                 fire = watch.fire
                 if fire is None or scope.cancel_called or self._stopping:
                     return
