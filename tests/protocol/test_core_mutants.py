@@ -143,6 +143,7 @@ def test_a_refused_client_keeps_the_response_and_quotes_200_characters_of_its_bo
     failed = [e for e in events if isinstance(e, HandshakeFailed)]
     assert failed and failed[0].error.status == 403
     message = str(failed[0].error)
+    assert message.startswith("HTTP 403: server refused the WebSocket handshake with 403")
     assert "a" * 200 in message and "a" * 201 not in message
     assert client.response is not None and client.response.body == body
     closed = client.closed
@@ -160,9 +161,12 @@ def test_eof_in_the_handshake_fails_it_with_status_0() -> None:
     assert closed is not None and (closed.code, closed.clean) == (1006, False) and closed.reason
 
 
-@pytest.mark.parametrize(("fin", "rsv1", "first"), [(True, False, 0x81), (False, True, 0x41)])
+@pytest.mark.parametrize(
+    ("fin", "rsv1", "first"), [(True, False, 0x82), (False, True, 0x42), (False, False, 0x02)]
+)
 def test_encode_frame_sets_fin_and_rsv1_exactly(fin: bool, rsv1: bool, first: int) -> None:
-    assert encode_frame(1, b"x", fin=fin, rsv1=rsv1)[0] == first
+    # Binary (2), not text (1): a stray low bit would hide in opcode 1.
+    assert encode_frame(2, b"x", fin=fin, rsv1=rsv1)[0] == first
 
 
 def test_close_codes_must_be_ints_not_bools() -> None:
