@@ -95,7 +95,13 @@ class WebSocket:
         self._processing = False
         self._flush_pending = False
         self._sent_since_input = False
-        self._paused = False
+        self._paused = False  # the application paused reading
+        # Pong bytes the peer's pings asked for since this end's send buffer
+        # was last within write_limit (an upper bound: the core answers only
+        # the latest ping past a few), and whether reading is held because
+        # they grew past the limit: see _hold_reading.
+        self._answered = 0
+        self._held = False
         self._pings: dict[bytes, tuple[float, Callable[[float], object] | None]] = {}
         self._ka_ping: bytes | None = None
         self._ka_timer: Handle | None = None
@@ -327,6 +333,8 @@ class WebSocket:
         self._process()
 
     def write_drained(self) -> None:
+        if self._held:
+            self._release_hold()
         if self._opened and not self._lost:
             self._call_handler("on_writable")
 
@@ -432,8 +440,44 @@ class WebSocket:
             return
         if paused:
             self.transport.pause_reading()
-        else:
+        elif not self._held:
             self.transport.resume_reading()
+
+    def _hold_reading(self, transport: Transport) -> None:
+        """Stop reading a peer whose pings this end answers faster than the
+        peer reads the pongs: while the send buffer is over write_limit and
+        more than write_limit of it was asked for by the peer's pings since it
+        was last within the limit. Reading resumes once the buffer drains (to
+        the transport's low watermark); TCP meanwhile slows the peer down, and
+        keepalive still runs (a peer that reads nothing is dropped at
+        ping_timeout).
+
+        Only the core's own answers count, never what the application sends
+        (even in answer to a message): two wsloop peers that both send more
+        than they read would otherwise both stop reading, each waiting for
+        the other to drain it, forever. Holding needs the peer to have sent
+        some thousands of pings (write_limit's worth of pongs) that this end
+        answered while it could not send, which no wsloop peer does by
+        itself (keepalive has one ping out at a time). An application that
+        answers messages pauses reading itself (docs/backpressure.md)."""
+        limit = self._write_limit
+        if self.buffered_amount <= limit:
+            self._answered = 0
+        elif self._answered > limit and not self._held and not transport.is_closing:
+            self._held = True
+            logger.debug("pongs unread by %s: reading held until they drain", self.remote_address)
+            transport.pause_reading()
+            if not transport.expect_drain():
+                self.loop.call_soon(self._release_hold)
+
+    def _release_hold(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        self._answered = 0
+        transport = self.transport
+        if transport is not None and not self._lost and not self._paused:
+            transport.resume_reading()
 
     def _flush(self) -> None:
         data = self.protocol.data_to_send()
@@ -458,6 +502,8 @@ class WebSocket:
                     except Exception as exc:
                         self._handler_failed("on_message", exc)
                 elif isinstance(event, Ping):
+                    # Its pong is queued (2 header bytes, 4 of mask for a client).
+                    self._answered += len(event.data) + 6
                     self._call_handler("on_ping", event.data)
                 elif isinstance(event, Pong):
                     self._on_pong(event.data)
@@ -484,6 +530,8 @@ class WebSocket:
             self._flush()
             return
         self._flush_queued(transport)
+        if self._answered:
+            self._hold_reading(transport)
         if proto.close_transport:
             transport.close()
             self._arm_close_timer()

@@ -596,7 +596,7 @@ class ClientConnection(Connection):
             return
         if status != 101:
             length = headers.get("Content-Length", "0") or "0"
-            want = min(int(length), MAX_HEAD) if length.isdigit() else 0
+            want = min(int(length), MAX_HEAD) if length.isascii() and length.isdigit() else 0
             self._pending = (status, reason, headers, want)
             self._body += rest
             self._maybe_refused()

@@ -168,7 +168,11 @@ def _parse_params(
             if key == "client_max_window_bits" and not response:
                 continue  # the client merely says it supports the parameter
             return None
-        if not value.isdigit() or value != str(int(value)) or not 8 <= int(value) <= 15:
+        if (
+            not (value.isascii() and value.isdigit())
+            or value != str(int(value))
+            or not 8 <= int(value) <= 15
+        ):
             return None
         if key == "server_max_window_bits":
             sbits = int(value)

@@ -263,7 +263,12 @@ def parse_request_line(line: str) -> tuple[str, str, str]:
 def parse_status_line(line: str) -> tuple[int, str]:
     version, _, rest = line.partition(" ")
     code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+    # isdigit() alone takes "\u00b3" (a header byte 0xB3 read as Latin-1), which int() refuses.
+    if (
+        not version.startswith("HTTP/1.")
+        or len(code) != 3
+        or not (code.isascii() and code.isdigit())
+    ):
         raise HandshakeError(0, f"malformed HTTP status line {line[:80]!r}")
     return int(code), reason
 
