@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from feedkit import Reader, channel_name, feed_server, settled
+from rediskit import Backend
 
-from conftest import Backend
 from wsloop.broker import Broker, Position, open_broker
 
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from feedkit import Reader, channel_name, feed_server, settled
+from rediskit import Backend, RedisServer
 
-from conftest import Backend, RedisServer
 from wsloop.broker import (
     BrokerUnavailable,
     FeedMessage,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from feedkit import Reader, channel_name, feed_server, settled, stalled_client
+from rediskit import Backend, RedisServer
 
-from conftest import Backend, RedisServer
 from wsloop.broker import (
     Broker,
     BrokerUnavailable,
@@ -137,7 +137,7 @@ def test_messages_published_while_disconnected_are_recovered(
 
 
 def test_redis_down_from_the_start(loop: Backend) -> None:
-    from conftest import free_port
+    from rediskit import free_port
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     broker = open_broker(url, loop=loop.loop, reconnect=FAST, timeout=1.0)
