@@ -144,6 +144,9 @@ class Transport:
         self._fd = sock.fileno()
         self._io: Any = self._fd if _ON_FD else sock
         self._buf: deque[bytes] = deque()
+        # How much of _buf[0] the kernel has taken: the rest goes out as a
+        # memoryview slice, never as a copy of the unsent remainder.
+        self._head_sent = 0
         self._buffered = 0
         self._writer = False
         self._start_reading()
@@ -365,9 +368,13 @@ class Transport:
                 if sent >= RETIRE_MIN:
                     _retire(data)
                 return
-            data = data[sent:]
+            self._head_sent = sent
+            self._buffered -= sent
         self._buf.append(data)
         self._buffered += len(data)
+        self._want_writable()
+
+    def _want_writable(self) -> None:
         if not self._writer:
             self._writer = True
             self.loop.add_writer(self._fd, self._on_writable)
@@ -383,6 +390,7 @@ class Transport:
             self._writer = False
             self.loop.remove_writer(self._fd)
         self._buf.clear()
+        self._head_sent = 0
         self._buffered = 0
         # Never the fd number again: once closed, the kernel may give it to
         # another file. -1 fails like a closed socket object (EBADF).
@@ -396,19 +404,30 @@ class Transport:
         buf = self._buf
         while buf:
             data = buf[0]
-            chunk = memoryview(data)[:SEND_SIZE]
-            try:
-                sent = _send(self._io, chunk)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self._fatal(exc)
-                return
+            at = self._head_sent
+            if at or len(data) > SEND_SIZE:
+                try:
+                    sent = _send(self._io, memoryview(data)[at : at + SEND_SIZE])
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    self._fatal(exc)
+                    return
+            else:
+                try:
+                    sent = _send(self._io, data)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    self._fatal(exc)
+                    return
             self._buffered -= sent
-            if sent == len(data):
+            at += sent
+            if at == len(data):
+                self._head_sent = 0
                 _retire(buf.popleft())
             else:
-                buf[0] = data[sent:]
+                self._head_sent = at
                 break
         if not buf:
             self._writer = False
