@@ -24,6 +24,7 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
+from time import monotonic
 from typing import Any, Final, Protocol
 
 from .loops import Loop
@@ -37,6 +38,14 @@ logger = logging.getLogger("wsloop")
 # what it keeps before data_received returns.
 READ_SIZE = 1024 * 1024  # per thread, not per connection: a 256 KiB message is one read
 SEND_SIZE = 1024 * 1024
+# A read whose bytes took the protocol longer than SLOW_READ seconds to
+# process makes the next read as much smaller as it was slower (down to
+# READ_MIN); fast ones double it back. What a peer can make this connection's turn on the
+# loop cost is bounded so, whatever its bytes cost to process (a flood of
+# one-byte frames costs ~100x a large message per byte, issue 17), and
+# other connections get their turn in between.
+READ_MIN: Final = 16 * 1024
+SLOW_READ: Final = 0.01
 _per_thread = threading.local()
 
 # A socket's two calls per message: the C accelerator's send/recv_into on
@@ -140,6 +149,7 @@ class Transport:
         # This thread's read buffer, looked up once: the transport is used
         # only on the thread that created it (the loop's).
         self._view = _read_buffer()
+        self._read_size = READ_SIZE
         self.sock = sock
         self._fd = sock.fileno()
         self._io: Any = self._fd if _ON_FD else sock
@@ -443,8 +453,9 @@ class Transport:
         if self._closed:
             return
         buffer = self._view
+        size = self._read_size
         try:
-            n = _recv_into(self._io, buffer)
+            n = _recv_into(self._io, buffer if size == READ_SIZE else buffer[:size])
         except (BlockingIOError, InterruptedError):
             n = -1
         except OSError as exc:
@@ -453,4 +464,11 @@ class Transport:
         if n == 0:
             self._on_eof()
             return
+        started = monotonic()
         self._received(buffer, n)
+        took = monotonic() - started
+        if took > SLOW_READ:
+            if size > READ_MIN:
+                self._read_size = max(READ_MIN, int(n * SLOW_READ / took))
+        elif size < READ_SIZE and n == size and took < SLOW_READ / 4:
+            self._read_size = min(READ_SIZE, size * 2)
