@@ -372,6 +372,12 @@ def main() -> int:
     )
     parser.add_argument("--skip-clear", action="store_true", help="only the wss:// tables")
     parser.add_argument(
+        "--client-timeout",
+        type=float,
+        default=600,
+        help="seconds before a client's cell is given up as n/a (default 600)",
+    )
+    parser.add_argument(
         "--sizes",
         help="comma-separated message sizes in bytes (default: "
         + ",".join(str(s) for s in SIZES)
@@ -386,8 +392,9 @@ def main() -> int:
     parser.add_argument("--json", help="write the results to this JSON file")
     parser.add_argument("--markdown", help="write the tables to this Markdown file")
     args = parser.parse_args()
-    global COUNT_SCALE
+    global COUNT_SCALE, CLIENT_TIMEOUT
     COUNT_SCALE = args.count_scale
+    CLIENT_TIMEOUT = args.client_timeout
     if args.sizes:
         SIZES[:] = [int(s) for s in args.sizes.split(",")]
     libs = ["wsloop", "websockets", "aiohttp", "picows", "uvloop", "gevent"]
