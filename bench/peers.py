@@ -226,9 +226,10 @@ def measure_clients(
                     ):
                         rate, rss = client_run(lib, loop, server.url, size, n, in_flight, env)
                         row.setdefault(f"{key}_{size}", []).append(rate)
-                        if size == max(SIZES):
-                            # One connection per client process: its peak
-                            # is what echoing the largest size cost it.
+                        if size == max(SIZES) and key == "rt":
+                            # One connection per client process, one message
+                            # in flight: its peak is what echoing one message
+                            # of the largest size cost it.
                             row["peak_rss"] = max(row.get("peak_rss", 0), rss)
     finally:
         server.stop()
@@ -255,10 +256,13 @@ def measure_servers(
                             0
                         ]
                         row.setdefault(f"{key}_{size}", []).append(rate)
-                # The cells ran one connection at a time, the largest size
-                # last: the server's peak is what one connection echoing it
-                # cost (its resident set before the first cell beside it).
-                row["peak_rss"] = max(row.get("peak_rss", 0), proc_status(server.proc.pid, "VmHWM"))
+                        if size == max(SIZES) and key == "rt":
+                            # The cells ran one connection at a time, the
+                            # largest size last: the server's peak so far is
+                            # what one connection echoing one such message
+                            # cost it.
+                            peak = proc_status(server.proc.pid, "VmHWM")
+                            row["peak_rss"] = max(row.get("peak_rss", 0), peak)
             finally:
                 server.stop()
     return summarise(rows)
@@ -339,7 +343,7 @@ def render(results: dict[str, Any]) -> str:
         head = (
             f"{who:<28} {'loop':<8}"
             + "".join(f"{'rt ' + str(s):>12}{'pipe ' + str(s):>14}" for s in SIZES)
-            + f"{'peak RSS MiB':>14}"
+            + f"{'peak RSS MiB':>14}"  # of the process, one largest message in flight
         )
         lines.append(head)
         for row in results[key]:
