@@ -13,6 +13,36 @@ from typing import Any
 HOST = "127.0.0.1"
 
 
+def server_tls() -> Any:
+    """The servers' TLS context when WSLOOP_BENCH_TLS names a PEM file with
+    a certificate chain and key (bench/peers.py --tls makes one with
+    trustme); None for clear text. Clients need nothing of their own:
+    peers.py points SSL_CERT_FILE at the CA, which every client's default
+    context trusts."""
+    import os
+    import ssl
+
+    path = os.environ.get("WSLOOP_BENCH_TLS")
+    if not path:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(path)
+    return context
+
+
+def scheme() -> str:
+    return "wss" if server_tls() is not None else "ws"
+
+
+def peak_rss() -> int:
+    """This process's peak resident set (VmHWM), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def aio_run(loop_name: str, coro: Any) -> Any:
     if loop_name == "uvloop":
         import uvloop
@@ -208,8 +238,70 @@ async def client_bare(url: str, payload: bytes, count: int, in_flight: int) -> f
     return rate
 
 
+def client_floor(size: int, count: int, in_flight: int) -> float:
+    """The copy floor: what any echo of ``size`` bytes costs at least, with
+    no WebSocket library and no event loop. Each message is copied once in
+    user space (memcpy, as a send buffer must be filled), sent over a
+    loopback TCP connection, echoed back by a thread with recv_into and
+    send, and received with recv_into into a reused buffer."""
+    import socket
+    import threading
+
+    listener = socket.create_server((HOST, 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    for s in (client, server):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    total = size * count
+
+    def echo() -> None:
+        view = memoryview(bytearray(min(size, 1 << 20)))
+        left = total
+        while left:
+            n = server.recv_into(view[: min(len(view), left)])
+            if not n:
+                return
+            server.sendall(view[:n])
+            left -= n
+
+    payload = bytes(size)
+    out = bytearray(size)
+    back = memoryview(bytearray(min(size, 1 << 20)))
+    window = max(1, min(in_flight, (4 << 20) // size))
+    slots = threading.Semaphore(window)  # messages sent and not yet echoed
+
+    def send_all() -> None:
+        for _ in range(count):
+            slots.acquire()
+            out[:] = payload  # the one user-space copy a sender makes
+            client.sendall(out)
+
+    echoer = threading.Thread(target=echo, daemon=True)
+    sender = threading.Thread(target=send_all, daemon=True)
+    start = time.perf_counter()
+    echoer.start()
+    sender.start()
+    for _ in range(count):
+        got = 0
+        while got < size:
+            n = client.recv_into(back[: min(len(back), size - got)])
+            if not n:
+                raise ConnectionError("the echo thread closed")
+            got += n
+        slots.release()
+    rate = count / (time.perf_counter() - start)
+    sender.join(10)
+    echoer.join(10)
+    client.close()
+    server.close()
+    return rate
+
+
 def run_client(lib: str, loop_name: str, url: str, size: int, count: int, in_flight: int) -> float:
     payload = bytes(size)
+    if lib == "floor":
+        return client_floor(size, count, in_flight)
     if lib == "wsloop":
         from wsloop.cli.bench import measure
 
@@ -240,6 +332,7 @@ def serve_wsloop(loop_name: str) -> None:
         compression=False,
         max_message_size=None,
         ping_interval=None,
+        ssl=server_tls(),
     )
     print(server.url, flush=True)
     loop.run()
@@ -253,7 +346,13 @@ async def serve_wsloop_aio() -> None:
             await ws.send(m)
 
     async with wsloop.aio.serve(
-        echo, HOST, 0, compression=False, max_message_size=None, ping_interval=None
+        echo,
+        HOST,
+        0,
+        compression=False,
+        max_message_size=None,
+        ping_interval=None,
+        ssl=server_tls(),
     ) as s:
         print(s.url, flush=True)
         await asyncio.Future()
@@ -269,6 +368,7 @@ async def serve_wsloop_aio_callbacks() -> None:
         compression=False,
         max_message_size=None,
         ping_interval=None,
+        ssl=server_tls(),
     ) as s:
         print(s.url, flush=True)
         await asyncio.Future()
@@ -282,9 +382,9 @@ async def serve_websockets() -> None:
             await ws.send(m)
 
     async with websockets.serve(
-        echo, HOST, 0, compression=None, max_size=None, ping_interval=None
+        echo, HOST, 0, compression=None, max_size=None, ping_interval=None, ssl=server_tls()
     ) as s:
-        print(f"ws://{HOST}:{next(iter(s.sockets)).getsockname()[1]}/", flush=True)
+        print(f"{scheme()}://{HOST}:{next(iter(s.sockets)).getsockname()[1]}/", flush=True)
         await asyncio.Future()
 
 
@@ -305,10 +405,10 @@ async def serve_aiohttp() -> None:
     app.router.add_get("/", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
+    site = web.TCPSite(runner, HOST, 0, ssl_context=server_tls())
     await site.start()
     port = runner.addresses[0][1]
-    print(f"ws://{HOST}:{port}/", flush=True)
+    print(f"{scheme()}://{HOST}:{port}/", flush=True)
     await asyncio.Future()
 
 
@@ -323,9 +423,11 @@ async def serve_picows() -> None:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
 
-    server = await ws_create_server(lambda request: Echo(), HOST, 0, max_frame_size=1 << 30)
+    server = await ws_create_server(
+        lambda request: Echo(), HOST, 0, max_frame_size=1 << 30, ssl=server_tls()
+    )
     port = server.sockets[0].getsockname()[1]
-    print(f"ws://{HOST}:{port}/", flush=True)
+    print(f"{scheme()}://{HOST}:{port}/", flush=True)
     await server.serve_forever()
 
 
@@ -517,4 +619,4 @@ if __name__ == "__main__":
     else:
         lib, loop_name, url, size, count, in_flight = sys.argv[2:8]
         rate = run_client(lib, loop_name, url, int(size), int(count), int(in_flight))
-        print(json.dumps({"rate": rate}))
+        print(json.dumps({"rate": rate, "peak_rss": peak_rss()}))

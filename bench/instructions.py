@@ -35,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peers import WORKER, Server, progress, wsloop_compiled
+from peers import WORKER, Server, progress, tls_env, wsloop_compiled
 
 BASE = 300
 CLIENTS = [
@@ -49,7 +49,15 @@ CLIENTS = [
 ]
 
 
-def instructions(lib: str, url: str, size: int, count: int, scratch: Path) -> int:
+def instructions(
+    lib: str,
+    url: str,
+    size: int,
+    count: int,
+    scratch: Path,
+    in_flight: int = 1,
+    env: dict[str, str] | None = None,
+) -> int:
     """User-space instructions a ``lib`` client executes for ``count`` round trips."""
     out = scratch / f"{lib}.{count}.callgrind"
     result = subprocess.run(
@@ -65,11 +73,12 @@ def instructions(lib: str, url: str, size: int, count: int, scratch: Path) -> in
             url,
             str(size),
             str(count),
-            "1",
+            str(in_flight),
         ],
         capture_output=True,
         text=True,
         timeout=900,
+        env=env,
     )
     if result.returncode != 0:
         raise RuntimeError(f"{lib} client failed under valgrind: {result.stderr[-1500:]}")
@@ -89,11 +98,20 @@ def main() -> int:
         help="comma-separated: " + ", ".join(lib for _, lib in CLIENTS),
     )
     parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=1,
+        help="messages in flight (1: round trips; 100: the pipelined rows of peers.py)",
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="wss:// (certificates from trustme) instead of ws://"
+    )
+    parser.add_argument(
         "--server", default="picows", help="echo server (a _workers.py server LIB, on uvloop)"
     )
     args = parser.parse_args()
-    if args.size < 1 or args.count < 1:
-        parser.error("--size and --count must be positive")
+    if args.size < 1 or args.count < 1 or args.in_flight < 1:
+        parser.error("--size, --count and --in-flight must be positive")
     names = {lib: label for label, lib in CLIENTS}
     libs = args.clients.split(",")
     unknown = [lib for lib in libs if lib not in names]
@@ -102,21 +120,25 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         sys.stderr.write("bench/instructions.py needs valgrind (apt-get install valgrind)\n")
         return 2
-    server = Server(args.server, "uvloop")
     rows = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="wsloop-instructions-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="wsloop-instructions-") as tmp:
+        env = tls_env(Path(tmp)) if args.tls else None
+        server = Server(args.server, "uvloop", env=env)
+        try:
             for lib in libs:
                 progress(f"{names[lib]}: {BASE} and {BASE + args.count} round trips, callgrind")
-                low = instructions(lib, server.url, args.size, BASE, Path(tmp))
-                high = instructions(lib, server.url, args.size, BASE + args.count, Path(tmp))
+                low = instructions(lib, server.url, args.size, BASE, Path(tmp), args.in_flight, env)
+                high = instructions(
+                    lib, server.url, args.size, BASE + args.count, Path(tmp), args.in_flight, env
+                )
                 rows.append((names[lib], (high - low) / args.count))
-    finally:
-        server.stop()
+        finally:
+            server.stop()
     progress("")
     compiled = wsloop_compiled()
     print(
-        f"User-space instructions per {args.size} B round trip (callgrind, client on uvloop, "
+        f"User-space instructions per {args.size} B message, {args.in_flight} in flight "
+        f"(callgrind, client on uvloop, {'wss' if args.tls else 'ws'}, "
         f"{args.server}/uvloop echo server; wsloop {'compiled' if compiled else 'pure Python'})"
     )
     print(f"{'client':30s} {'instructions':>14s}")

@@ -28,6 +28,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -35,7 +36,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 WORKER = [sys.executable, str(HERE / "_workers.py")]
-SIZES = [64, 4096, 262144]
+SIZES = [64, 4096, 262144, 16 << 20]
+#: Large messages in flight at once in the pipelined columns: 100, but no
+#: more than 64 MiB (4 of 16 MiB).
+PIPE_BYTES = 64 << 20
 NOTES = "## Notes"
 
 CLIENTS = [
@@ -51,11 +55,14 @@ CLIENTS = [
     ("websockets", "websockets", "uvloop"),
     ("aiohttp", "aiohttp", "uvloop"),
     ("picows", "picows", "uvloop"),
+    ("copy floor (no library)", "floor", "-"),
 ]
 SERVERS = [
     ("wsloop callbacks", "wsloop", "builtin"),
+    ("wsloop callbacks", "wsloop", "asyncio"),
     ("wsloop callbacks", "wsloop", "uvloop"),
     ("wsloop callbacks", "wsloop", "libev"),
+    ("wsloop asyncio API", "wsloop-aio", "asyncio"),
     ("wsloop asyncio API", "wsloop-aio", "uvloop"),
     ("wsloop asyncio API, handler", "wsloop-aio-cb", "uvloop"),
     ("websockets", "websockets", "uvloop"),
@@ -64,18 +71,45 @@ SERVERS = [
 ]
 
 
+def tls_env(scratch: Path) -> dict[str, str]:
+    """The environment of a wss:// run: a throwaway CA (trustme) that every
+    client's default context trusts (SSL_CERT_FILE) and the servers' chain
+    and key (WSLOOP_BENCH_TLS, read by _workers.server_tls)."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_pem = scratch / "server.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    ca_pem = scratch / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    return {**os.environ, "WSLOOP_BENCH_TLS": str(server_pem), "SSL_CERT_FILE": str(ca_pem)}
+
+
+def proc_status(pid: int, field: str) -> int:
+    """A /proc/PID/status field in bytes (VmRSS, VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 class Server:
-    def __init__(self, lib: str, loop: str, role: str = "server") -> None:
+    def __init__(
+        self, lib: str, loop: str, role: str = "server", env: dict[str, str] | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
             [*WORKER, role, lib, loop] if role == "server" else [*WORKER, role, lib],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env=env,
         )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
-        if not self.url.startswith("ws://"):
+        if not self.url.startswith(("ws://", "wss://")):
             raise RuntimeError(f"{lib} server did not start")
 
     def ask(self, command: str) -> dict[str, Any]:
@@ -89,25 +123,61 @@ class Server:
         self.proc.wait(10)
 
 
-def client_rate(lib: str, loop: str, url: str, size: int, count: int, in_flight: int) -> float:
-    out = subprocess.run(
-        [*WORKER, "client", lib, loop, url, str(size), str(count), str(in_flight)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def client_run(
+    lib: str,
+    loop: str,
+    url: str,
+    size: int,
+    count: int,
+    in_flight: int,
+    env: dict[str, str] | None = None,
+) -> tuple[float, int]:
+    """Messages per second, and the client process's peak RSS in bytes."""
+    try:
+        out = subprocess.run(
+            [*WORKER, "client", lib, loop, url, str(size), str(count), str(in_flight)],
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_TIMEOUT,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        sys.stderr.write(f"\n{lib} client on {loop} ({url}, {size} B) timed out\n")
+        return float("nan"), 0
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-2000:])
-        return float("nan")
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+        return float("nan"), 0
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(got["rate"]), int(got.get("peak_rss", 0))
+
+
+def client_rate(lib: str, loop: str, url: str, size: int, count: int, in_flight: int) -> float:
+    return client_run(lib, loop, url, size, count, in_flight)[0]
 
 
 def counts(size: int, quick: bool) -> tuple[int, int]:
     base = 3000 if quick else 20000
     # Large messages: fewer, but not so few that the first ones (heap still
-    # growing) dominate: 1,250 per 256 KiB sample, about a third of a second.
-    n = max(200, base * 16384 // size) if size > 4096 else base
+    # growing) dominate: 1,250 per 256 KiB sample, about a third of a second;
+    # 16 MiB messages: 30 (quick: 10).
+    if size > 1 << 20:
+        n = 10 if quick else 30
+    else:
+        n = max(200, base * 16384 // size) if size > 4096 else base
+    if COUNT_SCALE != 1.0:
+        n = max(2, int(n * COUNT_SCALE))
     return n, n * 3
+
+
+def in_flight_for(size: int) -> int:
+    return max(1, min(100, PIPE_BYTES // size))
+
+
+#: Seconds a client worker may take before its cell is reported n/a.
+CLIENT_TIMEOUT = 600
+
+#: --count-scale: every count multiplied (a smoke run uses 0.01).
+COUNT_SCALE = 1.0
 
 
 def progress(text: str) -> None:
@@ -134,39 +204,65 @@ def summarise(rows: dict[tuple[str, str], dict[str, Any]]) -> list[dict[str, Any
     return out
 
 
-def measure_clients(quick: bool, rounds: int) -> list[dict[str, Any]]:
-    server = Server("picows", "uvloop")
+def measure_clients(
+    quick: bool, rounds: int, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    server = Server("picows", "uvloop", env=env)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     try:
         # Rounds outermost: each library is measured early and late, so a
         # slow spell of a shared machine does not land on one row.
         for r in range(rounds):
             for name, lib, loop in CLIENTS:
+                if env is not None and lib == "floor":
+                    continue  # the copy floor is clear text
                 row = rows.setdefault((name, loop), {"client": name, "loop": loop})
                 for size in SIZES:
                     n_rt, n_pipe = counts(size, quick)
                     progress(f"round {r + 1}/{rounds}: client {name} on {loop}, {size} B")
-                    for key, in_flight, n in (("rt", 1, n_rt), ("pipe", 100, n_pipe)):
-                        rate = client_rate(lib, loop, server.url, size, n, in_flight)
+                    for key, in_flight, n in (
+                        ("rt", 1, n_rt),
+                        ("pipe", in_flight_for(size), n_pipe),
+                    ):
+                        rate, rss = client_run(lib, loop, server.url, size, n, in_flight, env)
                         row.setdefault(f"{key}_{size}", []).append(rate)
+                        if size == max(SIZES) and key == "rt":
+                            # One connection per client process, one message
+                            # in flight: its peak is what echoing one message
+                            # of the largest size cost it.
+                            row["peak_rss"] = max(row.get("peak_rss", 0), rss)
     finally:
         server.stop()
     return summarise(rows)
 
 
-def measure_servers(quick: bool, rounds: int) -> list[dict[str, Any]]:
+def measure_servers(
+    quick: bool, rounds: int, env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in range(rounds):
         for name, lib, loop in SERVERS:
             row = rows.setdefault((name, loop), {"server": name, "loop": loop})
-            server = Server(lib, loop)
+            server = Server(lib, loop, env=env)
             try:
                 for size in SIZES:
                     n_rt, n_pipe = counts(size, quick)
                     progress(f"round {r + 1}/{rounds}: server {name} on {loop}, {size} B")
-                    for key, in_flight, n in (("rt", 1, n_rt), ("pipe", 100, n_pipe)):
-                        rate = client_rate("picows", "uvloop", server.url, size, n, in_flight)
+                    for key, in_flight, n in (
+                        ("rt", 1, n_rt),
+                        ("pipe", in_flight_for(size), n_pipe),
+                    ):
+                        rate = client_run("picows", "uvloop", server.url, size, n, in_flight, env)[
+                            0
+                        ]
                         row.setdefault(f"{key}_{size}", []).append(rate)
+                        if size == max(SIZES) and key == "rt":
+                            # The cells ran one connection at a time, the
+                            # largest size last: the server's peak so far is
+                            # what one connection echoing one such message
+                            # cost it.
+                            peak = proc_status(server.proc.pid, "VmHWM")
+                            row["peak_rss"] = max(row.get("peak_rss", 0), peak)
             finally:
                 server.stop()
     return summarise(rows)
@@ -235,18 +331,25 @@ def render(results: dict[str, Any]) -> str:
     for title, key, who in [
         ("Clients against a picows/uvloop echo server", "clients", "client"),
         ("Servers against a picows/uvloop client", "servers", "server"),
+        ("wss:// clients against a picows/uvloop TLS echo server", "tls_clients", "client"),
+        ("wss:// servers against a picows/uvloop TLS client", "tls_servers", "server"),
     ]:
+        if key not in results:
+            continue
         lines.append(
             f"{title} (messages per second, median of {results['rounds']} rounds; "
-            "rt = one in flight, pipe = 100 in flight)"
+            "rt = one in flight, pipe = 100 in flight, 4 of 16 MiB)"
         )
-        head = f"{who:<28} {'loop':<8}" + "".join(
-            f"{'rt ' + str(s):>12}{'pipe ' + str(s):>14}" for s in SIZES
+        head = (
+            f"{who:<28} {'loop':<8}"
+            + "".join(f"{'rt ' + str(s):>12}{'pipe ' + str(s):>14}" for s in SIZES)
+            + f"{'peak RSS MiB':>14}"  # of the process, one largest message in flight
         )
         lines.append(head)
         for row in results[key]:
             cells = "".join(f"{fmt(row[f'rt_{s}']):>12}{fmt(row[f'pipe_{s}']):>14}" for s in SIZES)
-            lines.append(f"{row[who]:<28} {row['loop']:<8}{cells}")
+            rss = row.get("peak_rss", 0) / (1 << 20)
+            lines.append(f"{row[who]:<28} {row['loop']:<8}{cells}{rss:>14,.0f}")
         lines.append("")
     if results.get("idle"):
         lines.append(f"{results['idle'][0]['connections']} idle connections (no compression)")
@@ -268,9 +371,36 @@ def main() -> int:
         "--rounds", type=int, help="rounds per cell, reported as the median (default 3; 1 quick)"
     )
     parser.add_argument("--skip-idle", action="store_true")
+    parser.add_argument(
+        "--tls", action="store_true", help="also measure wss:// (certificates from trustme)"
+    )
+    parser.add_argument("--skip-clear", action="store_true", help="only the wss:// tables")
+    parser.add_argument(
+        "--client-timeout",
+        type=float,
+        default=600,
+        help="seconds before a client's cell is given up as n/a (default 600)",
+    )
+    parser.add_argument(
+        "--sizes",
+        help="comma-separated message sizes in bytes (default: "
+        + ",".join(str(s) for s in SIZES)
+        + ")",
+    )
+    parser.add_argument(
+        "--count-scale",
+        type=float,
+        default=1.0,
+        help="multiply every message count (0.01: a smoke run on a busy machine)",
+    )
     parser.add_argument("--json", help="write the results to this JSON file")
     parser.add_argument("--markdown", help="write the tables to this Markdown file")
     args = parser.parse_args()
+    global COUNT_SCALE, CLIENT_TIMEOUT
+    COUNT_SCALE = args.count_scale
+    CLIENT_TIMEOUT = args.client_timeout
+    if args.sizes:
+        SIZES[:] = [int(s) for s in args.sizes.split(",")]
     libs = ["wsloop", "websockets", "aiohttp", "picows", "uvloop", "gevent"]
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
@@ -283,8 +413,14 @@ def main() -> int:
     if rounds < 1:
         parser.error("--rounds must be at least 1")
     results["rounds"] = rounds
-    results["clients"] = measure_clients(args.quick, rounds)
-    results["servers"] = measure_servers(args.quick, rounds)
+    if not args.skip_clear:
+        results["clients"] = measure_clients(args.quick, rounds)
+        results["servers"] = measure_servers(args.quick, rounds)
+    if args.tls:
+        with tempfile.TemporaryDirectory(prefix="wsloop-bench-tls-") as scratch:
+            env = tls_env(Path(scratch))
+            results["tls_clients"] = measure_clients(args.quick, rounds, env)
+            results["tls_servers"] = measure_servers(args.quick, rounds, env)
     if not args.skip_idle:
         results["idle"] = measure_idle(1000 if args.quick else 10_000)
     sys.stderr.write("\r" + " " * 100 + "\r")

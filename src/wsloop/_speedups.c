@@ -34,15 +34,53 @@
 #define MSG_NOSIGNAL 0
 #endif
 
+/* XOR n bytes of src with the 4-byte key stream k into dst (which may be
+ * src): 8 bytes a step, and first, for 32 bytes or more, 32 bytes a step as
+ * a GCC/clang vector, loaded and stored with memcpy so no alignment is
+ * assumed. On x86-64 Linux with GCC the vector step is one AVX2 instruction
+ * where the CPU has it (target_clones picks at load time) and two SSE2 ones
+ * elsewhere. */
+#if defined(__GNUC__) && !defined(__INTEL_COMPILER)
+typedef uint32_t mask_block __attribute__((vector_size(32)));
+#if defined(__x86_64__) && defined(__linux__) && !defined(__clang__)
+#define MASK_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MASK_CLONES
+#endif
+MASK_CLONES static Py_ssize_t
+xor_mask_blocks(unsigned char *dst, const unsigned char *src, Py_ssize_t n, uint32_t k32)
+{
+    mask_block kv = {k32, k32, k32, k32, k32, k32, k32, k32}, w;
+    Py_ssize_t i = 0;
+    for (; i + 128 <= n; i += 128) {
+        for (int b = 0; b < 128; b += 32) {
+            memcpy(&w, src + i + b, 32);
+            w ^= kv;
+            memcpy(dst + i + b, &w, 32);
+        }
+    }
+    for (; i + 32 <= n; i += 32) {
+        memcpy(&w, src + i, 32);
+        w ^= kv;
+        memcpy(dst + i, &w, 32);
+    }
+    return i;
+}
+#define MASK_BLOCKS 1
+#endif
+
 static void
 xor_mask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, const unsigned char *k)
 {
+    uint32_t k32;
     uint64_t k64;
-    unsigned char rolled[8];
     Py_ssize_t i = 0;
-    for (int j = 0; j < 8; j++)
-        rolled[j] = k[j & 3];
-    memcpy(&k64, rolled, 8);
+    memcpy(&k32, k, 4);
+    k64 = ((uint64_t)k32 << 32) | k32; /* the same 8 bytes in either byte order */
+#ifdef MASK_BLOCKS
+    if (n >= 32)
+        i = xor_mask_blocks(dst, src, n, k32); /* a multiple of 4: the key is in phase */
+#endif
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, src + i, 8);
@@ -420,6 +458,7 @@ fd_recv_into(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return fd_io(args, nargs, 0);
 }
+
 #endif
 
 /* read_frame(buf, pos, end, is_client, limit) -> (data, frame_end) | None
@@ -538,6 +577,7 @@ static PyMethodDef methods[] = {
      "send(fd, data) -> int: socket.send on a non-blocking socket's fd, keeping the GIL."},
     {"recv_into", (PyCFunction)(void (*)(void))fd_recv_into, METH_FASTCALL,
      "recv_into(fd, buffer) -> int: socket.recv_into on a non-blocking socket's fd."},
+
 #endif
     {"apply_mask", apply_mask, METH_VARARGS,
      "apply_mask(data, key, offset=0) -> bytes: XOR data with the 4-byte key stream."},

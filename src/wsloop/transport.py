@@ -24,6 +24,7 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
+from time import monotonic
 from typing import Any, Final, Protocol
 
 from .loops import Loop
@@ -37,6 +38,17 @@ logger = logging.getLogger("wsloop")
 # what it keeps before data_received returns.
 READ_SIZE = 1024 * 1024  # per thread, not per connection: a 256 KiB message is one read
 SEND_SIZE = 1024 * 1024
+# A read whose bytes took the protocol longer than SLOW_READ seconds to
+# process, at under SLOW_RATE bytes a second, makes the next read as much
+# smaller as it was slower (down to READ_MIN); fast ones double it back.
+# What a peer can make this connection's turn on the loop cost is bounded
+# so, whatever its bytes cost to process (a flood of one-byte frames costs
+# ~100x a large message per byte, issue 17), and other connections get their
+# turn in between. Large messages are processed at hundreds of MB/s (tens
+# under valgrind) and keep their large reads.
+READ_MIN: Final = 16 * 1024
+SLOW_READ: Final = 0.01
+SLOW_RATE: Final = 20_000_000
 _per_thread = threading.local()
 
 # A socket's two calls per message: the C accelerator's send/recv_into on
@@ -140,10 +152,14 @@ class Transport:
         # This thread's read buffer, looked up once: the transport is used
         # only on the thread that created it (the loop's).
         self._view = _read_buffer()
+        self._read_size = READ_SIZE
         self.sock = sock
         self._fd = sock.fileno()
         self._io: Any = self._fd if _ON_FD else sock
         self._buf: deque[bytes] = deque()
+        # How much of _buf[0] the kernel has taken: the rest goes out as a
+        # memoryview slice, never as a copy of the unsent remainder.
+        self._head_sent = 0
         self._buffered = 0
         self._writer = False
         self._start_reading()
@@ -365,9 +381,13 @@ class Transport:
                 if sent >= RETIRE_MIN:
                     _retire(data)
                 return
-            data = data[sent:]
+            self._head_sent = sent
+            self._buffered -= sent
         self._buf.append(data)
         self._buffered += len(data)
+        self._want_writable()
+
+    def _want_writable(self) -> None:
         if not self._writer:
             self._writer = True
             self.loop.add_writer(self._fd, self._on_writable)
@@ -383,6 +403,7 @@ class Transport:
             self._writer = False
             self.loop.remove_writer(self._fd)
         self._buf.clear()
+        self._head_sent = 0
         self._buffered = 0
         # Never the fd number again: once closed, the kernel may give it to
         # another file. -1 fails like a closed socket object (EBADF).
@@ -396,19 +417,30 @@ class Transport:
         buf = self._buf
         while buf:
             data = buf[0]
-            chunk = memoryview(data)[:SEND_SIZE]
-            try:
-                sent = _send(self._io, chunk)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self._fatal(exc)
-                return
+            at = self._head_sent
+            if at or len(data) > SEND_SIZE:
+                try:
+                    sent = _send(self._io, memoryview(data)[at : at + SEND_SIZE])
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    self._fatal(exc)
+                    return
+            else:
+                try:
+                    sent = _send(self._io, data)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    self._fatal(exc)
+                    return
             self._buffered -= sent
-            if sent == len(data):
+            at += sent
+            if at == len(data):
+                self._head_sent = 0
                 _retire(buf.popleft())
             else:
-                buf[0] = data[sent:]
+                self._head_sent = at
                 break
         if not buf:
             self._writer = False
@@ -424,8 +456,9 @@ class Transport:
         if self._closed:
             return
         buffer = self._view
+        size = self._read_size
         try:
-            n = _recv_into(self._io, buffer)
+            n = _recv_into(self._io, buffer if size == READ_SIZE else buffer[:size])
         except (BlockingIOError, InterruptedError):
             n = -1
         except OSError as exc:
@@ -434,4 +467,14 @@ class Transport:
         if n == 0:
             self._on_eof()
             return
+        if n < READ_MIN:
+            self._received(buffer, n)  # too little to be a long turn: not timed
+            return
+        started = monotonic()
         self._received(buffer, n)
+        took = monotonic() - started
+        if took > SLOW_READ and n < took * SLOW_RATE:
+            if size > READ_MIN:
+                self._read_size = max(READ_MIN, int(n * SLOW_READ / took))
+        elif size < READ_SIZE and took < SLOW_READ / 4:
+            self._read_size = min(READ_SIZE, size * 2)

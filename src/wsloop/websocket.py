@@ -480,9 +480,13 @@ class WebSocket:
             transport.resume_reading()
 
     def _flush(self) -> None:
-        data = self.protocol.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
+        proto = self.protocol
+        transport = self.transport
+        data = proto.data_to_send_chunk()
+        while data:
+            if transport is not None:
+                transport.write(data)
+            data = proto.data_to_send_chunk()
 
     def _process(self) -> None:
         """Deliver every event the protocol has, then act on its state."""

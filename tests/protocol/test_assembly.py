@@ -180,3 +180,39 @@ def test_a_payload_buffer_hands_out_its_bytes_once_and_only_when_full(buffer_typ
         buffer.take()
     with pytest.raises(ValueError, match="after take"):
         buffer.fill(b"e", 0, 1, None, 0)
+
+
+def one_byte_frames(payload: bytes, opcode: int) -> bytes:
+    """``payload`` as one message of one-byte frames, masked (a client's)."""
+    key = b"\x01\x02\x03\x04"
+    out = bytearray()
+    for i, byte in enumerate(payload):
+        first = (opcode if i == 0 else 0) | (0x80 if i == len(payload) - 1 else 0)
+        out += bytes([first, 0x81]) + key + bytes([byte ^ key[0]])
+    return bytes(out)
+
+
+@pytest.mark.parametrize("kind", ["binary", "text"])
+def test_a_message_of_one_byte_frames_costs_about_its_size(kind: str) -> None:
+    # Issue 17, defect 3: one object per fragment made a 1 MiB message of
+    # one-byte frames cost the server over 100 MiB.
+    size = 18 * 1024
+    # Text of 1-, 2- and 3-byte characters: most frames hold part of one.
+    payload = os.urandom(size) if kind == "binary" else ("aé€" * (size // 6)).encode()
+    data = one_byte_frames(payload, 2 if kind == "binary" else 1)
+    server = open_server(max_message_size=1 << 20)
+    events = []
+    tracemalloc.start()
+    try:
+        for i in range(0, len(data), 65536):
+            events += feed(server, data[i : i + 65536])
+            if i == 0:
+                tracemalloc.reset_peak()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    expected = payload if kind == "binary" else payload.decode("utf-8")
+    assert events == [Message(expected)]
+    # The message (twice at the end: its buffer and the bytes or str made of
+    # it) and a read in flight; an object per fragment was ~40x the message.
+    assert peak < 3 * len(payload) + 4 * 65536, peak

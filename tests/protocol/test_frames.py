@@ -22,7 +22,9 @@ IMPLEMENTATIONS = {"python": frames._apply_mask_python, "active": apply_mask}
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 7, 8, 9, 63, 64, 65, 127, 1000, 65537])
+@pytest.mark.parametrize(
+    "size", [0, 1, 3, 4, 5, 7, 8, 9, 31, 32, 33, 63, 64, 65, 127, 128, 129, 161, 1000, 65537]
+)
 @pytest.mark.parametrize("offset", [0, 1, 2, 3, 7])
 def test_apply_mask_matches_definition(impl: str, size: int, offset: int) -> None:
     data = os.urandom(size)

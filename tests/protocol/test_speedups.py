@@ -183,3 +183,50 @@ def test_the_fast_path_never_changes_what_a_connection_does(
         fast = run(protocol, data, cuts, as_client, limit, deflate)
         slow = run(reference, data, cuts, as_client, limit, deflate)
     assert fast == slow
+
+
+@st.composite
+def fragmented(draw: st.DrawFn, as_client: bool) -> list[bytes]:
+    """One message in many fragments (past the assembler's MAX_PIECES, so
+    both of its ways of holding pieces run), with payloads across the C
+    mask's 32-byte steps, sometimes a ping between fragments and sometimes
+    invalid UTF-8 in a text message."""
+    opcode = draw(st.sampled_from([1, 2]))
+    sizes = draw(st.lists(st.integers(0, 70), min_size=1, max_size=150))
+    text = "aé€😀" * 3000
+    if opcode == 1:
+        payload = text.encode()[: sum(sizes)]
+        if draw(st.integers(0, 9)) == 0:
+            payload = payload[:-1] + b"\xff"
+    else:
+        payload = draw(st.binary(min_size=sum(sizes), max_size=sum(sizes)))
+    mask = not as_client
+    out = []
+    at = 0
+    for i, n in enumerate(sizes):
+        last = i == len(sizes) - 1
+        out.append(frame(opcode if i == 0 else 0, payload[at : at + n], fin=last, mask=mask))
+        at += n
+        if not last and draw(st.integers(0, 30)) == 0:
+            out.append(frame(9, b"ping", mask=mask))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.booleans().flatmap(lambda c: st.tuples(st.just(c), fragmented(c))),
+    st.lists(st.integers(min_value=0), max_size=8),
+    st.sampled_from([None, 100, 5000]),
+)
+def test_fragmented_messages_are_the_same_with_and_without_the_accelerator(
+    reference: Any,
+    role_frames: tuple[bool, list[bytes]],
+    cuts: list[int],
+    limit: int | None,
+) -> None:
+    as_client, frames_ = role_frames
+    data = b"".join(frames_)
+    with mock.patch.object(os, "urandom", lambda n: b"\x07" * n):
+        fast = run(protocol, data, cuts, as_client, limit, False)
+        slow = run(reference, data, cuts, as_client, limit, False)
+    assert fast == slow

@@ -8,6 +8,12 @@ and the size limit kept, after inflating. It raises
 :class:`~.errors.ProtocolError` with the close code for a message that
 breaks the protocol.
 
+A fragmented message's pieces are kept as they are up to
+:data:`MAX_PIECES` of them (joined once at the end), and past that appended
+to one growing buffer: a message sent as a million one-byte frames costs
+about its size, not a million objects (issue 17). Text is checked piece by
+piece as it arrives and decoded once, whole, at the end.
+
 The last frame of an uncompressed binary message goes one better once an
 eighth of the message has arrived: the whole message is allocated once (a
 :data:`~.frames.PayloadBuffer`) and every later piece is copied straight
@@ -31,6 +37,9 @@ _TEXT: Final = 1
 _BINARY: Final = 2
 # Assemble a message in place once this share of it has arrived (1/8).
 _FILL_RATIO: Final = 8
+#: Pieces of a message kept as separate objects at most; past this many,
+#: they go into one growing buffer.
+MAX_PIECES: Final = 64
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 
@@ -45,7 +54,10 @@ class MessageAssembler:
         self.opcode = 0
         self._deflated = False
         self._size = 0
-        self._parts: list[bytes] | list[str] = []
+        # The message so far (its bytes after inflating): its pieces, or,
+        # past MAX_PIECES of them, one growing buffer.
+        self._parts: list[bytes] = []
+        self._buf: bytearray | None = None
         self._decoder: codecs.IncrementalDecoder | None = None
         #: The message being assembled in place, if any (its bytes so far: _size).
         self.filling: PayloadBufferLike | None = None
@@ -54,6 +66,7 @@ class MessageAssembler:
         """Drop the message in progress (the connection is closed)."""
         self.opcode = 0
         self._parts = []
+        self._buf = None
         self._decoder = None
         self.filling = None
 
@@ -70,6 +83,7 @@ class MessageAssembler:
             self._deflated = rsv1
             self._size = 0
             self._parts = []
+            self._buf = None
             self._decoder = None
         limit = self.max_message_size
         if not self._deflated and limit is not None and self._size + length > limit:
@@ -93,8 +107,12 @@ class MessageAssembler:
         what earlier frames brought copied in."""
         dest = PayloadBuffer(self._size + left)
         for part in self._parts:
-            dest.fill(part, 0, len(part), None, 0)  # type: ignore[arg-type]
+            dest.fill(part, 0, len(part), None, 0)
+        buf = self._buf
+        if buf is not None:
+            dest.fill(buf, 0, len(buf), None, 0)
         self._parts = []
+        self._buf = None
         self.filling = dest
         return dest
 
@@ -131,10 +149,9 @@ class MessageAssembler:
         else:
             data = chunk
             self._size += len(data)
-        parts: list[bytes] | list[str] = self._parts
         if self.opcode == _TEXT:
             decoder = self._decoder
-            if done and decoder is None and not parts:
+            if done and decoder is None:
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError:
@@ -144,24 +161,49 @@ class MessageAssembler:
             if decoder is None:
                 decoder = self._decoder = _utf8_decoder()
             try:
-                piece = decoder.decode(data, done)
+                # Checked as it arrives (an invalid byte fails the
+                # connection at once, RFC 6455 8.1); the text itself is
+                # decoded once, whole, at the end.
+                decoder.decode(data, done)
             except UnicodeDecodeError:
                 raise ProtocolError(1007, "invalid UTF-8 in a text message") from None
-            if piece:
-                parts.append(piece)  # type: ignore[arg-type]
-            if done:
-                self.opcode = 0
-                self._decoder = None
-                self._parts = []
-                return "".join(parts)  # type: ignore[arg-type]
-            return None
-        if done and not parts:
+            self._keep(data)
+            if not done:
+                return None
+            self._decoder = None
+            return self._joined().decode("utf-8")
+        if done and self._buf is None and not self._parts:
             self.opcode = 0
             return data
-        if data:
-            parts.append(data)  # type: ignore[arg-type]
-        if done:
-            self.opcode = 0
-            self._parts = []
-            return b"".join(parts)  # type: ignore[arg-type]
-        return None
+        self._keep(data)
+        if not done:
+            return None
+        joined = self._joined()
+        return joined if type(joined) is bytes else bytes(joined)
+
+    def _keep(self, data: bytes) -> None:
+        buf = self._buf
+        if buf is not None:
+            buf += data
+            return
+        parts = self._parts
+        if len(parts) < MAX_PIECES:
+            if data:
+                parts.append(data)
+            return
+        buf = self._buf = bytearray()
+        for part in parts:
+            buf += part
+        buf += data
+        self._parts = []
+
+    def _joined(self) -> bytes | bytearray:
+        """The message's bytes, and the message done."""
+        self.opcode = 0
+        buf = self._buf
+        parts = self._parts
+        self._buf = None
+        self._parts = []
+        if buf is not None:
+            return buf
+        return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -268,6 +268,13 @@ class Connection:
         """Take the bytes queued for the peer."""
         return self._writer.take()
 
+    def data_to_send_chunk(self) -> bytes:
+        """Take the next chunk of the bytes queued for the peer (b"" when
+        none): small frames joined, a large frame on its own. Writing the
+        chunks until b"" writes what :meth:`data_to_send` would return,
+        without copying large frames into one joined buffer."""
+        return self._writer.take_chunk()
+
     def send_text(self, data: str, *, compress: bool = True) -> None:
         """Queue a text message."""
         if not isinstance(data, str):

@@ -19,6 +19,8 @@ __all__ = ["FrameWriter"]
 
 # Final: compiled code keeps it in a C static, not a module-dict lookup per send.
 _build_frame: Final = build_frame
+#: Frames this large are taken on their own by take_chunk(), not joined.
+LARGE_FRAME: Final = 64 * 1024
 #: Pongs queued at most until the I/O layer takes them (per batch of input).
 MAX_PONGS: Final = 32
 
@@ -50,6 +52,27 @@ class FrameWriter:
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._out_size = 0
+        self._pongs = 0
+        self._pong_at = -1
+        return data
+
+    def take_chunk(self) -> bytes:
+        """The next chunk of what is queued (b"" when nothing is): small
+        frames joined, a large one (:data:`LARGE_FRAME` bytes or more) on
+        its own, so that a large frame is never copied into a join; take
+        chunks until b"" to take everything."""
+        out = self._out
+        if len(out) <= 1 or self._out_size < LARGE_FRAME:
+            return self.take()
+        end = 0
+        while end < len(out) and len(out[end]) < LARGE_FRAME:
+            end += 1
+        if end == 0:
+            end = 1  # the large frame at the head, alone
+        data = out[0] if end == 1 else b"".join(out[:end])
+        del out[:end]
+        self._out_size -= len(data)
+        # What remains was queued after these; pongs count from here afresh.
         self._pongs = 0
         self._pong_at = -1
         return data
