@@ -19,10 +19,10 @@ from ._threads import Completion
 from .handler import HandlerLike
 from .loops import Handle, Loop
 from .options import ServerOptions, reuse_port_option
-from .protocol import HandshakeError, InvalidStateError, RequestReceived, ServerConnection, State
+from .protocol import HandshakeError, RequestReceived, ServerConnection, State
 from .protocol.handshake import error_response
 from .transport import Transport
-from .websocket import WebSocket
+from .websocket import WebSocket, offer_shared_all
 
 __all__ = ["Server", "broadcast"]
 
@@ -87,19 +87,10 @@ def broadcast(
     if not isinstance(message, (str, bytes)):
         raise TypeError(f"broadcast() takes str or bytes, not {type(message).__name__}")
     frames: dict[tuple[object, ...], bytes] = {}  # encoded once per share key
-    sent = 0
-    for ws in list(connections):
-        if ws.state != "open":
-            continue
-        if ws.buffered_amount > ws.options.write_limit:
-            if policy == "close":
-                ws.close(1008, "too slow to keep up")
-            continue
-        try:
-            ws.send_shared(message, frames)
-        except InvalidStateError:
-            continue
-        sent += 1
+    sent, slow = offer_shared_all(list(connections), message, frames)
+    if slow is not None and policy == "close":
+        for ws in slow:
+            ws.close(1008, "too slow to keep up")
     return sent
 
 

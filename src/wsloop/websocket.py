@@ -48,6 +48,31 @@ logger = logging.getLogger("wsloop")
 get_ident: Final[Callable[[], object]] = threading.get_ident
 
 
+def offer_shared_all(
+    connections: list[WebSocket], data: str | bytes, frames: dict[tuple[object, ...], bytes]
+) -> tuple[int, list[WebSocket] | None]:
+    """Loop thread only: :meth:`WebSocket.offer_shared` to each of
+    ``connections`` (a broadcast, a broker's fan-out), in one call from the
+    caller rather than one per connection. Returns how many got it, and the
+    connections skipped for being over their ``write_limit`` (None if none),
+    for the caller's policy."""
+    sent = 0
+    slow: list[WebSocket] | None = None
+    for ws in connections:
+        try:
+            offered = ws.offer_shared(data, frames)
+        except InvalidStateError:
+            continue
+        if offered > 0:
+            sent += 1
+        elif offered < 0:
+            if slow is None:
+                slow = [ws]
+            else:
+                slow.append(ws)
+    return sent, slow
+
+
 class Owner(Protocol):
     """The client or server a connection reports to (on the loop's thread)."""
 
@@ -242,12 +267,33 @@ class WebSocket:
                 protocol.send_text(data)
             else:
                 protocol.send_binary(data)
+            self._flush()
+            return
+        frame = frames.get(key)
+        if frame is None:
+            frame = frames[key] = protocol.prepare_shared(data)
+        transport = self.transport
+        if protocol.bytes_to_send or transport is None or protocol.state is not State.OPEN:
+            protocol.send_shared(frame)  # behind what is queued (or raises: not open)
+            self._flush()
         else:
-            frame = frames.get(key)
-            if frame is None:
-                frame = frames[key] = protocol.prepare_shared(data)
-            protocol.send_shared(frame)
-        self._flush()
+            # Nothing queued before it: the frame goes to the transport as
+            # it is, without a trip through the protocol's queue (what a
+            # fan-out does for every subscriber of every message).
+            transport.write(frame)
+
+    def offer_shared(self, data: str | bytes, frames: dict[tuple[object, ...], bytes]) -> int:
+        """Loop thread only: :meth:`send_shared` for a fan-out that never
+        waits on a slow connection, its checks made here in one call. Returns
+        1 once sent; 0 if the connection is not open (nothing sent); -1 if
+        its send buffer is over ``write_limit`` (nothing sent: the caller's
+        policy skips or closes it)."""
+        if self._lost or self.protocol.state is not State.OPEN:
+            return 0
+        if self.buffered_amount > self._write_limit:
+            return -1
+        self.send_shared(data, frames)
+        return 1
 
     def add_close_callback(self, fn: Callable[[WebSocket], object]) -> None:
         """Loop thread only: call ``fn(ws)`` once this connection is closed

@@ -443,3 +443,42 @@ def test_subscribing_again_replaces_the_subscription(
     assert [m.offset for m in reader.messages] == [1, 2]
     reader.close()
     closing(loop, broker)
+
+
+def test_a_long_fan_out_is_not_a_redis_timeout(loop: Backend, redis_server: RedisServer) -> None:
+    """Handling one read from Redis (its messages fanned out to every local
+    subscriber) may take longer than the reply timeout: that time is this
+    process's, and a reply waiting behind it is not late. Here the fan-out
+    of one message is made to take three timeouts (a busy loop standing in
+    for tens of thousands of subscribers), with a PING in flight."""
+    from wsloop.broker.resp import pack
+
+    states: list[str] = []
+    broker = open_broker(
+        redis_server.url,
+        loop=loop.loop,
+        envelope=True,
+        timeout=0.3,
+        on_state=lambda _broker, state, _detail: states.append(state),
+    )
+    channel = channel_name()
+    server = feed_server(broker, loop.loop)
+    reader = Reader(f"{server.url}{channel}", loop.loop)
+    assert loop.run_until(lambda: settled(broker, server, 1), 10)
+    conn = broker._conn  # type: ignore[attr-defined]
+    live = broker._fanout.live
+
+    def slow_live(*args: Any) -> int:
+        conn._send(pack("PING"), None)  # answered while this runs, read after
+        until = time.monotonic() + 0.9
+        while time.monotonic() < until:
+            pass
+        return live(*args)
+
+    broker._fanout.live = slow_live  # type: ignore[method-assign]
+    broker.publish(channel, "slow")
+    broker.publish(channel, "after")
+    assert loop.run_until(lambda: reader.data == ["slow", "after"], 10)
+    assert states.count("connected") == 1 and "reconnecting" not in states
+    reader.close()
+    closing(loop, broker)

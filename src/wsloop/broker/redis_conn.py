@@ -321,6 +321,12 @@ class RedisConnection:
                 self._abort(exc)
                 return
             if reply is False:
+                # Stamped again once handled: a long burst of pushes (each
+                # fanned out to every local subscriber) is this process's
+                # time, not Redis's, and must not count against a reply
+                # that waits in the socket behind it (docs/performance.md,
+                # "Fan-out").
+                self._last_input = self.loop.time()
                 return
             if type(reply) is push_type:
                 try:
