@@ -174,6 +174,7 @@ class Canary:
         self.rtts: list[float] = []
         self.failure: str | None = None
         self.stop = threading.Event()
+        self.answered = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="test-canary", daemon=True)
         self.thread.start()
 
@@ -200,11 +201,23 @@ class Canary:
                     self.failure = "the canary's echo was wrong"
                     return
                 self.sock.sendall(self.proto.data_to_send())  # pongs to keepalive
-                self.rtts.append(time.monotonic() - started)
+                with self.answered:
+                    self.rtts.append(time.monotonic() - started)
+                    self.answered.notify_all()
         except OSError as exc:
             self.failure = f"canary: {exc!r}"
+        finally:
+            with self.answered:
+                self.answered.notify_all()
 
     def finish(self) -> float:
+        # One more round trip after the attack, however short the attack
+        # was: the server still answers a well-behaved client.
+        with self.answered:
+            wanted = len(self.rtts) + 1
+            self.answered.wait_for(
+                lambda: len(self.rtts) >= wanted or not self.thread.is_alive(), timeout=10
+            )
         self.stop.set()
         self.thread.join(15)
         self.sock.close()
@@ -356,22 +369,12 @@ ATTACKS: dict[str, Callable[[int], None]] = {
 #: On the loops other than builtin: pausing and resuming reading, many sockets.
 SUBSET = ("non_reading", "ping_flood", "idle_flood")
 
-PENDING = {
-    # Defect 3 (tiny fragments) is fixed on another branch; this test is
-    # written against the behaviour it promises and passes once it merges.
-    # Remove this entry then: strict=False only until then.
-    "fragment_flood": pytest.mark.xfail(
-        reason="issue 17 defect 3 (1-byte fragments) not merged yet", strict=False
-    ),
-}
-
 
 def cases() -> list[object]:
     out: list[object] = []
     for loop in backend_params():
         for name in ATTACKS if loop == "builtin" else SUBSET:
-            marks = [PENDING[name]] if name in PENDING else []
-            out.append(pytest.param(loop, name, id=f"{loop}-{name}", marks=marks))
+            out.append(pytest.param(loop, name, id=f"{loop}-{name}"))
     return out
 
 
