@@ -3,6 +3,7 @@ both on a loop wsloop creates and on a native loop the application made."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -349,34 +350,59 @@ def test_owned_loop_frees_every_fd(backend: str) -> None:
     assert open_fds() == before
 
 
-@pytest.fixture(
-    params=[(b, m) for b in THREAD_BOUND for m in ("owned", "foreign")],
-    ids=lambda p: f"{p[0]}-{p[1]}",
-)
-def thread_bound_loop(request: pytest.FixtureRequest) -> Iterator[Loop]:
-    backend, mode = request.param
-    require(backend)
-    adapter, native = make_loop(backend, mode == "foreign")
-    yield adapter
-    adapter.close()
-    free_native(backend, native)
-
-
-def test_close_from_a_callback_of_the_running_loop(thread_bound_loop: Loop, sockpair: Any) -> None:
-    """The native objects a callback runs under are destroyed when the run
-    returns, not under it; the loop stops when told, and nothing is left.
-    (Qt and Tk only: on them a close inside run() is deferred this way.)"""
-    loop = thread_bound_loop
+def test_close_from_a_callback_of_the_running_loop(loop: Loop, sockpair: Any) -> None:
+    """What a callback runs under is freed when the run returns, not under
+    it (libev and libuv aborted the process); the callbacks still queued
+    behind it never run, and the run ends (a stop() after it is harmless)."""
     a, b = sockpair
     b.send(b"x")
     loop.add_reader(a, lambda: None)
     loop.call_later(10, print)
+    after: list[int] = []
 
     def close_then_stop() -> None:
         loop.close()
         loop.stop()
 
     loop.call_soon(close_then_stop)
+    loop.call_soon(after.append, 1)  # same batch, behind the close
     assert run_loop(loop)
     assert loop.closed and not loop.is_running()
-    assert loop._bound is None, "the run's end destroyed the native objects"  # type: ignore[attr-defined]
+    assert after == []
+    if loop.name in THREAD_BOUND:
+        assert loop._bound is None, "the run's end destroyed the native objects"  # type: ignore[attr-defined]
+
+
+def test_close_from_a_callback_ends_the_run(backend: str) -> None:
+    """A closed adapter takes no work, so nothing could stop its run after:
+    close() from a callback ends wsloop's own run() of the loop."""
+    loop, _native = make_loop(backend, foreign=False)
+    loop.call_later(0.01, loop.close)
+    # The watchdog cannot use call_soon_threadsafe on a closed adapter: a
+    # direct stop() from its thread is the last resort if the run goes on.
+    watchdog = threading.Timer(10, loop.stop)
+    watchdog.start()
+    try:
+        loop.run()
+    finally:
+        timed_out = not watchdog.is_alive()
+        watchdog.cancel()
+        watchdog.join()
+    assert not timed_out, "the run went on after close()"
+    assert loop.closed and not loop.is_running()
+
+
+def test_watching_a_closed_fd_raises_oserror(loop: Loop) -> None:
+    """Every backend refuses a closed fd with EBADF, in the caller's thread
+    (libev and libuv aborted the process when they next polled it)."""
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    a.close()
+    b.close()
+    for watch in (loop.add_reader, loop.add_writer):
+        with pytest.raises(OSError) as info:
+            watch(fd, print)
+        assert info.value.errno == errno.EBADF
+    assert loop.stats()["readers"] == loop.stats()["writers"] == 0
+    loop.call_soon(loop.stop)
+    assert run_loop(loop)

@@ -104,7 +104,11 @@ class GeventLoop(Loop):
         waker.close()
 
     def is_running(self) -> bool:
-        return self._running or self.native.depth > 0
+        if self._running:
+            return True
+        if self.owned and self._closed:
+            return False  # the native loop is destroyed
+        return bool(self.native.depth > 0)
 
     def _run(self) -> None:
         self._running = True
@@ -119,6 +123,8 @@ class GeventLoop(Loop):
             self._stopping = False
             if self._waker is not None:
                 self._waker.ref = self.owned
+            if self._closed and self.owned:
+                self.native.destroy()  # closed from a callback of this run
 
     def _stop(self) -> None:
         self._stopping = True
@@ -127,5 +133,7 @@ class GeventLoop(Loop):
             waker.send()
 
     def _release(self) -> None:
-        if self.owned:
+        # Destroying the native loop under its own run() crashes the
+        # process: a close() from a callback leaves it to the run's end.
+        if self.owned and not self._in_run:
             self.native.destroy()

@@ -71,9 +71,9 @@ class ThreadBoundLoop(Loop):
         self._timer_due: float | None = None
         self._watches: set[Watch] = set()
         self._orphans: list[Any] = []  # native watches removed from another thread
-        #: Inside this adapter's own :meth:`Loop.run` (which unbinds, at its
-        #: end, what a close() from a callback could not destroy under it).
-        self._in_run = False
+        # self._in_run (Loop's): inside this adapter's own run(), which
+        # unbinds, at its end, what a close() from a callback could not
+        # destroy under it.
 
     # -- the native operations a thread-bound backend provides -------------
 
@@ -199,6 +199,8 @@ class ThreadBoundLoop(Loop):
     def _run_batch(self) -> None:
         ready = self._ready
         for _i in range(len(ready)):
+            if not ready:
+                break  # a callback closed the loop
             fire = ready.popleft()[0]
             if fire is not None:
                 fire()

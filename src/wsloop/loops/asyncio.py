@@ -69,7 +69,11 @@ class AsyncioLoop(Loop):
         return self.native.is_running()
 
     def _run(self) -> None:
-        self.native.run_forever()
+        try:
+            self.native.run_forever()
+        finally:
+            if self._closed and self.owned:
+                self.native.close()  # closed from a callback of this run
 
     def _stop(self) -> None:
         self.native.stop()

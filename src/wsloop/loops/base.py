@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -70,6 +71,9 @@ class Handle:
         return f"<Handle {self._callback!r} {state}>"
 
 
+_POSIX = os.name == "posix"
+
+
 def _fileno(fd: int | Any) -> int:
     if isinstance(fd, int):
         if fd < 0:
@@ -102,6 +106,9 @@ class Loop(ABC):
         self.exception_handler: ExceptionHandler | None = None
         self._thread_id: int | None = None
         self._closed = False
+        #: Inside this adapter's own :meth:`run` (a backend defers freeing
+        #: what that run is using to its end, when close() comes from a callback).
+        self._in_run = False
         self._pending: set[Handle] = set()
         self._readers: dict[int, Any] = {}
         self._writers: dict[int, Any] = {}
@@ -186,11 +193,13 @@ class Loop(ABC):
         return self._closed
 
     def add_reader(self, fd: int | Any, callback: Callback, *args: Any) -> None:
-        """Call ``callback(*args)`` whenever ``fd`` is readable."""
+        """Call ``callback(*args)`` whenever ``fd`` is readable (OSError
+        EBADF if ``fd`` is not open)."""
         self._add_io(self._readers, _fileno(fd), False, callback, args)
 
     def add_writer(self, fd: int | Any, callback: Callback, *args: Any) -> None:
-        """Call ``callback(*args)`` whenever ``fd`` is writable."""
+        """Call ``callback(*args)`` whenever ``fd`` is writable (OSError
+        EBADF if ``fd`` is not open)."""
         self._add_io(self._writers, _fileno(fd), True, callback, args)
 
     def remove_reader(self, fd: int | Any) -> bool:
@@ -239,7 +248,11 @@ class Loop(ABC):
         if self.is_running():
             raise RuntimeError(f"the {self.name} loop is already running")
         self._thread_id = threading.get_ident()
-        self._run()
+        self._in_run = True
+        try:
+            self._run()
+        finally:
+            self._in_run = False
 
     def stop(self) -> None:
         """Make :meth:`run` return; from another thread use call_soon_threadsafe(loop.stop)."""
@@ -250,9 +263,14 @@ class Loop(ABC):
 
         Call it from the loop's thread or once the loop has stopped. A
         foreign loop is left as it was found; a loop wsloop created is freed.
+        Called from a callback while :meth:`run` runs, it also ends that run
+        (nothing could stop it any more: a closed adapter takes no work), and
+        what the run is still using is freed when it returns.
         """
         if self._closed:
             return
+        if self._in_run and self.in_loop_thread():
+            self._stop()
         self._closed = True
         for table in (self._readers, self._writers):
             for token, _, _ in table.values():
@@ -302,6 +320,11 @@ class Loop(ABC):
         self, table: dict[int, Any], fd: int, writable: bool, cb: Callback, args: tuple[Any, ...]
     ) -> None:
         self._check_open()
+        if _POSIX:
+            # A closed fd would be refused by some native loops only when
+            # they next poll (libev and libuv then abort the process) and
+            # ignored by others: refuse it here, the same on every backend.
+            os.fstat(fd)
         old = table.pop(fd, None)
         if old is not None:
             self._io_stop(old[0])

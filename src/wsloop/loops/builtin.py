@@ -187,6 +187,8 @@ class BuiltinLoop(Loop):
                     self._dead_timers -= 1
         ready = self._ready
         for _ in range(len(ready)):
+            if not ready:
+                break  # a callback closed the loop
             fire = ready.popleft()[0]
             if fire is not None:
                 fire()

@@ -86,6 +86,9 @@ class TrioLoop(Loop):
         self._seq = itertools.count()
         # While open in a trio run:
         self._nursery: trio.Nursery | None = None
+        #: The open block's scope, which stop() cancels: kept until the block
+        #: ends, so a stop() after a close() in a callback still ends it.
+        self._block: trio.CancelScope | None = None
         self._dispatcher: trio.CancelScope | None = None
         self._lot: trio.lowlevel.ParkingLot | None = None
         self._parked = False
@@ -187,10 +190,10 @@ class TrioLoop(Loop):
             await trio.sleep_forever()
 
     def _stop(self) -> None:
-        nursery = self._nursery
-        if nursery is not None:
+        block = self._block
+        if block is not None:
             self._stopping = True
-            nursery.cancel_scope.cancel()
+            block.cancel()
 
     def _release(self) -> None:
         self._close_tasks()
@@ -219,6 +222,8 @@ class TrioLoop(Loop):
                     if drain is not None:
                         drain()
                 for _ in range(len(ready)):
+                    if not ready:
+                        break  # a callback closed the loop
                     fire = ready.popleft()[0]
                     if fire is not None:
                         fire()
@@ -248,6 +253,7 @@ class TrioLoop(Loop):
             raise RuntimeError("this trio loop is already open in a trio run")
         self._thread_id = threading.get_ident()
         self._nursery = nursery
+        self._block = nursery.cancel_scope
         self._stopping = False
         self._lot = lot = trio.lowlevel.ParkingLot()
         self._dispatcher = scope = trio.CancelScope()
@@ -307,5 +313,6 @@ async def open_loop(loop: TrioLoop | None = None) -> AsyncIterator[TrioLoop]:
         raise
     finally:
         adapter._stopping = False
+        adapter._block = None
         if loop is None:
             adapter.close()

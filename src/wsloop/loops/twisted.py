@@ -181,6 +181,8 @@ class TwistedLoop(Loop):
         self._ready_call = None
         ready = self._ready
         for _ in range(len(ready)):
+            if not ready:
+                break  # a callback closed the loop
             fire = ready.popleft()[0]
             if fire is not None:
                 fire()
