@@ -52,7 +52,7 @@ nitpick_ignore_regex = [
     (r"py:mod", "selectors|tkinter"),
     # Private: the bases that hold what the front-ends share, and what
     # wsloop makes a WebSocket with (users are given one, never make one).
-    (r"py:class", r"wsloop\.(loops\.)?_.*"),
+    (r"py:class", r"wsloop\.((loops|broker)\.)?_.*"),
     (r"py:class", r"wsloop\.(websocket\.Owner|transport\.Transport)|Owner|Transport"),
 ]
 

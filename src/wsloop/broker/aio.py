@@ -5,35 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .base import Broker
+from ._view import BrokerView
 from .fanout import Subscription
 from .feed import Position
 
 __all__ = ["AioBroker"]
 
 
-class AioBroker:
+class AioBroker(BrokerView):
     """A :class:`~wsloop.broker.Broker` on the running asyncio (or uvloop)
     loop, with the same names: ``subscribe`` and ``unsubscribe`` take an
     :class:`~wsloop.aio.AioWebSocket`, ``publish`` is awaited."""
-
-    def __init__(self, broker: Broker) -> None:
-        #: The callback API's broker underneath.
-        self.broker = broker
-
-    @property
-    def state(self) -> str:
-        """``connecting``, ``connected``, ``reconnecting`` or ``down``."""
-        return self.broker.state
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self.broker.closed
-
-    def subscribe(self, ws: Any, channel: str, since: Any = None) -> Subscription:
-        """See :meth:`wsloop.broker.Broker.subscribe`."""
-        return self.broker.subscribe(ws, channel, since)
 
     async def wait_live(self, subscription: Subscription, timeout: float | None = None) -> bool:
         """Wait until ``subscription`` is live (its replay done); False if
@@ -45,14 +27,6 @@ class AioBroker:
         except asyncio.TimeoutError:
             return False
         return subscription.live
-
-    def subscriptions(self, ws: Any) -> list[Subscription]:
-        """``ws``'s subscriptions (see :meth:`wsloop.broker.Broker.subscriptions`)."""
-        return self.broker.subscriptions(ws)
-
-    def unsubscribe(self, ws: Any, channel: str) -> None:
-        """See :meth:`wsloop.broker.Broker.unsubscribe`."""
-        self.broker.unsubscribe(ws, channel)
 
     async def publish(self, channel: str, message: str | bytes) -> Position:
         """Publish; returns the message's position once the broker has it.
@@ -88,13 +62,6 @@ class AioBroker:
         finally:
             self.broker._listeners.remove(changed)
         return True
-
-    def close(self) -> None:
-        """End every subscription and disconnect."""
-        self.broker.close()
-
-    def __repr__(self) -> str:
-        return f"<AioBroker {self.broker!r}>"
 
 
 def open_aio_broker(url: str | None = None, **options: Any) -> AioBroker:
