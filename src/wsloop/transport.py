@@ -234,8 +234,13 @@ class Transport:
             self._paused = False
             if not self._closed and not self._eof:
                 self._start_reading()
-                if self._tls is not None and self._tls.pending():
-                    self.loop.call_soon(self._read_tls)
+                if self._tls is not None and self._tls_done is None:
+                    # Records the kernel already delivered wait in the
+                    # MemoryBIO (and plaintext in the SSLObject): no new
+                    # readiness will announce them, so read them now.
+                    assert self._tls_in is not None
+                    if self._tls_in.pending or self._tls.pending():
+                        self.loop.call_soon(self._read_tls_resumed)
 
     def close(self) -> None:
         """Close once everything written so far has been sent."""
@@ -296,6 +301,10 @@ class Transport:
                 return
             self.protocol.data_received(buffer, n)
         self._flush_tls()
+
+    def _read_tls_resumed(self) -> None:
+        if not self._paused and not self._closing and not self._closed:
+            self._read_tls()
 
     def _handshake(self) -> None:
         tls = self._tls

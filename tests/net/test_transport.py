@@ -99,3 +99,54 @@ def test_the_last_large_buffers_written_are_held_until_replaced(backend: Any) ->
     finally:
         transport.abort()
         theirs.close()
+
+
+class PausingReader(Recorder):
+    """Pauses reading at every chunk it is given and resumes from the loop's
+    next turn: as the asyncio front-end's inbox does when it fills."""
+
+    def __init__(self, loop: Any) -> None:
+        super().__init__()
+        self.loop = loop
+        self.transport: Transport | None = None
+
+    def data_received(self, data: memoryview, n: int) -> None:
+        super().data_received(data, n)
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.loop.call_soon(self.transport.resume_reading)
+
+
+def test_tls_records_already_received_are_read_after_a_resume(backend: Any) -> None:
+    # With TLS, one socket read can bring many records into the MemoryBIO,
+    # and reading pauses after the first one's plaintext is delivered. The
+    # rest are in this process, not in the socket: no readiness will come
+    # for them, so resume_reading must decrypt them itself (it once looked
+    # only at SSLObject.pending(), the plaintext of a record already
+    # decrypted, and the connection stalled).
+    from netkit import tls_contexts
+
+    server_ctx, client_ctx = tls_contexts()
+    ours, theirs = socket.socketpair()
+    reader = PausingReader(backend.loop)
+    client = Transport(backend.loop, ours, reader)
+    reader.transport = client
+    server = Transport(backend.loop, theirs, Recorder())
+    ready: list[BaseException | None] = []
+    try:
+        client.start_tls(
+            client_ctx, server_side=False, server_hostname="localhost", done=ready.append
+        )
+        server.start_tls(server_ctx, server_side=True, server_hostname=None, done=ready.append)
+        assert backend.run_until(lambda: len(ready) == 2)
+        assert ready == [None, None]
+        records = [bytes([i]) * 64 for i in range(100)]
+        for record in records:
+            server.write(record)  # one send, so one TLS record, each
+        assert backend.run_until(lambda: reader.size >= 64 * len(records), timeout=5), (
+            f"stalled after {reader.size} of {64 * len(records)} bytes"
+        )
+        assert b"".join(reader.chunks) == b"".join(records)
+    finally:
+        client.abort()
+        server.abort()
