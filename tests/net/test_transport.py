@@ -150,3 +150,43 @@ def test_tls_records_already_received_are_read_after_a_resume(backend: Any) -> N
     finally:
         client.abort()
         server.abort()
+
+
+class EndRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: list[str] = []
+
+    def eof_received(self) -> None:
+        self.ended.append("eof")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.ended.append(f"lost: {exc!r}")
+
+
+def test_a_reset_behind_unread_data_is_seen(backend: Any) -> None:
+    # The peer sends, then resets the connection, while reading is paused.
+    # On resuming, the data is read and then the reset (or the end) must
+    # be seen. libuv (uvloop, gevent's libuv core) reports an fd with an
+    # error pending once more and then never again: the first read got
+    # the data, nothing followed, and the connection stayed open for ever.
+    import struct
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname(), timeout=10)
+        ours, _ = listener.accept()
+    recorder = EndRecorder()
+    transport = Transport(backend.loop, ours, recorder)
+    try:
+        transport.pause_reading()
+        payload = os.urandom(100_000)
+        peer.sendall(payload)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # a reset, with the payload still unread on our side
+        transport.resume_reading()
+        assert backend.run_until(lambda: bool(recorder.ended), timeout=5), (
+            f"read {recorder.size} of {len(payload)} bytes, then nothing"
+        )
+        assert b"".join(recorder.chunks) == payload[: recorder.size]
+    finally:
+        transport.abort()
