@@ -153,6 +153,12 @@ class Transport:
         # only on the thread that created it (the loop's).
         self._view = _read_buffer()
         self._read_size = READ_SIZE
+        # Where the loop reports a socket with an error pending (a reset)
+        # once and then never again, read on after every read that got
+        # data until the socket says it is empty, ended or reset: else a
+        # reset that arrives behind unread data goes unseen and the
+        # connection stays open.
+        self._read_on = loop.readiness_ends_on_error
         self.sock = sock
         self._fd = sock.fileno()
         self._io: Any = self._fd if _ON_FD else sock
@@ -234,8 +240,13 @@ class Transport:
             self._paused = False
             if not self._closed and not self._eof:
                 self._start_reading()
-                if self._tls is not None and self._tls.pending():
-                    self.loop.call_soon(self._read_tls)
+                if self._tls is not None and self._tls_done is None:
+                    # Records the kernel already delivered wait in the
+                    # MemoryBIO (and plaintext in the SSLObject): no new
+                    # readiness will announce them, so read them now.
+                    assert self._tls_in is not None
+                    if self._tls_in.pending or self._tls.pending():
+                        self.loop.call_soon(self._read_tls_resumed)
 
     def close(self) -> None:
         """Close once everything written so far has been sent."""
@@ -296,6 +307,10 @@ class Transport:
                 return
             self.protocol.data_received(buffer, n)
         self._flush_tls()
+
+    def _read_tls_resumed(self) -> None:
+        if not self._paused and not self._closing and not self._closed:
+            self._read_tls()
 
     def _handshake(self) -> None:
         tls = self._tls
@@ -452,6 +467,10 @@ class Transport:
             self._over_high = False
             self.protocol.write_drained()
 
+    def _read_more(self) -> None:
+        if self._reading:
+            self._on_readable()
+
     def _on_readable(self) -> None:
         if self._closed:
             return
@@ -467,6 +486,14 @@ class Transport:
         if n == 0:
             self._on_eof()
             return
+        if n > 0 and self._read_on:
+            if n == size:
+                # More is waiting: watch afresh (a reset is then reported
+                # again) rather than read on now, so turns stay bounded.
+                self._stop_reading()
+                self._start_reading()
+            else:
+                self.loop.call_soon(self._read_more)
         if n < READ_MIN:
             self._received(buffer, n)  # too little to be a long turn: not timed
             return

@@ -495,3 +495,63 @@ def test_reconnect_is_for_async_for_only() -> None:
             await wsloop.aio.connect("ws://127.0.0.1:1/", before_reconnect=lambda u, h: (u, h))
 
     run("asyncio", main)
+
+
+@flavours
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_100_messages_in_flight_over_tls(flavour: str, side: str) -> None:
+    # 100 small messages in flight fill the recv() queue, which pauses
+    # reading while TLS records already read from the socket wait in the
+    # transport; they must still be read once the queue drains (they once
+    # were not, and the connection stalled: bench/peers.py --tls).
+    # The asyncio API is on one side. On the other, the callback API as
+    # server, and websockets as client: it sends each message in its own
+    # TLS record, as picows does (wsloop's client would batch them).
+    from netkit import tls_contexts
+
+    server_ctx, client_ctx = tls_contexts()
+    count, window, payload = 2000, 100, b"m" * 64
+    options: dict[str, Any] = {"compression": False, "ping_interval": None}
+
+    async def pump(send: Any, recv: Any) -> None:
+        for _ in range(window):
+            await send(payload)
+        for i in range(count):
+            got = await asyncio.wait_for(recv(), 5)
+            assert got == payload, i
+            if i + window < count:
+                await send(payload)
+
+    async def main() -> None:
+        if side == "client":
+            async with (
+                wsloop.aio.serve(
+                    on_message=lambda ws, m: ws.send(m), ssl=server_ctx, **options
+                ) as server,
+                wsloop.aio.connect(server.url, ssl=client_ctx, **options) as ws,
+            ):
+                assert server.url.startswith("wss://")
+                await pump(ws.send, ws.recv)
+        else:
+            import websockets
+
+            # The server reads nothing until all 100 have been sent, so
+            # they arrive in one socket read and its queue fills at once.
+            sent = asyncio.Event()
+
+            async def gated_echo(ws: AioWebSocket) -> None:
+                await sent.wait()
+                await echo(ws)
+
+            async with (
+                wsloop.aio.serve(gated_echo, ssl=server_ctx, **options) as server,
+                websockets.connect(server.url, ssl=client_ctx, compression=None) as peer,
+            ):
+                for _ in range(window):
+                    await peer.send(payload)
+                sent.set()
+                for i in range(window):
+                    assert await asyncio.wait_for(peer.recv(), 5) == payload, i
+                await pump(peer.send, peer.recv)
+
+    run(flavour, main)

@@ -99,3 +99,94 @@ def test_the_last_large_buffers_written_are_held_until_replaced(backend: Any) ->
     finally:
         transport.abort()
         theirs.close()
+
+
+class PausingReader(Recorder):
+    """Pauses reading at every chunk it is given and resumes from the loop's
+    next turn: as the asyncio front-end's inbox does when it fills."""
+
+    def __init__(self, loop: Any) -> None:
+        super().__init__()
+        self.loop = loop
+        self.transport: Transport | None = None
+
+    def data_received(self, data: memoryview, n: int) -> None:
+        super().data_received(data, n)
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.loop.call_soon(self.transport.resume_reading)
+
+
+def test_tls_records_already_received_are_read_after_a_resume(backend: Any) -> None:
+    # With TLS, one socket read can bring many records into the MemoryBIO,
+    # and reading pauses after the first one's plaintext is delivered. The
+    # rest are in this process, not in the socket: no readiness will come
+    # for them, so resume_reading must decrypt them itself (it once looked
+    # only at SSLObject.pending(), the plaintext of a record already
+    # decrypted, and the connection stalled).
+    from netkit import tls_contexts
+
+    server_ctx, client_ctx = tls_contexts()
+    ours, theirs = socket.socketpair()
+    reader = PausingReader(backend.loop)
+    client = Transport(backend.loop, ours, reader)
+    reader.transport = client
+    server = Transport(backend.loop, theirs, Recorder())
+    ready: list[BaseException | None] = []
+    try:
+        client.start_tls(
+            client_ctx, server_side=False, server_hostname="localhost", done=ready.append
+        )
+        server.start_tls(server_ctx, server_side=True, server_hostname=None, done=ready.append)
+        assert backend.run_until(lambda: len(ready) == 2)
+        assert ready == [None, None]
+        records = [bytes([i]) * 64 for i in range(100)]
+        for record in records:
+            server.write(record)  # one send, so one TLS record, each
+        assert backend.run_until(lambda: reader.size >= 64 * len(records), timeout=5), (
+            f"stalled after {reader.size} of {64 * len(records)} bytes"
+        )
+        assert b"".join(reader.chunks) == b"".join(records)
+    finally:
+        client.abort()
+        server.abort()
+
+
+class EndRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: list[str] = []
+
+    def eof_received(self) -> None:
+        self.ended.append("eof")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.ended.append(f"lost: {exc!r}")
+
+
+def test_a_reset_behind_unread_data_is_seen(backend: Any) -> None:
+    # The peer sends, then resets the connection, while reading is paused.
+    # On resuming, the data is read and then the reset (or the end) must
+    # be seen. libuv (uvloop, gevent's libuv core) reports an fd with an
+    # error pending once more and then never again: the first read got
+    # the data, nothing followed, and the connection stayed open for ever.
+    import struct
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname(), timeout=10)
+        ours, _ = listener.accept()
+    recorder = EndRecorder()
+    transport = Transport(backend.loop, ours, recorder)
+    try:
+        transport.pause_reading()
+        payload = os.urandom(100_000)
+        peer.sendall(payload)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # a reset, with the payload still unread on our side
+        transport.resume_reading()
+        assert backend.run_until(lambda: bool(recorder.ended), timeout=5), (
+            f"read {recorder.size} of {len(payload)} bytes, then nothing"
+        )
+        assert b"".join(recorder.chunks) == payload[: recorder.size]
+    finally:
+        transport.abort()
