@@ -153,12 +153,6 @@ class Transport:
         # only on the thread that created it (the loop's).
         self._view = _read_buffer()
         self._read_size = READ_SIZE
-        # Where the loop reports a socket with an error pending (a reset)
-        # once and then never again, read on after every read that got
-        # data until the socket says it is empty, ended or reset: else a
-        # reset that arrives behind unread data goes unseen and the
-        # connection stays open.
-        self._read_on = loop.readiness_ends_on_error
         self.sock = sock
         self._fd = sock.fileno()
         self._io: Any = self._fd if _ON_FD else sock
@@ -467,10 +461,6 @@ class Transport:
             self._over_high = False
             self.protocol.write_drained()
 
-    def _read_more(self) -> None:
-        if self._reading:
-            self._on_readable()
-
     def _on_readable(self) -> None:
         if self._closed:
             return
@@ -486,14 +476,6 @@ class Transport:
         if n == 0:
             self._on_eof()
             return
-        if n > 0 and self._read_on:
-            if n == size:
-                # More is waiting: watch afresh (a reset is then reported
-                # again) rather than read on now, so turns stay bounded.
-                self._stop_reading()
-                self._start_reading()
-            else:
-                self.loop.call_soon(self._read_more)
         if n < READ_MIN:
             self._received(buffer, n)  # too little to be a long turn: not timed
             return

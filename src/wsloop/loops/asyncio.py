@@ -26,7 +26,6 @@ class AsyncioLoop(Loop):
         self.native: _asyncio.AbstractEventLoop = native
         if type(self.native).__module__.startswith("uvloop"):
             self.name = "uvloop"
-            self.readiness_ends_on_error = True
         self._init_waker()
 
     def _io_start(self, fd: int, writable: bool, fire: Callable[[], None]) -> Any:

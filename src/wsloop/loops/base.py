@@ -95,11 +95,6 @@ class Loop(ABC):
 
     #: The backend's name, as accepted by :func:`wsloop.loops.get_loop`.
     name: str = "?"
-    #: True where a watched fd with an error pending (a TCP reset) is
-    #: reported ready once more and then never again, although the watch
-    #: looks active (libuv's poll handles: uvloop, gevent's libuv core).
-    #: Transports then read until the socket is empty rather than wait.
-    readiness_ends_on_error: bool = False
 
     def __init__(self, *, owned: bool, native: Any = None) -> None:
         #: True when wsloop created the native loop (and may destroy it).

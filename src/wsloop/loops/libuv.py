@@ -20,7 +20,6 @@ class LibuvLoop(GeventLoop):
     """Adapts a ``gevent.libuv.loop.loop`` (a new private one if None)."""
 
     name = "libuv"
-    readiness_ends_on_error = True
 
     def __init__(self, loop: Any = None) -> None:
         owned = loop is None
