@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .base import Loop
+from .base import Loop, run_ready
 
 __all__ = ["ThreadBoundLoop", "Watch"]
 
@@ -198,12 +198,7 @@ class ThreadBoundLoop(Loop):
 
     def _run_batch(self) -> None:
         ready = self._ready
-        for _i in range(len(ready)):
-            if not ready:
-                break  # a callback closed the loop
-            fire = ready.popleft()[0]
-            if fire is not None:
-                fire()
+        run_ready(ready)
 
     def _run_timers(self, *_: object) -> None:
         self._timer_due = None  # the native timer was one-shot

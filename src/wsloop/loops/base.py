@@ -85,6 +85,19 @@ def _fileno(fd: int | Any) -> int:
     return _fileno(fileno())
 
 
+def run_ready(ready: deque[list[Any]]) -> None:
+    """Run the callbacks queued in ``ready`` when this batch began (those
+    they queue wait for the next batch, so a callback that requeues itself
+    cannot starve the loop). A cancelled entry's callback is None; a
+    callback that closes the loop empties the queue, which ends the batch."""
+    for _ in range(len(ready)):
+        if not ready:
+            break
+        fire = ready.popleft()[0]
+        if fire is not None:
+            fire()
+
+
 class Loop(ABC):
     """An event loop wsloop can run on, its own or the application's.
 

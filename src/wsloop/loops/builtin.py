@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .base import Loop
+from .base import Loop, run_ready
 
 __all__ = ["BuiltinLoop"]
 
@@ -186,9 +186,4 @@ class BuiltinLoop(Loop):
                 else:
                     self._dead_timers -= 1
         ready = self._ready
-        for _ in range(len(ready)):
-            if not ready:
-                break  # a callback closed the loop
-            fire = ready.popleft()[0]
-            if fire is not None:
-                fire()
+        run_ready(ready)

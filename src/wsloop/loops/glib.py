@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .base import Loop
+from .base import Loop, run_ready
 
 try:
     from gi.repository import GLib
@@ -104,12 +104,7 @@ class GLibLoop(Loop):
 
     def _run_ready(self, *_: object) -> bool:
         ready = self._ready
-        for _i in range(len(ready)):
-            if not ready:
-                break  # a callback closed the loop
-            fire = ready.popleft()[0]
-            if fire is not None:
-                fire()
+        run_ready(ready)
         if ready:
             return True
         self._ready_source = None

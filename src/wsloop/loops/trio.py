@@ -43,7 +43,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from .base import Loop
+from .base import Loop, run_ready
 
 try:
     import trio
@@ -221,12 +221,7 @@ class TrioLoop(Loop):
                     drain = self._waker
                     if drain is not None:
                         drain()
-                for _ in range(len(ready)):
-                    if not ready:
-                        break  # a callback closed the loop
-                    fire = ready.popleft()[0]
-                    if fire is not None:
-                        fire()
+                run_ready(ready)
                 if timers:
                     now = self.time()
                     while timers and timers[0][0] <= now:

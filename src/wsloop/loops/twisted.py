@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .base import Loop
+from .base import Loop, run_ready
 
 try:
     from twisted.internet.interfaces import IReadDescriptor, IWriteDescriptor
@@ -180,12 +180,7 @@ class TwistedLoop(Loop):
     def _run_ready(self) -> None:
         self._ready_call = None
         ready = self._ready
-        for _ in range(len(ready)):
-            if not ready:
-                break  # a callback closed the loop
-            fire = ready.popleft()[0]
-            if fire is not None:
-                fire()
+        run_ready(ready)
         if ready and self._ready_call is None:
             self._ready_call = self.native.callLater(0, self._run_ready)
 
