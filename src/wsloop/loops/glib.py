@@ -10,24 +10,23 @@ Signals: CPython runs a ``signal.signal`` handler only when Python code runs
 on the main thread, and PyGObject's ``MainLoop.run()`` wakes only the
 *default* main context for that (its signal wake-up fd is watched there). A
 run of any other context on the main thread (wsloop's private one included)
-watches a wake-up fd of its own instead, so handlers run as soon as a signal
-arrives, and handles Ctrl-C as PyGObject does: with Python's default SIGINT
-handler in place the run ends and :exc:`KeyboardInterrupt` is raised.
+watches a wake-up fd of its own instead (``wsloop/loops/_signals.py``), so
+handlers run as soon as a signal arrives, and handles Ctrl-C as PyGObject
+does: with Python's default SIGINT handler in place the run ends and
+:exc:`KeyboardInterrupt` is raised.
 """
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import math
-import signal
-import socket
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ._signals import signals_wake_loop
 from .base import Loop, run_ready
 
 try:
@@ -179,49 +178,16 @@ class GLibLoop(Loop):
         ):
             self.mainloop.run()  # PyGObject's signal handling fits these
             return
-        with self._signals_wake_context() as interrupted:
+        with signals_wake_loop(self._watch_signal_fd, self.mainloop.quit):
             _g_main_loop_run(self.mainloop)
-        if interrupted:
-            raise KeyboardInterrupt
 
-    @contextlib.contextmanager
-    def _signals_wake_context(self) -> Any:
-        """For the length of a run on the main thread: the signal wake-up
-        fd is watched on this loop's context, so Python's handlers run when
-        a signal arrives; Ctrl-C with Python's default handler quits the run
-        (the list yielded says whether it did)."""
-        interrupted: list[bool] = []
-        wake_r, wake_w = socket.socketpair()
-        wake_r.setblocking(False)
-        wake_w.setblocking(False)
-
-        def drain(*_: object) -> bool:
-            # Reaching Python code is what runs the pending handlers.
-            with contextlib.suppress(OSError):
-                while wake_r.recv(512):
-                    pass
+    def _watch_signal_fd(self, fd: int, drain: Callable[[], None]) -> Callable[[], None]:
+        def dispatch(*_: object) -> bool:
+            drain()
             return True
 
-        def on_sigint(_signum: int, _frame: object) -> None:
-            interrupted.append(True)
-            self.mainloop.quit()
-
-        source = self._attach(GLib.unix_fd_source_new(wake_r.fileno(), _IN), drain)
-        old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        default_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        if default_sigint:
-            signal.signal(signal.SIGINT, on_sigint)
-        try:
-            yield interrupted
-        finally:
-            if default_sigint and signal.getsignal(signal.SIGINT) is on_sigint:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-            current = signal.set_wakeup_fd(old_wakeup)
-            if current != wake_w.fileno():
-                signal.set_wakeup_fd(current)  # set by someone during the run: it stays
-            source.destroy()
-            wake_r.close()
-            wake_w.close()
+        source = self._attach(GLib.unix_fd_source_new(fd, _IN), dispatch)
+        return source.destroy  # type: ignore[no-any-return]
 
     def _stop(self) -> None:
         self.mainloop.quit()

@@ -15,6 +15,12 @@ calls :meth:`Loop.run`, and creates a ``QCoreApplication`` if the process
 has none yet (Qt needs one; create your own first if you want a
 ``QApplication``).
 
+Signals: a run (``QEventLoop.exec()``) blocks in Qt's wait, where Python
+gets no chance to run a ``signal.signal`` handler; a run on the main thread
+watches a signal wake-up fd of its own so handlers run as soon as a signal
+arrives, and Ctrl-C with Python's default SIGINT handler ends the run with
+:exc:`KeyboardInterrupt` (``wsloop/loops/_signals.py``).
+
 The binding is the application's: the native loop's own module when one is
 passed, else PyQt6 if only PyQt6 is imported, else PySide6.
 """
@@ -27,6 +33,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._signals import signals_wake_loop
 from ._threadbound import ThreadBoundLoop, Watch
 
 __all__ = ["QtLoop"]
@@ -276,12 +283,24 @@ class QtLoop(ThreadBoundLoop):
         self._qloop = self.qt.QtCore.QEventLoop()
         self._in_run = True
         try:
-            self._qloop.exec()
+            with signals_wake_loop(self._watch_signal_fd, self._qloop.quit):
+                self._qloop.exec()
         finally:
             self._qloop = None
             self._in_run = False
             if (self.owned or self._closed) and self._bound is not None:
                 self._unbind()
+
+    def _watch_signal_fd(self, fd: int, drain: Callable[[], None]) -> Callable[[], None]:
+        Notifier = self.qt.QtCore.QSocketNotifier
+        notifier = Notifier(fd, Notifier.Type.Read, self._receiver)
+        notifier.activated.connect(lambda *_: drain())
+
+        def unwatch() -> None:  # after the run: nothing is emitting
+            notifier.setEnabled(False)
+            self.qt.delete(notifier)
+
+        return unwatch
 
     def _stop(self) -> None:
         if self._qloop is not None:

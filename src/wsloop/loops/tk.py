@@ -16,6 +16,12 @@ display-less Tcl interpreter (``tkinter.Tcl()``) made for each
 :meth:`Loop.run` on the thread that calls it, and deleted there when the run
 returns (Tcl aborts the process if an interpreter is deleted on another
 thread).
+
+Signals: a run blocks in Tcl's wait, where Python gets no chance to run a
+``signal.signal`` handler; a run on the main thread watches a signal
+wake-up fd of its own so handlers run as soon as a signal arrives, and
+Ctrl-C with Python's default SIGINT handler ends the run with
+:exc:`KeyboardInterrupt` (``wsloop/loops/_signals.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from ._signals import signals_wake_loop
 from ._threadbound import ThreadBoundLoop, Watch
 
 try:
@@ -235,13 +242,20 @@ class TkLoop(ThreadBoundLoop):
         # exception's traceback holds it, and the interpreter must die on
         # this thread when the run ends.
         try:
-            while not self._stopping:
-                self._tk.dooneevent(0)
+            with signals_wake_loop(self._watch_signal_fd, self._stop):
+                while not self._stopping:
+                    self._tk.dooneevent(0)
         finally:
             self._running = self._in_run = False
             self._stopping = False
             if (self.owned or self._closed) and self._bound is not None:
                 self._unbind()
+
+    def _watch_signal_fd(self, fd: int, drain: Callable[[], None]) -> Callable[[], None]:
+        # The unwatch holds self, not the interpreter: a traceback through
+        # it must not keep the interpreter alive past the run.
+        self._tk.createfilehandler(fd, tkinter.READABLE, lambda _fd, _mask: drain())
+        return lambda: self._tk.deletefilehandler(fd)
 
     def _stop(self) -> None:
         self._stopping = True
