@@ -162,6 +162,76 @@ def test_sigint_stops_connect_on_every_loop_and_sigterm_serve() -> None:
         assert server.wait(5) == 0
 
 
+class SilentServer:
+    """Accepts WebSocket handshakes, then never answers (not even a close
+    frame), so a client's closing handshake waits for its close_timeout."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"ws://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._serve, name="test-silent", daemon=True).start()
+
+    def _serve(self) -> None:
+        import base64
+        import hashlib
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+            accept = base64.b64encode(hashlib.sha1(key + guid).digest())
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.mark.parametrize("loop", ["builtin", "glib", "qt", "tk"])
+def test_a_second_sigint_quits_at_once_with_130(loop: str) -> None:
+    """The first Ctrl-C starts the closing handshake, which this server never
+    finishes; the second quits at once (it used to raise inside the native
+    loop's callback, where GLib dropped the source and the command hung)."""
+    require(loop)
+    server = SilentServer()
+    client = subprocess.Popen(
+        [*WSLOOP, "connect", server.url, "--no-input", "--loop", loop],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert client.stderr is not None
+        line = client.stderr.readline()
+        assert line.startswith("connected to"), line
+        client.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            client.wait(0.5)  # closing: the server does not answer
+        client.send_signal(signal.SIGINT)
+        assert client.wait(3) == 130
+    finally:
+        client.kill()
+        client.wait(5)
+        server.close()
+
+
 # -- paths ------------------------------------------------------------------------
 
 

@@ -163,7 +163,16 @@ def on_signals(loop: Loop, action: Callable[[], Any]) -> Callable[[], None]:
     def handler(signum: int, frame: Any) -> None:
         hits[0] += 1
         if hits[0] > 1:
-            raise KeyboardInterrupt
+            # Quit now (status 130, as for KeyboardInterrupt). Not by
+            # raising: the handler may run inside a native loop's callback
+            # (GLib, Qt, Tk), where an exception is printed and that
+            # callback's source dropped, and the command would hang.
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(130)
         try:
             wake_w.send(b"\0")
         except OSError:
