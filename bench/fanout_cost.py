@@ -33,7 +33,6 @@ import argparse
 import base64
 import hashlib
 import os
-import re
 import selectors
 import shutil
 import socket
@@ -43,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _callgrind import instructions
 
 HOST = "127.0.0.1"
 SIZE = 1024
@@ -214,29 +215,8 @@ def run(mode: str, count: int, messages: int, timer: bool) -> float:
 
 def callgrind(mode: str, count: int, messages: int, scratch: Path) -> int:
     out = scratch / f"{mode}.{messages}.callgrind"
-    result = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "-q",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            __file__,
-            "--run",
-            mode,
-            str(count),
-            str(messages),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{mode} failed under valgrind: {result.stderr[-1500:]}")
-    totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
-    if totals is None:
-        raise RuntimeError(f"no instruction count in {out}")
-    return int(totals.group(1))
+    argv = [sys.executable, __file__, "--run", mode, str(count), str(messages)]
+    return instructions(argv, out, mode, timeout=1800)
 
 
 def main() -> int:

@@ -28,13 +28,12 @@ instructions per message is doing less work per message.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _callgrind import instructions as count_instructions
 from peers import WORKER, Server, progress, tls_env, wsloop_compiled
 
 BASE = 300
@@ -60,32 +59,8 @@ def instructions(
 ) -> int:
     """User-space instructions a ``lib`` client executes for ``count`` round trips."""
     out = scratch / f"{lib}.{count}.callgrind"
-    result = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "-q",
-            f"--callgrind-out-file={out}",
-            *WORKER,
-            "client",
-            lib,
-            "uvloop",
-            url,
-            str(size),
-            str(count),
-            str(in_flight),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{lib} client failed under valgrind: {result.stderr[-1500:]}")
-    totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
-    if totals is None:
-        raise RuntimeError(f"no instruction count in {out}")
-    return int(totals.group(1))
+    argv = [*WORKER, "client", lib, "uvloop", url, str(size), str(count), str(in_flight)]
+    return count_instructions(argv, out, f"{lib} client", timeout=900, env=env)
 
 
 def main() -> int:
