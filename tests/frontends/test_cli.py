@@ -228,3 +228,9 @@ def test_serve_echo_memory_stays_bounded_for_a_client_that_does_not_read() -> No
             assert peak < 16 * 1024, f"the server's peak was {peak} KiB over its start"
         finally:
             flood.close()
+
+
+def test_publish_count_must_be_at_least_one() -> None:
+    result = run("publish", "--broker", "redis://127.0.0.1:1/0", "--channel", "c", "--ticker",
+                 "--count", "0")  # fmt: skip
+    assert result.returncode == 2 and "must be at least 1" in result.stderr, result.stderr

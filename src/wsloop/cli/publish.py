@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .connect import positive_int
 from .console import err, out
 from .usage import UsageError
 
@@ -36,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=120, help="ticker messages per minute (default: 120)"
     )
     p.add_argument(
-        "--count", type=int, default=0, metavar="N",
+        "--count", type=positive_int, default=None, metavar="N",
         help="with --ticker, stop after N messages (default: never)",
     )  # fmt: skip
     p.add_argument(
