@@ -279,7 +279,8 @@ class Transport:
 
     def _read_tls(self) -> None:
         tls = self._tls
-        assert tls is not None
+        tls_in = self._tls_in
+        assert tls is not None and tls_in is not None
         buffer = self._view
         # Given a buffer, SSLObject.read returns a count; typeshed says bytes,
         # and compiled code checks what the annotation says.
@@ -300,6 +301,13 @@ class Transport:
                 self._on_eof()
                 return
             self.protocol.data_received(buffer, n)
+            # Nothing left in the BIO and no decrypted bytes held: the next
+            # read could only raise SSLWantReadError, and raising it costs
+            # more than a small record's decryption. (OpenSSL reads a record
+            # from the BIO only to process it: a partial one waits for bytes
+            # that a readable event will bring.)
+            if not tls_in.pending and not tls.pending():
+                break
         self._flush_tls()
 
     def _read_tls_resumed(self) -> None:
