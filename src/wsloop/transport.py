@@ -47,6 +47,11 @@ SEND_SIZE = 1024 * 1024
 # turn in between. Large messages are processed at hundreds of MB/s (tens
 # under valgrind) and keep their large reads.
 READ_MIN: Final = 16 * 1024
+# Large writes are encrypted this much at a time, each piece's records
+# taken out of the MemoryBIO before the next goes in: else the BIO grows
+# (reallocating and zeroing) to hold a whole 16 MiB message once more
+# beside the message and its encrypted copy.
+TLS_WRITE_CHUNK: Final = 256 * 1024
 SLOW_READ: Final = 0.01
 SLOW_RATE: Final = 20_000_000
 _per_thread = threading.local()
@@ -212,17 +217,23 @@ class Transport:
         if self._closing or self._closed or not data:
             return
         tls = self._tls
-        if tls is not None:
-            assert self._tls_out is not None
+        if tls is None:
+            self._write_raw(data)
+            return
+        tls_out = self._tls_out
+        assert tls_out is not None
+        view = memoryview(data) if len(data) > TLS_WRITE_CHUNK else data
+        for at in range(0, len(data), TLS_WRITE_CHUNK):
             try:
-                tls.write(data)
+                tls.write(view[at : at + TLS_WRITE_CHUNK])
             except ssl.SSLError as exc:
                 self._fatal(exc)
                 return
-            data = self._tls_out.read()
-            if not data:
+            records = tls_out.read()
+            if records:
+                self._write_raw(records)
+            if self._closed:
                 return
-        self._write_raw(data)
 
     def pause_reading(self) -> None:
         if not self._paused:

@@ -150,3 +150,77 @@ def test_tls_records_already_received_are_read_after_a_resume(backend: Any) -> N
     finally:
         client.abort()
         server.abort()
+
+
+def test_many_tls_records_in_one_read_are_all_delivered(backend: Any) -> None:
+    # The peer's records all wait in the socket before the loop reads: one
+    # recv brings them all into the MemoryBIO, and no readiness will follow.
+    # The transport must decrypt every one of them from that single read (it
+    # stops reading when the BIO and the SSLObject are empty, not at the
+    # first record).
+    from netkit import tls_contexts
+
+    server_ctx, client_ctx = tls_contexts()
+    ours, theirs = socket.socketpair()
+    records = [bytes([i]) * 64 for i in range(100)]
+    handshaken, written, finish = threading.Event(), threading.Event(), threading.Event()
+
+    def peer() -> None:
+        with server_ctx.wrap_socket(theirs, server_side=True) as tls:
+            handshaken.set()
+            for record in records:
+                tls.sendall(record)  # one record each
+            written.set()
+            finish.wait(30)
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    reader = Recorder()
+    client = Transport(backend.loop, ours, reader)
+    ready: list[BaseException | None] = []
+    try:
+        client.start_tls(
+            client_ctx, server_side=False, server_hostname="localhost", done=ready.append
+        )
+        assert backend.run_until(lambda: bool(ready) and handshaken.is_set(), timeout=10)
+        assert ready == [None]
+        assert written.wait(10)  # every record is in our socket, unread
+        assert backend.run_until(lambda: reader.size >= 64 * len(records), timeout=5), (
+            f"stalled after {reader.size} of {64 * len(records)} bytes"
+        )
+        assert b"".join(reader.chunks) == b"".join(records)
+    finally:
+        finish.set()
+        client.abort()
+        thread.join(10)
+
+
+def test_a_tls_write_larger_than_a_chunk_arrives_whole(backend: Any) -> None:
+    # Large writes are encrypted TLS_WRITE_CHUNK at a time (each piece's
+    # records taken out of the BIO before the next goes in): every piece,
+    # the short last one included, arrives, in order.
+    from netkit import tls_contexts
+    from wsloop.transport import TLS_WRITE_CHUNK
+
+    server_ctx, client_ctx = tls_contexts()
+    ours, theirs = socket.socketpair()
+    receiver = Recorder()
+    client = Transport(backend.loop, ours, Recorder())
+    server = Transport(backend.loop, theirs, receiver)
+    ready: list[BaseException | None] = []
+    try:
+        client.start_tls(
+            client_ctx, server_side=False, server_hostname="localhost", done=ready.append
+        )
+        server.start_tls(server_ctx, server_side=True, server_hostname=None, done=ready.append)
+        assert backend.run_until(lambda: len(ready) == 2)
+        assert ready == [None, None]
+        payload = os.urandom(3 * TLS_WRITE_CHUNK + 12345)
+        client.write(payload)
+        client.write(b"and after it")
+        total = len(payload) + len(b"and after it")
+        assert backend.run_until(lambda: receiver.size >= total, timeout=20)
+        assert b"".join(receiver.chunks) == payload + b"and after it"
+    finally:
+        client.abort()
+        server.abort()
