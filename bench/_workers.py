@@ -34,13 +34,48 @@ def scheme() -> str:
     return "wss" if server_tls() is not None else "ws"
 
 
-def peak_rss() -> int:
-    """This process's peak resident set (VmHWM), in bytes."""
+def memory(field: str) -> int:
+    """A /proc/self/status field (VmRSS, VmHWM: peak resident set), in bytes."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def cpu_seconds() -> float:
+    """CPU this process has used so far, user and system, all threads."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+#: Modules a client may use, imported before the start-up RSS is read, so
+#: that a row's "RSS above start" is what its connection and messages cost
+#: and not which libraries it imported.
+PRELOAD = [
+    "wsloop",
+    "wsloop.aio",
+    "wsloop.cli.bench",
+    "wsloop.loops.libev",
+    "wsloop.loops.libuv",
+    "wsloop.loops.glib",
+    "uvloop",
+    "websockets.asyncio.client",
+    "aiohttp",
+    "picows",
+]
+
+
+def preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # that library's rows fail on their own, saying why
 
 
 def aio_run(loop_name: str, coro: Any) -> Any:
@@ -238,6 +273,10 @@ async def client_bare(url: str, payload: bytes, count: int, in_flight: int) -> f
     return rate
 
 
+#: CPU seconds the copy floor's echo thread used (set when it ends).
+FLOOR_ECHO_CPU = [0.0]
+
+
 def client_floor(size: int, count: int, in_flight: int) -> float:
     """The copy floor: what any echo of ``size`` bytes costs at least, with
     no WebSocket library and no event loop. Each message is copied once in
@@ -258,12 +297,15 @@ def client_floor(size: int, count: int, in_flight: int) -> float:
     def echo() -> None:
         view = memoryview(bytearray(min(size, 1 << 20)))
         left = total
+        started = time.thread_time()
         while left:
             n = server.recv_into(view[: min(len(view), left)])
             if not n:
-                return
+                break
             server.sendall(view[:n])
             left -= n
+        # The echo is the server's work: not counted as the client's CPU.
+        FLOOR_ECHO_CPU[0] = time.thread_time() - started
 
     payload = bytes(size)
     out = bytearray(size)
@@ -618,5 +660,9 @@ if __name__ == "__main__":
         mem_client(sys.argv[2], int(sys.argv[3]))
     else:
         lib, loop_name, url, size, count, in_flight = sys.argv[2:8]
+        preload()
+        start_rss, start_cpu = memory("VmRSS"), cpu_seconds()
         rate = run_client(lib, loop_name, url, int(size), int(count), int(in_flight))
-        print(json.dumps({"rate": rate, "peak_rss": peak_rss()}))
+        cpu = cpu_seconds() - start_cpu - FLOOR_ECHO_CPU[0]
+        result = {"rate": rate, "peak_rss": memory("VmHWM"), "start_rss": start_rss, "cpu": cpu}
+        print(json.dumps(result))

@@ -8,11 +8,19 @@ Everything runs on 127.0.0.1, every client and server in its own process:
 1. clients: each library's client against one common echo server (picows on
    uvloop, the fastest here, so the client is what is measured): round trips
    per second with one message in flight, and pipelined messages per second
-   with 100 in flight, at 64 B, 4 KiB and 256 KiB;
+   with 100 in flight (64 MiB at most), at 64 B, 4 KiB, 256 KiB and 16 MiB;
+   beside them the copy floor, no library at all: a bare socket echo of the
+   same messages, each copied once in user space;
 2. servers: each library's echo server against one common client (picows);
 3. idle connections: 10,000 connections held open (client in another
    process): server memory per connection, and the time for one 1 KiB
    broadcast to reach all of them.
+
+At the largest size each row also shows what one connection costs: "RSS
++MiB", the process's peak resident set above its resident set at start
+(every library already imported), echoing one message at a time; and "CPU
+ns/B", the process's CPU time (user and system) per byte of message echoed
+with messages pipelined: the copy floor's row is the least an echo can cost.
 
 Prints tables (and writes JSON/Markdown if asked). Each rate is the median
 of ``--rounds`` rounds (3 by default), run one library after another so a
@@ -32,7 +40,7 @@ import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 WORKER = [sys.executable, str(HERE / "_workers.py")]
@@ -123,6 +131,24 @@ class Server:
         self.proc.wait(10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) process ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of proc(5), counted from 1 with
+    # the pid and the command: here, after the command, at 11 and 12.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ClientRun(NamedTuple):
+    rate: float  # messages per second
+    rss_growth: int  # peak resident set above the one at start, bytes
+    cpu: float  # CPU seconds the client process used for the messages
+
+
+FAILED = ClientRun(float("nan"), 0, float("nan"))
+
+
 def client_run(
     lib: str,
     loop: str,
@@ -131,8 +157,8 @@ def client_run(
     count: int,
     in_flight: int,
     env: dict[str, str] | None = None,
-) -> tuple[float, int]:
-    """Messages per second, and the client process's peak RSS in bytes."""
+) -> ClientRun:
+    """One client process's messages per second, memory and CPU."""
     try:
         out = subprocess.run(
             [*WORKER, "client", lib, loop, url, str(size), str(count), str(in_flight)],
@@ -143,16 +169,12 @@ def client_run(
         )
     except subprocess.TimeoutExpired:
         sys.stderr.write(f"\n{lib} client on {loop} ({url}, {size} B) timed out\n")
-        return float("nan"), 0
+        return FAILED
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-2000:])
-        return float("nan"), 0
+        return FAILED
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    return float(got["rate"]), int(got.get("peak_rss", 0))
-
-
-def client_rate(lib: str, loop: str, url: str, size: int, count: int, in_flight: int) -> float:
-    return client_run(lib, loop, url, size, count, in_flight)[0]
+    return ClientRun(float(got["rate"]), got["peak_rss"] - got["start_rss"], float(got["cpu"]))
 
 
 def counts(size: int, quick: bool) -> tuple[int, int]:
@@ -224,13 +246,15 @@ def measure_clients(
                         ("rt", 1, n_rt),
                         ("pipe", in_flight_for(size), n_pipe),
                     ):
-                        rate, rss = client_run(lib, loop, server.url, size, n, in_flight, env)
-                        row.setdefault(f"{key}_{size}", []).append(rate)
+                        run = client_run(lib, loop, server.url, size, n, in_flight, env)
+                        row.setdefault(f"{key}_{size}", []).append(run.rate)
                         if size == max(SIZES) and key == "rt":
                             # One connection per client process, one message
-                            # in flight: its peak is what echoing one message
-                            # of the largest size cost it.
-                            row["peak_rss"] = max(row.get("peak_rss", 0), rss)
+                            # in flight: its growth is what echoing one
+                            # message of the largest size cost it.
+                            row["rss_growth"] = max(row.get("rss_growth", 0), run.rss_growth)
+                        elif size == max(SIZES):
+                            row.setdefault("cpu_per_byte", []).append(run.cpu / (size * n))
     finally:
         server.stop()
     return summarise(rows)
@@ -244,6 +268,7 @@ def measure_servers(
         for name, lib, loop in SERVERS:
             row = rows.setdefault((name, loop), {"server": name, "loop": loop})
             server = Server(lib, loop, env=env)
+            start_rss = proc_status(server.proc.pid, "VmRSS")
             try:
                 for size in SIZES:
                     n_rt, n_pipe = counts(size, quick)
@@ -252,17 +277,21 @@ def measure_servers(
                         ("rt", 1, n_rt),
                         ("pipe", in_flight_for(size), n_pipe),
                     ):
-                        rate = client_run("picows", "uvloop", server.url, size, n, in_flight, env)[
-                            0
-                        ]
+                        cpu = cpu_seconds(server.proc.pid)
+                        rate = client_run(
+                            "picows", "uvloop", server.url, size, n, in_flight, env
+                        ).rate
+                        cpu = cpu_seconds(server.proc.pid) - cpu
                         row.setdefault(f"{key}_{size}", []).append(rate)
                         if size == max(SIZES) and key == "rt":
                             # The cells ran one connection at a time, the
-                            # largest size last: the server's peak so far is
-                            # what one connection echoing one such message
-                            # cost it.
-                            peak = proc_status(server.proc.pid, "VmHWM")
-                            row["peak_rss"] = max(row.get("peak_rss", 0), peak)
+                            # largest size last: the server's growth so far
+                            # is what one connection echoing one such
+                            # message cost it.
+                            peak = proc_status(server.proc.pid, "VmHWM") - start_rss
+                            row["rss_growth"] = max(row.get("rss_growth", 0), peak)
+                        elif size == max(SIZES):
+                            row.setdefault("cpu_per_byte", []).append(cpu / (size * n))
             finally:
                 server.stop()
     return summarise(rows)
@@ -343,13 +372,14 @@ def render(results: dict[str, Any]) -> str:
         head = (
             f"{who:<28} {'loop':<8}"
             + "".join(f"{'rt ' + str(s):>12}{'pipe ' + str(s):>14}" for s in SIZES)
-            + f"{'peak RSS MiB':>14}"  # of the process, one largest message in flight
+            + f"{'RSS +MiB':>10}{'CPU ns/B':>10}"  # at the largest size
         )
         lines.append(head)
         for row in results[key]:
             cells = "".join(f"{fmt(row[f'rt_{s}']):>12}{fmt(row[f'pipe_{s}']):>14}" for s in SIZES)
-            rss = row.get("peak_rss", 0) / (1 << 20)
-            lines.append(f"{row[who]:<28} {row['loop']:<8}{cells}{rss:>14,.0f}")
+            rss = row.get("rss_growth", 0) / (1 << 20)
+            cpu = row.get("cpu_per_byte", float("nan")) * 1e9
+            lines.append(f"{row[who]:<28} {row['loop']:<8}{cells}{rss:>10,.0f}{cpu:>10.2f}")
         lines.append("")
     if results.get("idle"):
         lines.append(f"{results['idle'][0]['connections']} idle connections (no compression)")
