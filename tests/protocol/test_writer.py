@@ -32,10 +32,18 @@ def test_chunks_join_small_frames_and_leave_large_ones_alone(as_client: bool) ->
     chunks = chunks_of(conn)
     assert b"".join(chunks) == expected
     assert conn.bytes_to_send == 0 and conn.data_to_send() == b""
-    # [10+20], [large], [5], [large], [large], [7+8]: each large frame is
-    # the very bytes object the writer built.
-    assert len(chunks) == 6
-    assert chunks[1] is frames_[2] and chunks[3] is frames_[4] and chunks[4] is frames_[5]
+    if as_client:
+        # [10+20], [large], [5], [large], [large], [7+8]: each large frame is
+        # the very bytes object the writer built (masked into it).
+        assert len(chunks) == 6
+        assert chunks[1] is frames_[2] and chunks[3] is frames_[4] and chunks[4] is frames_[5]
+    else:
+        # A server's large frame is its header, joined to the small frames
+        # before it, then the application's payload itself, never copied:
+        # [10+20+head], [payload], [5+head], [payload], [head], [payload], [7+8].
+        assert len(chunks) == 7
+        assert chunks[1] is payloads[2] and chunks[3] is payloads[4] and chunks[5] is payloads[5]
+        assert len(chunks[4]) == 10  # a 64-bit length's header, alone
 
 
 def test_little_queued_is_one_chunk() -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "build_frame",
     "encode_close_payload",
     "encode_frame",
+    "frame_header",
     "is_valid_close_code",
 ]
 
@@ -189,15 +190,19 @@ _pack_h = struct.Struct("!BBH").pack
 _pack_q = struct.Struct("!BBQ").pack
 
 
+def frame_header(first_byte: int, length: int, masked: bool = False) -> bytes:
+    """The header of a frame whose payload is ``length`` bytes (without
+    the masking key that follows it when ``masked``)."""
+    m = 0x80 if masked else 0
+    if length < 126:
+        return _pack_b(first_byte, m | length)
+    if length < 65536:
+        return _pack_h(first_byte, m | 126, length)
+    return _pack_q(first_byte, m | 127, length)
+
+
 def _build_frame_python(first_byte: int, payload: BytesLike, mask_key: bytes | None) -> bytes:
-    m = 0x80 if mask_key is not None else 0
-    n = len(payload)
-    if n < 126:
-        head = _pack_b(first_byte, m | n)
-    elif n < 65536:
-        head = _pack_h(first_byte, m | 126, n)
-    else:
-        head = _pack_q(first_byte, m | 127, n)
+    head = frame_header(first_byte, len(payload), mask_key is not None)
     if mask_key is not None:
         return head + mask_key + apply_mask(payload, mask_key)
     return head + payload

@@ -13,7 +13,7 @@ import os
 from typing import Final
 
 from .deflate import Deflate
-from .frames import build_frame, encode_frame
+from .frames import build_frame, encode_frame, frame_header
 
 __all__ = ["FrameWriter"]
 
@@ -94,6 +94,15 @@ class FrameWriter:
         ):
             data = codec.compress(data)
             first_byte |= 0x40  # RSV1: compressed
+        if not self.is_client and len(data) >= LARGE_FRAME:
+            # A server's large frame is queued as its header and the payload
+            # itself, never copied into one buffer with it: take_chunk()
+            # joins the header to the small frames before it and hands the
+            # payload on alone. (A client's payload is masked into a new
+            # buffer anyway.)
+            self.queue(frame_header(first_byte, len(data)))
+            self.queue(data)
+            return
         self.queue(_build_frame(first_byte, data, self.mask_key() if self.is_client else None))
 
     def control(self, opcode: int, payload: bytes) -> None:
