@@ -38,7 +38,10 @@ class Scripted(wsloop.Handler):
     ``/close/CODE`` closes with CODE on open; ``/drop`` drops TCP on the
     first message;
     ``/big`` sends 4 KiB; ``/subscribe`` sends three messages once it got
-    "subscribe", a little later, then closes with 1000.
+    "subscribe", a little later (0.2 s), then closes with 1000;
+    ``/subscribe/late`` the same, 10 s later: a client that does not close
+    at once gets them, and one that does close never does, however slow
+    the machine is to send its close.
     """
 
     def on_open(self, ws: wsloop.WebSocket) -> None:
@@ -59,8 +62,9 @@ class Scripted(wsloop.Handler):
         elif ws.request.path == "/drop":
             assert ws.transport is not None
             ws.transport.abort()
-        elif ws.request.path == "/subscribe" and data == "subscribe":
-            ws.loop.call_later(0.2, self.feed, ws)
+        elif ws.request.path.startswith("/subscribe") and data == "subscribe":
+            late = ws.request.path == "/subscribe/late"
+            ws.loop.call_later(10 if late else 0.2, self.feed, ws)
 
     def feed(self, ws: wsloop.WebSocket) -> None:
         if ws.state == "open":
@@ -112,7 +116,7 @@ def test_a_line_that_is_not_utf8_is_not_sent_as_text(server: str) -> None:
 
 
 def test_no_close_keeps_listening_after_stdin_ends(server: str) -> None:
-    result = run("connect", f"{server}/subscribe", stdin=b"subscribe\n")
+    result = run("connect", f"{server}/subscribe/late", stdin=b"subscribe\n")
     assert result.returncode == 0 and result.stdout == b""  # closed at stdin's end
     result = run("connect", f"{server}/subscribe", "-n", stdin=b"subscribe\n")
     assert result.returncode == 0, result.stderr

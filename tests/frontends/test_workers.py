@@ -44,7 +44,9 @@ def worker_of(ws: wsloop.sync.SyncWebSocket) -> str:
 
 
 def test_clients_are_spread_over_workers_and_sigterm_stops_them_all() -> None:
-    with supervised(3, "--shutdown-timeout", "5") as sup:
+    # A long shutdown timeout: closing at once, as the clients answer, is
+    # told from waiting for it with seconds to spare for a loaded machine.
+    with supervised(3, "--shutdown-timeout", "10") as sup:
         pids = sup.workers()
         clients = connect_many(sup.url, 24)
         served = {worker_of(ws) for ws in clients}
@@ -54,9 +56,9 @@ def test_clients_are_spread_over_workers_and_sigterm_stops_them_all() -> None:
         assert served <= {"1", "2", "3"}
         started = time.monotonic()
         sup.proc.send_signal(signal.SIGTERM)
-        assert sup.proc.wait(5 + GRACE + 5) == 0, sup.err.text()
+        assert sup.proc.wait(10 + GRACE + 5) == 0, sup.err.text()
         # Graceful: every client was closed with 1001 (going away), at once.
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 10
         for ws in clients:
             assert ws.wait_closed(10)
             assert ws.close_code == 1001
@@ -74,7 +76,9 @@ def test_ctrl_c_stops_every_worker() -> None:
 
 
 def test_a_worker_that_dies_is_reported_and_restarted() -> None:
-    with supervised(2, "--shutdown-timeout", "2") as sup:
+    # The clients answer the close at once: the workers stop long before
+    # the shutdown timeout and GRACE (status 0), however loaded the machine.
+    with supervised(2, "--shutdown-timeout", "10") as sup:
         first, second = sup.workers()
         os.kill(first, signal.SIGKILL)
         sup.err.wait_for(f"(pid {first}) was killed by SIGKILL; restarting it")
@@ -84,7 +88,7 @@ def test_a_worker_that_dies_is_reported_and_restarted() -> None:
         clients = connect_many(sup.url, 12)  # served, by both again
         assert len({worker_of(ws) for ws in clients}) == 2
         sup.proc.send_signal(signal.SIGTERM)
-        assert sup.proc.wait(2 + GRACE + 5) == 0, sup.err.text()
+        assert sup.proc.wait(10 + GRACE + 5) == 0, sup.err.text()
         assert wait_gone(now, 5) == []
 
 

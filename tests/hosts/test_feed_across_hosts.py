@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -39,11 +40,16 @@ def start_redis(net: NetHosts) -> str:
         ],
         stdout=subprocess.DEVNULL,
     )
-    for _ in range(100):  # bounded: each try is a real PING
+    # Bounded in time, not in tries: a try refused at once takes
+    # milliseconds, and a loaded machine may take longer than a hundred of
+    # them to start Redis. Each try is a real PING, not a sleep.
+    deadline = time.monotonic() + 30
+    while True:
         ping = net.run("a", ["redis-cli", "-h", addr, "PING"], capture_output=True, text=True)
         if ping.stdout.strip() == "PONG":
             return f"redis://{addr}:6379/0"
-    pytest.fail(f"redis-server on host redis did not answer: {ping.stderr}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"redis-server on host redis did not answer: {ping.stderr}")
 
 
 def test_clients_on_each_host_receive_the_same_feed(net_hosts: NetHosts) -> None:

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -86,10 +87,13 @@ def test_hosts_reach_redis_on_its_own_host(net_hosts: NetHosts) -> None:
     )
     for host in ("a", "b"):
         ping = ["redis-cli", "-h", net_hosts.addr["redis"], "-p", "6379", "PING"]
-        # Bounded retry while redis-server starts (a command, not a sleep, each time).
-        for _ in range(100):
+        # Retried while redis-server starts (a command, not a sleep, each
+        # time), bounded in time: a try refused at once takes milliseconds,
+        # and a loaded machine may take longer than a hundred of them.
+        deadline = time.monotonic() + 30
+        while True:
             result = net_hosts.run(host, ping, capture_output=True, text=True)
-            if result.stdout.strip() == "PONG":
+            if result.stdout.strip() == "PONG" or time.monotonic() > deadline:
                 break
             assert redis.poll() is None, "redis-server exited"
         assert result.stdout.strip() == "PONG", result.stderr

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,10 +68,13 @@ class Peer(wsloop.Handler):
         self.opens = 0
         self.closes: list[tuple[int, bool]] = []
         self.states: list[str] = []
+        self.pongs = 0
+        self.opened_at = 0.0
         self.ws: wsloop.WebSocket | None = None
 
     def on_open(self, ws: wsloop.WebSocket) -> None:
         self.opens += 1
+        self.opened_at = time.monotonic()
         self.ws = ws
 
     def on_message(self, ws: wsloop.WebSocket, data: Any) -> None:
@@ -81,6 +85,9 @@ class Peer(wsloop.Handler):
 
     def on_state(self, client: wsloop.Client, state: str, detail: dict[str, Any]) -> None:
         self.states.append(state)
+
+    def on_pong(self, ws: wsloop.WebSocket, data: bytes) -> None:
+        self.pongs += 1
 
 
 def messages(n: int) -> list[str | bytes]:
@@ -96,16 +103,47 @@ def messages(n: int) -> list[str | bytes]:
     return out
 
 
+class CountingEcho(Echo):
+    """The server's handler: echoes, and counts the pongs its keepalive gets."""
+
+    def __init__(self) -> None:
+        self.pongs = 0
+
+    def on_pong(self, ws: wsloop.WebSocket, data: bytes) -> None:
+        self.pongs += 1
+
+
+#: The server's keepalive pings often, but a pong or a handshake gets
+#: seconds to arrive: the machine running the suite may be loaded, and what
+#: these tests wait for must not lose a race with a short timer. A test
+#: whose point is a timeout that fires passes its own (serve_proxied).
+GENEROUS = {"ping_interval": 0.2, "ping_timeout": 5.0, "handshake_timeout": 5.0}
+
+
 @pytest.fixture
-def proxied(loop: Backend) -> Iterator[tuple[Backend, wsloop.Server, FaultProxy]]:
-    server = wsloop.serve(
-        Echo(), loop=loop.loop, ping_interval=0.2, ping_timeout=1.0, handshake_timeout=0.5
-    )
-    proxy = FaultProxy(server.port)
-    yield loop, server, proxy
-    proxy.close()
-    server.close()
-    loop.run_until(lambda: server.closed, timeout=10)
+def serve_proxied(loop: Backend) -> Iterator[Any]:
+    """``serve_proxied(**server_options)``: an echo server behind a new
+    FaultProxy, as (backend, server, proxy); both closed after the test."""
+    made: list[tuple[wsloop.Server, FaultProxy]] = []
+
+    def serve(
+        handler: wsloop.Handler | None = None, **options: Any
+    ) -> tuple[Backend, wsloop.Server, FaultProxy]:
+        server = wsloop.serve(handler or CountingEcho(), loop=loop.loop, **{**GENEROUS, **options})
+        proxy = FaultProxy(server.port)
+        made.append((server, proxy))
+        return loop, server, proxy
+
+    yield serve
+    for server, proxy in made:
+        proxy.close()
+        server.close()
+        loop.run_until(lambda s=server: s.closed, timeout=10)
+
+
+@pytest.fixture
+def proxied(serve_proxied: Any) -> tuple[Backend, wsloop.Server, FaultProxy]:
+    return serve_proxied()  # type: ignore[no-any-return]
 
 
 def exchange(b: Backend, peer: Peer, sent: list[str | bytes], timeout: float = 30) -> None:
@@ -123,7 +161,7 @@ def test_one_byte_writes_both_ways_lose_nothing(proxied: Any) -> None:
     b, _server, proxy = proxied
     proxy.fragment = True
     peer = Peer()
-    client = wsloop.connect(proxy.url, peer, loop=b.loop, ping_interval=0.2, ping_timeout=1.0)
+    client = wsloop.connect(proxy.url, peer, loop=b.loop, ping_interval=0.2, ping_timeout=5.0)
     assert b.run_until(lambda: peer.opens == 1, timeout=10)
     exchange(b, peer, messages(24))
     assert peer.ws is not None and peer.ws.extensions  # compressed, through it all
@@ -132,39 +170,56 @@ def test_one_byte_writes_both_ways_lose_nothing(proxied: Any) -> None:
     assert peer.closes == [(1000, True)]
 
 
-def test_a_slow_link_is_not_taken_for_a_dead_one(proxied: Any) -> None:
-    """150 ms each way, pings every 200 ms with a 1 s timeout: keepalive
-    measures the round trip and never fails the connection, and every
-    message arrives."""
-    b, server, proxy = proxied
+def test_a_slow_link_is_not_taken_for_a_dead_one(serve_proxied: Any) -> None:
+    """150 ms each way (a round trip of 300 to 600 ms: the proxy forwards a
+    chunk at a time), pings every 200 ms: keepalive measures the round trip
+    and never fails the connection, and every message arrives. The pong
+    timeout (2 s) leaves a loaded machine seconds to spare, and the test
+    outlasts the first ping's: had its pong not settled it, the connection
+    would have failed by then."""
+    server_side = CountingEcho()
+    b, server, proxy = serve_proxied(server_side, ping_timeout=2.0)
     proxy.delay = 0.15
     peer = Peer()
-    client = wsloop.connect(proxy.url, peer, loop=b.loop, ping_interval=0.2, ping_timeout=1.0)
+    client = wsloop.connect(proxy.url, peer, loop=b.loop, ping_interval=0.2, ping_timeout=2.0)
     assert b.run_until(lambda: peer.opens == 1, timeout=10)
     exchange(b, peer, messages(12))
     assert b.run_until(lambda: peer.ws is not None and peer.ws.latency is not None, timeout=5)
     assert peer.ws is not None and peer.ws.latency is not None and peer.ws.latency >= 0.29
-    # Long enough for several keepalive rounds (each over 300 ms).
-    assert not b.run_until(lambda: bool(peer.closes), timeout=1.5)
+    # Bounded negative wait, until past the first ping's timeout (its ping
+    # went out 200 ms after the open), for several keepalive rounds.
+    past_first_timeout = peer.opened_at + 0.2 + 2.0 + 0.3
+    left = max(0.0, past_first_timeout - time.monotonic())
+    assert not b.run_until(lambda: bool(peer.closes), timeout=left), peer.closes
+    # Keepalive rounds (each over 300 ms) went on at both ends all along.
+    assert b.run_until(
+        lambda: bool(peer.closes) or (peer.pongs >= 3 and server_side.pongs >= 3), timeout=10
+    ), (peer.pongs, server_side.pongs)
+    assert not peer.closes, peer.closes
     assert peer.ws.open and server.connections[0].open
     client.close()
     assert b.run_until(lambda: client.closed, timeout=10)
 
 
-def test_a_stalled_link_is_detected_and_the_client_reconnects(proxied: Any) -> None:
+def test_a_stalled_link_is_detected_and_the_client_reconnects(serve_proxied: Any) -> None:
     """The link freezes (nothing passes, nothing closes): both ends'
     keepalive fail the connection (1011); the client's attempts through
     the frozen link time out (open_timeout) and the server drops their
     half-done handshakes (handshake_timeout); once the link flows again
-    the client is back, and messages go through."""
-    b, server, proxy = proxied
+    the client is back, and messages go through.
+
+    Short timeouts, as they must fire here; the pong timeout is a second
+    at both ends (the test waits for the server's anyway), so that an
+    unfrozen link's pong is never late, even on a loaded machine. An
+    attempt that the short open or handshake timeout cuts is retried."""
+    b, server, proxy = serve_proxied(ping_timeout=1.0, handshake_timeout=0.5)
     peer = Peer()
     client = wsloop.connect(
         proxy.url,
         peer,
         loop=b.loop,
         ping_interval=0.2,
-        ping_timeout=0.5,
+        ping_timeout=1.0,
         open_timeout=0.5,
         close_timeout=0.3,
         reconnect=wsloop.Reconnect(initial_delay=0.05, max_delay=0.2, jitter=0),

@@ -68,9 +68,12 @@ def test_connect_from_another_thread_while_loop_runs(any_backend, peer) -> None:
 def test_loop_started_long_after_connect_still_connects(backend, peer) -> None:  # type: ignore[no-untyped-def]
     server = start_ticker(peer, rate=200)
     rec = Recorder(want=5)
-    client = wsloop.connect(server.url, rec, loop=backend.loop, open_timeout=0.2, loop_warning=None)
-    # The scenario itself: the loop starts 3x the open timeout later. The
-    # timeout's clock starts when the loop starts the attempt, not at connect().
+    client = wsloop.connect(server.url, rec, loop=backend.loop, open_timeout=0.5, loop_warning=None)
+    # The scenario itself: the loop starts later than the open timeout. The
+    # timeout's clock starts when the loop starts the attempt, not at
+    # connect() (then it would run out at once). Once the loop runs, the
+    # attempt has the whole 0.5 s, ample for a local handshake even on a
+    # loaded machine.
     threading.Event().wait(0.6)
     assert backend.run_until(rec.got_all.is_set, timeout=10)
     assert not rec.errors

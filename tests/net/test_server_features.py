@@ -376,10 +376,12 @@ def test_shutdown_timeout_aborts_a_client_that_never_closes(backend) -> None:  #
         assert backend.run_until(lambda: len(server.connections) == 1)
         started = time.monotonic()
         server.close(timeout=0.3)
+        # After the shutdown timeout, and well before the connection's own
+        # close_timeout (10 s): the wait's bound, half of it, is the upper
+        # one (a tighter one could fail on a loaded machine alone).
         assert backend.run_until(lambda: server.closed, timeout=5)
         elapsed = time.monotonic() - started
-        # After the shutdown timeout, well before the connection's own close_timeout.
-        assert 0.3 - 0.02 <= elapsed < 0.3 + 0.5, elapsed
+        assert elapsed >= 0.3 - 0.02, elapsed
         assert not server.connections
     finally:
         mute.close()
@@ -560,8 +562,10 @@ def test_cli_echo_server_stops_reading_a_client_that_does_not_read(backend) -> N
     flood = FloodClient(server.port, FLOOD_COUNT, FLOOD_SIZE)
     try:
         assert backend.run_until(flood.opened.is_set)
-        # Bounded negative wait: a server that stopped reading never lets
-        # the client push 32 MiB into it (kernel buffers hold a few MiB).
+        # The echoes back up (the kernel's buffers are full)...
+        assert backend.run_until(lambda: handler.peak > 0 or flood.sent_all.is_set(), timeout=10)
+        # ...and, bounded negative wait, a server that stopped reading never
+        # lets the client push 32 MiB into it (kernel buffers hold a few MiB).
         assert not backend.run_until(flood.sent_all.is_set, timeout=1.0)
         limit = server.options.write_limit
         bound = limit + READ_SIZE + FLOOD_SIZE + 64 * 14  # + frame headers
