@@ -5,6 +5,7 @@ prints one JSON line with messages per second. Used by bench/peers.py."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 import time
@@ -162,7 +163,12 @@ async def client_aiohttp(url: str, payload: bytes, count: int, in_flight: int) -
         return await pump(ws.send_bytes, ws.receive_bytes, payload, count, in_flight)
 
 
-async def client_picows(url: str, payload: bytes, count: int, in_flight: int) -> float:
+async def client_picows(
+    url: str, payload: bytes, count: int, in_flight: int, keep: bool = False
+) -> float:
+    """picows's client; ``keep``: each message's payload taken as ``bytes``,
+    as an application that keeps it must (wsloop hands every message as
+    ``bytes``; picows lends a view of its read buffer)."""
     from picows import WSListener, WSMsgType, ws_connect
 
     done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -179,6 +185,8 @@ async def client_picows(url: str, payload: bytes, count: int, in_flight: int) ->
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
             if frame.msg_type != WSMsgType.BINARY:
                 return
+            if keep:
+                frame.get_payload_as_bytes()
             self.received += 1
             if self.sent < count:
                 transport.send(WSMsgType.BINARY, payload)
@@ -354,6 +362,7 @@ def run_client(lib: str, loop_name: str, url: str, size: int, count: int, in_fli
         "websockets": client_websockets,
         "aiohttp": client_aiohttp,
         "picows": client_picows,
+        "picows-bytes": functools.partial(client_picows, keep=True),
         "bare": client_bare,
     }[lib]
     return float(aio_run(loop_name, fn(url, payload, count, in_flight)))

@@ -48,7 +48,6 @@ SIZES = [64, 4096, 262144, 16 << 20]
 #: Large messages in flight at once in the pipelined columns: 100, but no
 #: more than 64 MiB (4 of 16 MiB).
 PIPE_BYTES = 64 << 20
-NOTES = "## Notes"
 
 CLIENTS = [
     ("wsloop asyncio API", "wsloop-aio", "asyncio"),
@@ -63,6 +62,7 @@ CLIENTS = [
     ("websockets", "websockets", "uvloop"),
     ("aiohttp", "aiohttp", "uvloop"),
     ("picows", "picows", "uvloop"),
+    ("picows, payload as bytes", "picows-bytes", "uvloop"),
     ("copy floor (no library)", "floor", "-"),
 ]
 SERVERS = [
@@ -460,9 +460,10 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(results, indent=2))
     if args.markdown:
         out = Path(args.markdown)
-        # Hand-written notes below the table survive a rerun.
+        # Everything from the page's first section heading on (other
+        # benchmarks' tables, the notes) survives a rerun.
         old = out.read_text() if out.exists() else ""
-        notes = old[old.index(NOTES) :] if NOTES in old else ""
+        notes = old[old.index("\n## ") + 1 :] if "\n## " in old else ""
         out.write_text(
             "# Performance\n\n"
             f"Measured on {results['date']} with `python bench/peers.py` (each cell the median\n"
