@@ -52,6 +52,8 @@ READ_MIN: Final = 16 * 1024
 # (reallocating and zeroing) to hold a whole 16 MiB message once more
 # beside the message and its encrypted copy.
 TLS_WRITE_CHUNK: Final = 256 * 1024
+# The most plaintext one TLS record holds (2**14 bytes, RFC 8446 5.1).
+TLS_RECORD_MAX: Final = 16 * 1024
 SLOW_READ: Final = 0.01
 SLOW_RATE: Final = 20_000_000
 _per_thread = threading.local()
@@ -289,37 +291,61 @@ class Transport:
         self._read_tls()
 
     def _read_tls(self) -> None:
+        """Decrypt what the BIO holds and pass it on: the plaintext of all
+        the records that one socket read brought in one ``data_received``
+        (as a clear read passes all its frames at once), so that what the
+        protocol sends in answer goes out in one write, not one per record."""
         tls = self._tls
         tls_in = self._tls_in
         assert tls is not None and tls_in is not None
+        if self._paused or self._closed:
+            self._flush_tls()
+            return
         buffer = self._view
         # Given a buffer, SSLObject.read returns a count; typeshed says bytes,
         # and compiled code checks what the annotation says.
         read_into: Any = tls.read
-        while not self._paused and not self._closed:
+        filled = 0
+        ended = False
+        error: ssl.SSLError | None = None
+        while True:
             try:
-                n: int = read_into(READ_SIZE, buffer)
+                n: int = read_into(READ_SIZE - filled, buffer[filled:] if filled else buffer)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
                 self._flush_tls()
-                self._on_eof()
-                return
-            except ssl.SSLError as exc:
-                self._fatal(exc)
-                return
-            if not n:
-                self._on_eof()
-                return
-            self.protocol.data_received(buffer, n)
-            # Nothing left in the BIO and no decrypted bytes held: the next
-            # read could only raise SSLWantReadError, and raising it costs
-            # more than a small record's decryption. (OpenSSL reads a record
-            # from the BIO only to process it: a partial one waits for bytes
-            # that a readable event will bring.)
-            if not tls_in.pending and not tls.pending():
+                ended = True
                 break
-        self._flush_tls()
+            except ssl.SSLError as exc:
+                error = exc
+                break
+            if not n:
+                ended = True
+                break
+            filled += n
+            # Nothing left in the BIO and no decrypted bytes held: a further
+            # read could only raise SSLWantReadError, which costs more than
+            # a small record's decryption. (OpenSSL takes a record from the
+            # BIO only to process it: a partial one waits for the bytes a
+            # readable event will bring.)
+            more = tls_in.pending or tls.pending()
+            if more and READ_SIZE - filled >= TLS_RECORD_MAX:
+                continue
+            self.protocol.data_received(buffer, filled)
+            filled = 0
+            if not more or self._paused or self._closed:
+                break
+        if filled:  # what came before the end or the error
+            self.protocol.data_received(buffer, filled)
+        if self._closed:
+            return
+        if error is not None:
+            self._fatal(error)
+        elif ended:
+            self._on_eof()
+        else:
+            self._flush_tls()
 
     def _read_tls_resumed(self) -> None:
         if not self._paused and not self._closing and not self._closed:

@@ -157,17 +157,20 @@ def test_many_tls_records_in_one_read_are_all_delivered(backend: Any) -> None:
     # recv brings them all into the MemoryBIO, and no readiness will follow.
     # The transport must decrypt every one of them from that single read (it
     # stops reading when the BIO and the SSLObject are empty, not at the
-    # first record).
+    # first record), and pass them on together, as a clear read would: what
+    # the protocol sends in answer then goes out in one write.
     from netkit import tls_contexts
 
     server_ctx, client_ctx = tls_contexts()
     ours, theirs = socket.socketpair()
     records = [bytes([i]) * 64 for i in range(100)]
-    handshaken, written, finish = threading.Event(), threading.Event(), threading.Event()
+    handshaken, go, written = threading.Event(), threading.Event(), threading.Event()
+    finish = threading.Event()
 
     def peer() -> None:
         with server_ctx.wrap_socket(theirs, server_side=True) as tls:
             handshaken.set()
+            go.wait(10)  # until the test's loop has stopped
             for record in records:
                 tls.sendall(record)  # one record each
             written.set()
@@ -184,11 +187,13 @@ def test_many_tls_records_in_one_read_are_all_delivered(backend: Any) -> None:
         )
         assert backend.run_until(lambda: bool(ready) and handshaken.is_set(), timeout=10)
         assert ready == [None]
+        go.set()
         assert written.wait(10)  # every record is in our socket, unread
         assert backend.run_until(lambda: reader.size >= 64 * len(records), timeout=5), (
             f"stalled after {reader.size} of {64 * len(records)} bytes"
         )
         assert b"".join(reader.chunks) == b"".join(records)
+        assert len(reader.chunks) == 1, [len(chunk) for chunk in reader.chunks]
     finally:
         finish.set()
         client.abort()
@@ -224,3 +229,61 @@ def test_a_tls_write_larger_than_a_chunk_arrives_whole(backend: Any) -> None:
     finally:
         client.abort()
         server.abort()
+
+
+class EndingRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: list[str] = []
+
+    def eof_received(self) -> None:
+        self.ended.append(f"eof after {self.size} bytes")
+
+
+def test_tls_records_before_a_close_notify_are_delivered_first(backend: Any) -> None:
+    # Records and the peer's close_notify arrive in one read: the plaintext
+    # passed on together must come before the end, none of it dropped.
+    from netkit import tls_contexts
+
+    server_ctx, client_ctx = tls_contexts()
+    ours, theirs = socket.socketpair()
+    records = [bytes([i]) * 100 for i in range(20)]
+    handshaken, go, written = threading.Event(), threading.Event(), threading.Event()
+    finish = threading.Event()
+
+    def peer() -> None:
+        import ssl
+
+        with server_ctx.wrap_socket(theirs, server_side=True) as tls:
+            handshaken.set()
+            go.wait(10)  # until the test's loop has stopped
+            for record in records:
+                tls.sendall(record)
+            tls.setblocking(False)
+            try:
+                tls.unwrap()  # sends close_notify...
+            except ssl.SSLWantReadError:
+                pass  # ...and would wait for ours, which the test never sends
+            written.set()
+            finish.wait(30)
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    reader = EndingRecorder()
+    client = Transport(backend.loop, ours, reader)
+    ready: list[BaseException | None] = []
+    try:
+        client.start_tls(
+            client_ctx, server_side=False, server_hostname="localhost", done=ready.append
+        )
+        assert backend.run_until(lambda: bool(ready) and handshaken.is_set(), timeout=10)
+        go.set()
+        assert written.wait(10)
+        assert backend.run_until(lambda: bool(reader.ended), timeout=5), reader.size
+        assert len(reader.chunks) == 1, [len(chunk) for chunk in reader.chunks]
+        assert reader.ended == [f"eof after {100 * len(records)} bytes"]
+        assert b"".join(reader.chunks) == b"".join(records)
+    finally:
+        finish.set()
+        client.abort()
+        thread.join(10)
