@@ -152,6 +152,9 @@ class Transport:
         self._closing = False
         self._closed = False
         self._eof = False
+        # The peer's close_notify, decrypted with records read before a pause:
+        # reported when reading resumes, as a clear EOF would be.
+        self._tls_ended = False
         self._tls: ssl.SSLObject | None = None
         self._tls_in: ssl.MemoryBIO | None = None
         self._tls_out: ssl.MemoryBIO | None = None
@@ -252,7 +255,7 @@ class Transport:
                     # MemoryBIO (and plaintext in the SSLObject): no new
                     # readiness will announce them, so read them now.
                     assert self._tls_in is not None
-                    if self._tls_in.pending or self._tls.pending():
+                    if self._tls_in.pending or self._tls.pending() or self._tls_ended:
                         self.loop.call_soon(self._read_tls_resumed)
 
     def close(self) -> None:
@@ -327,8 +330,8 @@ class Transport:
             # Nothing left in the BIO and no decrypted bytes held: a further
             # read could only raise SSLWantReadError, which costs more than
             # a small record's decryption. (OpenSSL takes a record from the
-            # BIO only to process it: a partial one waits for the bytes a
-            # readable event will bring.)
+            # BIO only to process it, as Python never turns its read-ahead
+            # on: a partial one waits for the bytes a readable event brings.)
             more = tls_in.pending or tls.pending()
             if more and READ_SIZE - filled >= TLS_RECORD_MAX:
                 continue
@@ -342,14 +345,21 @@ class Transport:
             return
         if error is not None:
             self._fatal(error)
+        elif ended and self._paused:
+            self._tls_ended = True  # a paused protocol hears of the end on resuming
         elif ended:
             self._on_eof()
         else:
             self._flush_tls()
 
     def _read_tls_resumed(self) -> None:
-        if not self._paused and not self._closing and not self._closed:
-            self._read_tls()
+        if self._paused or self._closing or self._closed or self._eof:
+            return
+        if self._tls_ended:
+            self._tls_ended = False
+            self._on_eof()
+            return
+        self._read_tls()
 
     def _handshake(self) -> None:
         tls = self._tls

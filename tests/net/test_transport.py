@@ -287,3 +287,69 @@ def test_tls_records_before_a_close_notify_are_delivered_first(backend: Any) -> 
         finish.set()
         client.abort()
         thread.join(10)
+
+
+class PausingAtOnce(EndingRecorder):
+    """Pauses reading at the first chunk it is given, until told."""
+
+    transport: Transport | None = None
+
+    def data_received(self, data: memoryview, n: int) -> None:
+        super().data_received(data, n)
+        assert self.transport is not None
+        self.transport.pause_reading()
+
+
+def test_a_tls_end_read_while_paused_is_reported_on_resuming(backend: Any) -> None:
+    # The peer's last records and its close_notify arrive in one read; the
+    # protocol pauses on the records. As with a clear EOF, it must hear of
+    # the end only when it resumes reading (not while paused, and not never:
+    # the close_notify has already left the BIO).
+    import ssl
+
+    from netkit import tls_contexts
+
+    server_ctx, client_ctx = tls_contexts()
+    ours, theirs = socket.socketpair()
+    records = [bytes([i]) * 100 for i in range(5)]
+    handshaken, go, written = threading.Event(), threading.Event(), threading.Event()
+    finish = threading.Event()
+
+    def peer() -> None:
+        with server_ctx.wrap_socket(theirs, server_side=True) as tls:
+            handshaken.set()
+            go.wait(10)
+            for record in records:
+                tls.sendall(record)
+            tls.setblocking(False)
+            try:
+                tls.unwrap()
+            except ssl.SSLWantReadError:
+                pass
+            written.set()
+            finish.wait(30)
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    reader = PausingAtOnce()
+    client = Transport(backend.loop, ours, reader)
+    reader.transport = client
+    ready: list[BaseException | None] = []
+    try:
+        client.start_tls(
+            client_ctx, server_side=False, server_hostname="localhost", done=ready.append
+        )
+        assert backend.run_until(lambda: bool(ready) and handshaken.is_set(), timeout=10)
+        go.set()
+        assert written.wait(10)
+        assert backend.run_until(lambda: reader.size == 100 * len(records), timeout=5)
+        # Paused: the end waits (a short window suffices: nothing is coming).
+        assert not backend.run_until(lambda: bool(reader.ended), timeout=0.3)
+        client.resume_reading()
+        assert backend.run_until(lambda: bool(reader.ended), timeout=5)
+        assert reader.ended == [f"eof after {100 * len(records)} bytes"]
+        assert b"".join(reader.chunks) == b"".join(records)
+    finally:
+        finish.set()
+        client.abort()
+        thread.join(10)

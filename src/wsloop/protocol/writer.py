@@ -94,12 +94,13 @@ class FrameWriter:
         ):
             data = codec.compress(data)
             first_byte |= 0x40  # RSV1: compressed
-        if not self.is_client and len(data) >= LARGE_FRAME:
+        if not self.is_client and len(data) >= LARGE_FRAME and type(data) is bytes:
             # A server's large frame is queued as its header and the payload
             # itself, never copied into one buffer with it: take_chunk()
             # joins the header to the small frames before it and hands the
             # payload on alone. (A client's payload is masked into a new
-            # buffer anyway.)
+            # buffer anyway; anything but bytes, which no caller may change,
+            # is copied into the frame.)
             self.queue(frame_header(first_byte, len(data)))
             self.queue(data)
             return
