@@ -175,8 +175,7 @@ class SilentServer:
         threading.Thread(target=self._serve, name="test-silent", daemon=True).start()
 
     def _serve(self) -> None:
-        import base64
-        import hashlib
+        from wsloop.protocol.handshake import accept_key
 
         while True:
             try:
@@ -187,12 +186,11 @@ class SilentServer:
             while b"\r\n\r\n" not in head:
                 head += conn.recv(4096)
             key = next(
-                line.split(b":", 1)[1].strip()
+                line.split(b":", 1)[1].strip().decode()
                 for line in head.split(b"\r\n")
                 if line.lower().startswith(b"sec-websocket-key:")
             )
-            guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-            accept = base64.b64encode(hashlib.sha1(key + guid).digest())
+            accept = accept_key(key).encode()
             conn.sendall(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"

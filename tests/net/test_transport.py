@@ -5,10 +5,12 @@ one, not freed at once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from wsloop.transport import READ_SIZE, RETIRE_COUNT, RETIRE_MIN, Transport
@@ -152,18 +154,20 @@ def test_tls_records_already_received_are_read_after_a_resume(backend: Any) -> N
         server.abort()
 
 
-def test_many_tls_records_in_one_read_are_all_delivered(backend: Any) -> None:
-    # The peer's records all wait in the socket before the loop reads: one
-    # recv brings them all into the MemoryBIO, and no readiness will follow.
-    # The transport must decrypt every one of them from that single read (it
-    # stops reading when the BIO and the SSLObject are empty, not at the
-    # first record), and pass them on together, as a clear read would: what
-    # the protocol sends in answer then goes out in one write.
+@contextlib.contextmanager
+def tls_records_waiting(
+    backend: Any, reader: Any, records: list[bytes], *, close_notify: bool = False
+) -> Iterator[Transport]:
+    """A TLS client Transport delivering to ``reader``, given once the
+    peer's ``records`` (one TLS record each, then its close_notify if asked)
+    all wait unread in its socket: the loop has stopped meanwhile, so its
+    next read brings them all at once and no readiness follows."""
+    import ssl
+
     from netkit import tls_contexts
 
     server_ctx, client_ctx = tls_contexts()
     ours, theirs = socket.socketpair()
-    records = [bytes([i]) * 64 for i in range(100)]
     handshaken, go, written = threading.Event(), threading.Event(), threading.Event()
     finish = threading.Event()
 
@@ -172,13 +176,18 @@ def test_many_tls_records_in_one_read_are_all_delivered(backend: Any) -> None:
             handshaken.set()
             go.wait(10)  # until the test's loop has stopped
             for record in records:
-                tls.sendall(record)  # one record each
+                tls.sendall(record)
+            if close_notify:
+                tls.setblocking(False)
+                try:
+                    tls.unwrap()  # sends close_notify...
+                except ssl.SSLWantReadError:
+                    pass  # ...and would wait for ours, which never comes
             written.set()
             finish.wait(30)
 
     thread = threading.Thread(target=peer)
     thread.start()
-    reader = Recorder()
     client = Transport(backend.loop, ours, reader)
     ready: list[BaseException | None] = []
     try:
@@ -189,15 +198,27 @@ def test_many_tls_records_in_one_read_are_all_delivered(backend: Any) -> None:
         assert ready == [None]
         go.set()
         assert written.wait(10)  # every record is in our socket, unread
+        yield client
+    finally:
+        finish.set()
+        client.abort()
+        thread.join(10)
+
+
+def test_many_tls_records_in_one_read_are_all_delivered(backend: Any) -> None:
+    # One recv brings all the records into the MemoryBIO. The transport must
+    # decrypt every one of them from that single read (it stops reading when
+    # the BIO and the SSLObject are empty, not at the first record), and
+    # pass them on together, as a clear read would: what the protocol sends
+    # in answer then goes out in one write.
+    records = [bytes([i]) * 64 for i in range(100)]
+    reader = Recorder()
+    with tls_records_waiting(backend, reader, records):
         assert backend.run_until(lambda: reader.size >= 64 * len(records), timeout=5), (
             f"stalled after {reader.size} of {64 * len(records)} bytes"
         )
         assert b"".join(reader.chunks) == b"".join(records)
         assert len(reader.chunks) == 1, [len(chunk) for chunk in reader.chunks]
-    finally:
-        finish.set()
-        client.abort()
-        thread.join(10)
 
 
 def test_a_tls_write_larger_than_a_chunk_arrives_whole(backend: Any) -> None:
@@ -243,50 +264,13 @@ class EndingRecorder(Recorder):
 def test_tls_records_before_a_close_notify_are_delivered_first(backend: Any) -> None:
     # Records and the peer's close_notify arrive in one read: the plaintext
     # passed on together must come before the end, none of it dropped.
-    from netkit import tls_contexts
-
-    server_ctx, client_ctx = tls_contexts()
-    ours, theirs = socket.socketpair()
     records = [bytes([i]) * 100 for i in range(20)]
-    handshaken, go, written = threading.Event(), threading.Event(), threading.Event()
-    finish = threading.Event()
-
-    def peer() -> None:
-        import ssl
-
-        with server_ctx.wrap_socket(theirs, server_side=True) as tls:
-            handshaken.set()
-            go.wait(10)  # until the test's loop has stopped
-            for record in records:
-                tls.sendall(record)
-            tls.setblocking(False)
-            try:
-                tls.unwrap()  # sends close_notify...
-            except ssl.SSLWantReadError:
-                pass  # ...and would wait for ours, which the test never sends
-            written.set()
-            finish.wait(30)
-
-    thread = threading.Thread(target=peer)
-    thread.start()
     reader = EndingRecorder()
-    client = Transport(backend.loop, ours, reader)
-    ready: list[BaseException | None] = []
-    try:
-        client.start_tls(
-            client_ctx, server_side=False, server_hostname="localhost", done=ready.append
-        )
-        assert backend.run_until(lambda: bool(ready) and handshaken.is_set(), timeout=10)
-        go.set()
-        assert written.wait(10)
+    with tls_records_waiting(backend, reader, records, close_notify=True):
         assert backend.run_until(lambda: bool(reader.ended), timeout=5), reader.size
         assert len(reader.chunks) == 1, [len(chunk) for chunk in reader.chunks]
         assert reader.ended == [f"eof after {100 * len(records)} bytes"]
         assert b"".join(reader.chunks) == b"".join(records)
-    finally:
-        finish.set()
-        client.abort()
-        thread.join(10)
 
 
 class PausingAtOnce(EndingRecorder):
@@ -305,43 +289,10 @@ def test_a_tls_end_read_while_paused_is_reported_on_resuming(backend: Any) -> No
     # protocol pauses on the records. As with a clear EOF, it must hear of
     # the end only when it resumes reading (not while paused, and not never:
     # the close_notify has already left the BIO).
-    import ssl
-
-    from netkit import tls_contexts
-
-    server_ctx, client_ctx = tls_contexts()
-    ours, theirs = socket.socketpair()
     records = [bytes([i]) * 100 for i in range(5)]
-    handshaken, go, written = threading.Event(), threading.Event(), threading.Event()
-    finish = threading.Event()
-
-    def peer() -> None:
-        with server_ctx.wrap_socket(theirs, server_side=True) as tls:
-            handshaken.set()
-            go.wait(10)
-            for record in records:
-                tls.sendall(record)
-            tls.setblocking(False)
-            try:
-                tls.unwrap()
-            except ssl.SSLWantReadError:
-                pass
-            written.set()
-            finish.wait(30)
-
-    thread = threading.Thread(target=peer)
-    thread.start()
     reader = PausingAtOnce()
-    client = Transport(backend.loop, ours, reader)
-    reader.transport = client
-    ready: list[BaseException | None] = []
-    try:
-        client.start_tls(
-            client_ctx, server_side=False, server_hostname="localhost", done=ready.append
-        )
-        assert backend.run_until(lambda: bool(ready) and handshaken.is_set(), timeout=10)
-        go.set()
-        assert written.wait(10)
+    with tls_records_waiting(backend, reader, records, close_notify=True) as client:
+        reader.transport = client
         assert backend.run_until(lambda: reader.size == 100 * len(records), timeout=5)
         # Paused: the end waits (a short window suffices: nothing is coming).
         assert not backend.run_until(lambda: bool(reader.ended), timeout=0.3)
@@ -349,7 +300,3 @@ def test_a_tls_end_read_while_paused_is_reported_on_resuming(backend: Any) -> No
         assert backend.run_until(lambda: bool(reader.ended), timeout=5)
         assert reader.ended == [f"eof after {100 * len(records)} bytes"]
         assert b"".join(reader.chunks) == b"".join(records)
-    finally:
-        finish.set()
-        client.abort()
-        thread.join(10)
